@@ -1,0 +1,26 @@
+"""keras_cnns: every classic convolutional architecture as a clean, trainable Keras model.
+
+Quick start::
+
+    import keras_cnns
+    model = keras_cnns.SqueezeNet(bypass="simple")            # SqueezeNet 1.0, simple bypass
+    model = keras_cnns.MobileNet(alpha=0.75, rho=0.714)       # MobileNet v1 at 160x160
+    model = keras_cnns.create_model("vgg16", classes=10)
+    keras_cnns.list_models("squeezenet*")
+    keras_cnns.profile(model)                                 # per-layer params / mult-adds
+"""
+
+from keras_cnns import layers, models, ops  # noqa: E402
+from keras_cnns.models import create_model, list_models, model_info  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "create_model",
+    "layers",
+    "list_models",
+    "model_info",
+    "models",
+    "ops",
+]

@@ -1,0 +1,80 @@
+"""The ``keras-cnns`` command (also ``python -m keras_cnns``).
+
+Subcommands:
+    train [MODEL]    train a model (default: squeezenet1_1, simple bypass) on the embedded digits
+                     data or a tensorflow-datasets dataset, report held-out accuracy, export a
+                     SavedModel under saved_models/<model>/<version>/
+    profile NAME     per-layer output shape, parameters, multiply-adds and activation memory
+    list [PATTERN]   registered model names
+    info NAME        what the registry knows about a model
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Optional, Sequence
+
+
+def _quiet_tf() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _cmd_list(args) -> int:
+    from keras_cnns import list_models
+
+    for name in list_models(args.pattern):
+        print(name)
+    return 0
+
+
+def _cmd_info(args) -> int:
+    from keras_cnns import model_info
+
+    print(json.dumps(model_info(args.name).as_dict(), indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from keras_cnns import profiler, training
+
+    parser = argparse.ArgumentParser(
+        prog="keras-cnns",
+        description="Classic CNN architectures as Keras models: train, profile, list.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p_train = sub.add_parser("train", help="train a model and export a SavedModel")
+    training.add_arguments(p_train)
+    p_train.set_defaults(func=training.run)
+
+    p_prof = sub.add_parser("profile", help="per-layer params, mult-adds and activation memory")
+    profiler.add_arguments(p_prof)
+    p_prof.set_defaults(func=profiler.run)
+
+    p_list = sub.add_parser("list", help="list registered model names")
+    p_list.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'vgg*'")
+    p_list.set_defaults(func=_cmd_list)
+
+    p_info = sub.add_parser("info", help="registry facts about one model")
+    p_info.add_argument("name")
+    p_info.set_defaults(func=_cmd_info)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    _quiet_tf()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ValueError as exc:  # bad arguments: a clear message, not a traceback
+        print(f"keras-cnns {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,19 @@
+"""Model families. Importing this package registers every model with the registry."""
+
+from keras_cnns.models._registry import (
+    ModelInfo,
+    create_model,
+    list_models,
+    model_info,
+    register_model,
+)
+
+# Family modules: importing each registers its variants.
+from keras_cnns.models import lenet  # noqa: F401,E402
+from keras_cnns.models import alexnet  # noqa: F401,E402
+from keras_cnns.models import vgg  # noqa: F401,E402
+from keras_cnns.models import nin  # noqa: F401,E402
+from keras_cnns.models import squeezenet  # noqa: F401,E402
+from keras_cnns.models import mobilenet  # noqa: F401,E402
+
+__all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model"]

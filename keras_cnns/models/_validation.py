@@ -1,0 +1,179 @@
+"""Argument validation shared by every builder.
+
+Every check runs before any layer is built and raises ``ValueError`` whose message names the
+argument, says what is allowed, and ends with ``Received: arg=value`` (the keras.applications
+convention).
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from typing import Any, Iterable, Optional, Sequence, Tuple
+
+import keras
+
+__all__ = [
+    "fail",
+    "check_bool",
+    "check_positive_int",
+    "check_positive_float",
+    "check_probability",
+    "check_choice",
+    "check_divisible",
+    "check_common_args",
+    "resolve_input_shape",
+]
+
+
+def fail(arg: str, allowed: str, value: Any) -> None:
+    """Raise the library's standard ``ValueError`` for argument ``arg``."""
+    raise ValueError(f"`{arg}` {allowed}. Received: {arg}={value!r}")
+
+
+def check_bool(arg: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        fail(arg, "must be True or False", value)
+    return value
+
+
+def check_positive_int(arg: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        fail(arg, f"must be an integer >= {minimum}", value)
+    return int(value)
+
+
+def check_positive_float(arg: str, value: Any, maximum: Optional[float] = None) -> float:
+    """A finite number > 0 (and <= ``maximum`` when given)."""
+    ok = (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and value == value  # not NaN
+        and value > 0
+        and value != float("inf")
+        and (maximum is None or value <= maximum)
+    )
+    if not ok:
+        upper = f" and <= {maximum}" if maximum is not None else ""
+        fail(arg, f"must be a finite number > 0{upper}", value)
+    return float(value)
+
+
+def check_probability(arg: str, value: Any, *, allow_one: bool = False) -> float:
+    """A number in ``[0, 1)`` (``[0, 1]`` with ``allow_one``)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value
+    if ok:
+        ok = 0.0 <= value <= 1.0 if allow_one else 0.0 <= value < 1.0
+    if not ok:
+        fail(arg, "must be a number in [0, 1]" if allow_one else "must be a number in [0, 1)", value)
+    return float(value)
+
+
+def check_choice(arg: str, value: Any, choices: Iterable[Any]) -> Any:
+    choices = list(choices)
+    if value not in choices:
+        fail(arg, f"must be one of {choices}", value)
+    return value
+
+
+def check_divisible(arg: str, value: int, divisor: int, divisor_arg: str) -> None:
+    if value % divisor != 0:
+        raise ValueError(
+            f"`{arg}` ({value}) must be divisible by `{divisor_arg}` ({divisor}). "
+            f"Received: {divisor_arg}={divisor!r}"
+        )
+
+
+def check_common_args(
+    *,
+    include_top: Any,
+    weights: Any,
+    input_tensor: Any,
+    pooling: Any,
+    classes: Any,
+    classifier_activation: Any,
+    name: Any,
+) -> None:
+    """Checks of the builder contract shared by every family."""
+    check_bool("include_top", include_top)
+    if weights is not None:
+        if not isinstance(weights, (str, os.PathLike)):
+            fail("weights", "must be None (random initialisation) or the path of a weights file", weights)
+        path = os.fspath(weights)
+        if path == "imagenet":
+            fail(
+                "weights",
+                "must be None or a path to a weights file: keras_cnns ships no pretrained "
+                "weights (train with `keras-cnns train` or load your own file)",
+                weights,
+            )
+        if not os.path.isfile(path):
+            fail("weights", "must be None or the path of an existing weights file", weights)
+    if input_tensor is not None and not keras.backend.is_keras_tensor(input_tensor):
+        fail("input_tensor", "must be None or a Keras tensor (e.g. the output of keras.Input)", input_tensor)
+    check_choice("pooling", pooling, [None, "avg", "max"])
+    check_positive_int("classes", classes)
+    if classifier_activation is not None and not (
+        isinstance(classifier_activation, str) or callable(classifier_activation)
+    ):
+        fail("classifier_activation", "must be None, an activation name or a callable", classifier_activation)
+    if isinstance(classifier_activation, str):
+        try:
+            keras.activations.get(classifier_activation)
+        except ValueError:
+            fail("classifier_activation", "must be None, a known Keras activation name or a callable",
+                 classifier_activation)
+    if name is not None and (not isinstance(name, str) or not name):
+        fail("name", "must be None or a non-empty string", name)
+
+
+def resolve_input_shape(
+    input_shape: Optional[Sequence[Optional[int]]],
+    input_tensor: Any,
+    *,
+    default_shape: Tuple[int, int, int],
+    min_size: int,
+    require_static: bool = False,
+    arg: str = "input_shape",
+) -> Tuple[Optional[int], Optional[int], int]:
+    """The ``(H, W, C)`` a builder uses, checked against the architecture's minimum size.
+
+    ``input_shape`` wins; else the shape of ``input_tensor``; else ``default_shape``.
+
+    Args:
+        require_static: the architecture has a Flatten+FC head, so H and W must be known.
+
+    Raises:
+        ValueError: wrong rank, non-positive sizes, a side below ``min_size``, unknown sides when
+            ``require_static``, or an ``input_tensor`` whose shape disagrees with ``input_shape``.
+    """
+    tensor_shape = None
+    if input_tensor is not None:
+        tensor_shape = tuple(input_tensor.shape[1:])
+        if len(tensor_shape) != 3:
+            fail("input_tensor", "must be a 4-D image tensor (batch, height, width, channels)",
+                 tuple(input_tensor.shape))
+    if input_shape is None:
+        shape = tensor_shape if tensor_shape is not None else tuple(default_shape)
+        arg = "input_shape" if tensor_shape is None else "input_tensor"
+    else:
+        if isinstance(input_shape, (str, bytes)) or not hasattr(input_shape, "__len__"):
+            fail(arg, "must be a tuple (height, width, channels)", input_shape)
+        shape = tuple(input_shape)
+        if tensor_shape is not None and tuple(tensor_shape) != shape:
+            fail("input_shape", f"must agree with the shape of `input_tensor` {tensor_shape}", input_shape)
+    if len(shape) != 3:
+        fail(arg, "must be a tuple (height, width, channels) of length 3", shape)
+    h, w, c = shape
+    for v in (h, w):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0):
+            fail(arg, "must have positive integer (or None) height and width", shape)
+    if c is None or isinstance(c, bool) or not isinstance(c, numbers.Integral) or c <= 0:
+        fail(arg, "must have a known, positive number of channels", shape)
+    if require_static and (h is None or w is None):
+        fail(arg, "must have static height and width: this architecture's head flattens its "
+                  "feature map (use include_top=False for variable-size inputs)", shape)
+    for v in (h, w):
+        if v is not None and v < min_size:
+            fail(arg, f"must have height and width >= {min_size} for this architecture", shape)
+    return (None if h is None else int(h), None if w is None else int(w), int(c))

@@ -1,0 +1,23 @@
+"""Shared pytest setup: quiet TensorFlow, deterministic seeds, free memory between tests."""
+
+import gc
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_session():
+    keras.utils.set_random_seed(1234)
+    yield
+    keras.backend.clear_session()
+    gc.collect()
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,159 @@
+"""The generic test matrix: every registered model, no per-model test code.
+
+For each name in ``keras_cnns.list_models()``: the parameter count at the default input size
+equals ``REFERENCE.md`` (via the registry's ``reference_params``); forward at the default and at
+the minimum input size (shape, finite); backward (every trainable weight gets a finite
+gradient); ``include_top=False`` with ``pooling=None|"avg"|"max"``; ``input_tensor`` reuse;
+``get_config``/``from_config``, ``.keras`` save/load and ``weights=<path>`` reproduce outputs;
+invalid arguments raise ``ValueError`` naming the argument.
+"""
+
+import numpy as np
+import pytest
+import keras
+import tensorflow as tf
+
+import keras_cnns
+
+ALL_MODELS = keras_cnns.list_models()
+SMALL_CLASSES = 7
+
+
+def _info(name):
+    return keras_cnns.model_info(name)
+
+
+def _min_shape(name):
+    info = _info(name)
+    return (info.min_input_size, info.min_input_size, info.default_input_shape[-1])
+
+
+def _x(shape, batch=2, seed=0):
+    return np.random.default_rng(seed).normal(size=(batch, *shape)).astype("float32")
+
+
+def _count(model, kind):
+    weights = model.trainable_weights if kind == "trainable" else model.weights
+    return int(sum(np.prod(w.shape) for w in weights))
+
+
+def test_registry_is_populated():
+    assert len(ALL_MODELS) >= 20
+    assert ALL_MODELS == sorted(ALL_MODELS)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_default_size_params_and_forward(name):
+    info = _info(name)
+    model = keras_cnns.create_model(name)
+    assert model.name == name
+    assert tuple(model.input_shape[1:]) == tuple(info.default_input_shape)
+    if info.reference_params is not None:
+        assert _count(model, info.reference_params_kind) == info.reference_params, (
+            f"{name}: {info.reference_params_kind} params differ from REFERENCE.md"
+        )
+    y = model.predict(_x(info.default_input_shape, batch=1), verbose=0)
+    assert y.shape == (1, info.default_classes)
+    assert np.all(np.isfinite(y))
+    # softmax head: a probability distribution
+    np.testing.assert_allclose(y.sum(axis=-1), 1.0, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_min_size_forward_backward(name):
+    shape = _min_shape(name)
+    model = keras_cnns.create_model(name, input_shape=shape, classes=SMALL_CLASSES)
+    x = tf.constant(_x(shape))
+    target = tf.constant(np.random.default_rng(1).normal(size=(2, SMALL_CLASSES)).astype("float32"))
+    with tf.GradientTape() as tape:
+        y = model(x, training=True)
+        loss = tf.reduce_sum(y * target)
+    assert tuple(y.shape) == (2, SMALL_CLASSES)
+    assert bool(tf.reduce_all(tf.math.is_finite(y)))
+    grads = tape.gradient(loss, model.trainable_weights)
+    assert len(grads) == len(model.trainable_weights) > 0
+    for w, g in zip(model.trainable_weights, grads):
+        assert g is not None, f"{name}: no gradient reaches {w.path}"
+        assert bool(tf.reduce_all(tf.math.is_finite(g))), f"{name}: non-finite gradient at {w.path}"
+    assert sum(float(tf.reduce_sum(tf.abs(g))) for g in grads) > 0
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_headless_pooling(name):
+    shape = _min_shape(name)
+    x = _x(shape)
+    features = keras_cnns.create_model(name, include_top=False, input_shape=shape)
+    fmap = features.predict(x, verbose=0)
+    assert fmap.ndim == 4 and fmap.shape[0] == 2
+    for pooling, reduce in (("avg", np.mean), ("max", np.max)):
+        pooled_model = keras_cnns.create_model(name, include_top=False, input_shape=shape, pooling=pooling)
+        pooled_model.set_weights(features.get_weights())
+        pooled = pooled_model.predict(x, verbose=0)
+        assert pooled.shape == (2, fmap.shape[-1])
+        np.testing.assert_allclose(pooled, reduce(fmap, axis=(1, 2)), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_input_tensor_reuse(name):
+    shape = _min_shape(name)
+    outer = keras.Input(shape=shape, name="outer_input")
+    # input_tensor after a layer, as keras.applications' tests do
+    pre = keras.layers.Conv2D(shape[-1], 1, name="pre_conv")(outer)
+    model = keras_cnns.create_model(name, input_tensor=pre, classes=SMALL_CLASSES)
+    assert model.inputs[0] is outer or model.inputs[0].name == outer.name
+    y = model.predict(_x(shape), verbose=0)
+    assert y.shape == (2, SMALL_CLASSES)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_serialization_round_trips(name, tmp_path):
+    shape = _min_shape(name)
+    x = _x(shape)
+    model = keras_cnns.create_model(name, input_shape=shape, classes=SMALL_CLASSES)
+    expected = model.predict(x, verbose=0)
+
+    clone = model.__class__.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    np.testing.assert_allclose(clone.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+
+    wpath = tmp_path / f"{name}.weights.h5"
+    model.save_weights(wpath)
+    again = keras_cnns.create_model(name, input_shape=shape, classes=SMALL_CLASSES, weights=str(wpath))
+    np.testing.assert_allclose(again.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+
+
+def _bad_args(name):
+    info = _info(name)
+    m = info.min_input_size
+    c = info.default_input_shape[-1]
+    return [
+        ("classes", {"classes": 0}),
+        ("pooling", {"include_top": False, "pooling": "median"}),
+        ("include_top", {"include_top": "yes"}),
+        ("weights", {"weights": "imagenet"}),
+        ("weights", {"weights": "/nonexistent/file.weights.h5"}),
+        ("input_shape", {"input_shape": (m - 1, m - 1, c)}),
+        ("input_shape", {"input_shape": (m, m)}),
+        ("classifier_activation", {"classifier_activation": "no_such_activation"}),
+    ]
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_invalid_arguments_raise(name):
+    for arg, kwargs in _bad_args(name):
+        with pytest.raises(ValueError) as err:
+            keras_cnns.create_model(name, **kwargs)
+        message = str(err.value)
+        assert arg in message and "Received:" in message, (name, kwargs, message)
+
+
+def test_unknown_name_suggests_close_matches():
+    with pytest.raises(ValueError, match="Did you mean"):
+        keras_cnns.create_model("squeezenet11")
+    with pytest.raises(ValueError, match="Unknown model"):
+        keras_cnns.model_info("definitely_not_a_model")
