@@ -1,0 +1,47 @@
+"""Shared building blocks of keras_cnns (keras.applications / timm style).
+
+Blocks are functions ``tensor -> tensor`` that name every layer from a ``name`` prefix and use
+stock Keras layers; custom layers exist only where stock Keras cannot express the operation, and
+all are registered for serialization under the ``keras_cnns`` package.
+"""
+
+from keras_cnns.layers.activations import (
+    HardSigmoid,
+    HardSwish,
+    activation_layer,
+    hard_sigmoid,
+    hard_swish,
+)
+from keras_cnns.layers.conv import conv_bn_act
+from keras_cnns.layers.conv_fc import ConvFC, dense_to_conv_kernel, fc_as_conv
+from keras_cnns.layers.fire import fire_module
+from keras_cnns.layers.grouped_conv import GroupedDepthwiseConv2D
+from keras_cnns.layers.invertible import InvertibleDownsampling, InvertibleUpsampling
+from keras_cnns.layers.lrn import LocalResponseNormalization
+from keras_cnns.layers.se import squeeze_excite
+from keras_cnns.layers.separable import depthwise_separable_block
+from keras_cnns.layers.shuffle import ChannelShuffle
+from keras_cnns.layers.utils import DropPath, drop_path, make_divisible
+
+__all__ = [
+    "ChannelShuffle",
+    "ConvFC",
+    "DropPath",
+    "GroupedDepthwiseConv2D",
+    "HardSigmoid",
+    "HardSwish",
+    "InvertibleDownsampling",
+    "InvertibleUpsampling",
+    "LocalResponseNormalization",
+    "activation_layer",
+    "conv_bn_act",
+    "dense_to_conv_kernel",
+    "depthwise_separable_block",
+    "drop_path",
+    "fc_as_conv",
+    "fire_module",
+    "hard_sigmoid",
+    "hard_swish",
+    "make_divisible",
+    "squeeze_excite",
+]

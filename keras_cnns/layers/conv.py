@@ -1,0 +1,110 @@
+"""``conv_bn_act``: the Conv2D -> BatchNormalization -> activation unit used by every family.
+
+Written in the keras.applications style: a function from tensor to tensor that names each layer
+from a ``name`` prefix and uses only stock Keras layers (they serialize with no custom objects,
+except the :class:`~keras_cnns.layers.HardSwish` / :class:`~keras_cnns.layers.HardSigmoid`
+activations, which are registered).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from keras_cnns.layers._validation import check_float, check_pair, check_positive_int, sub
+from keras_cnns.layers.activations import activation_layer, is_identity
+
+__all__ = ["activation_layer", "conv_bn_act"]
+
+
+def _check_padding(padding):
+    """``"same"`` / ``"valid"`` (lower-cased) or explicit ZeroPadding2D spec; else ValueError."""
+    if isinstance(padding, str):
+        if padding.lower() not in ("same", "valid"):
+            raise ValueError("`padding` must be 'same', 'valid' or explicit zero padding (int or tuple). "
+                             f"Received: padding={padding!r}")
+        return padding.lower()
+    if isinstance(padding, bool):
+        raise ValueError(f"`padding` must be 'same', 'valid', an int or a tuple. Received: padding={padding!r}")
+    if isinstance(padding, int):
+        if padding < 0:
+            raise ValueError(f"`padding` must be non-negative. Received: padding={padding!r}")
+        return padding
+    if isinstance(padding, (tuple, list)) and len(padding) == 2:
+        flat = []
+        for p in padding:
+            if isinstance(p, (tuple, list)):
+                if len(p) != 2:
+                    raise ValueError(f"`padding` pairs must have 2 entries. Received: padding={padding!r}")
+                flat.extend(p)
+            else:
+                flat.append(p)
+        if all(isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in flat):
+            return tuple(tuple(p) if isinstance(p, (tuple, list)) else p for p in padding)
+    raise ValueError("`padding` must be 'same', 'valid', a non-negative int, a pair of them or "
+                     f"((top, bottom), (left, right)). Received: padding={padding!r}")
+
+
+def conv_bn_act(x, filters, kernel_size, strides=1, padding="same", groups=1, use_bias=False,
+                use_bn=True, activation="relu", bn_momentum=0.99, bn_epsilon=1e-3,
+                kernel_initializer="he_normal", dilation_rate=1, name=None):
+    """Conv2D [+ BatchNormalization] [+ activation].
+
+    Layers (when ``name`` is given): ``{name}_pad`` (``ZeroPadding2D``, only for explicit
+    padding), ``{name}_conv`` (``Conv2D``), ``{name}_bn`` (``BatchNormalization(axis=-1)``,
+    when ``use_bn``) and ``{name}_act`` (see :func:`activation_layer`, skipped when
+    ``activation`` is ``None`` or ``"linear"``).
+
+    Args:
+        x: input tensor ``[N, H, W, C]`` (channels last).
+        filters: output channels.
+        kernel_size: int or pair.
+        strides: int or pair.
+        padding: ``"same"``, ``"valid"``, or explicit zero padding in any form
+            ``keras.layers.ZeroPadding2D`` takes (int, ``(ph, pw)``, ``((t, b), (l, r))``), in
+            which case a ``ZeroPadding2D`` is followed by a ``"valid"`` convolution
+            (keras.applications' way to match Caffe/PyTorch padding).
+        groups: grouped convolution (``Conv2D(groups=...)``); ``C`` and ``filters`` must be
+            divisible by it.
+        use_bias: whether the convolution has a bias (normally off before BN).
+        use_bn: add ``BatchNormalization(axis=-1)``.
+        activation: ``None``, a name (``"relu"``, ``"relu6"``, ``"hard_swish"``, ``"swish"``...)
+            or a callable / Layer.
+        bn_momentum, bn_epsilon: BatchNormalization ``momentum`` and ``epsilon``.
+        kernel_initializer: convolution kernel initializer.
+        dilation_rate: int or pair.
+        name: layer-name prefix, or ``None`` for Keras' automatic names.
+
+    Returns:
+        The output tensor.
+
+    Raises:
+        ValueError: invalid argument (message names it), or channels not divisible by
+            ``groups``.
+    """
+    check_positive_int("filters", filters)
+    kernel_size = check_pair("kernel_size", kernel_size)
+    strides = check_pair("strides", strides)
+    dilation_rate = check_pair("dilation_rate", dilation_rate)
+    check_positive_int("groups", groups)
+    padding = _check_padding(padding)
+    check_float("bn_momentum", bn_momentum, 0.0, 1.0)
+    check_float("bn_epsilon", bn_epsilon, 0.0, low_inclusive=False)
+    if filters % groups:
+        raise ValueError(f"`filters` ({filters}) must be divisible by `groups`. Received: groups={groups}")
+    channels = x.shape[-1]
+    if channels is not None and channels % groups:
+        raise ValueError(f"Input channels ({channels}) must be divisible by `groups`. Received: groups={groups}")
+    if not isinstance(padding, str):
+        x = keras.layers.ZeroPadding2D(padding, name=sub(name, "pad"))(x)
+        padding = "valid"
+    x = keras.layers.Conv2D(
+        filters, kernel_size, strides=strides, padding=padding, groups=groups,
+        dilation_rate=dilation_rate, use_bias=use_bias, kernel_initializer=kernel_initializer,
+        name=sub(name, "conv"),
+    )(x)
+    if use_bn:
+        x = keras.layers.BatchNormalization(axis=-1, momentum=bn_momentum, epsilon=bn_epsilon,
+                                            name=sub(name, "bn"))(x)
+    if not is_identity(activation):
+        x = activation_layer(activation, name=sub(name, "act"))(x)
+    return x
