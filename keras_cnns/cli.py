@@ -71,9 +71,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except ValueError as exc:  # bad arguments: a clear message, not a traceback
+    except (ValueError, FileExistsError) as exc:  # bad arguments: a message, not a traceback
         print(f"keras-cnns {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # e.g. a dataset that cannot be loaded offline
+        from keras_cnns.data import DatasetUnavailableError
+
+        if not isinstance(exc, DatasetUnavailableError):
+            raise
+        print(f"keras-cnns {args.command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

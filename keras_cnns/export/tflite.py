@@ -1,0 +1,184 @@
+"""TFLite export: float32, float16, dynamic-range and full-integer int8.
+
+The model goes through a temporary SavedModel traced inside
+:func:`keras_cnns.ops.stock_ops_only` (stock TF ops only, checked), then
+``tf.lite.TFLiteConverter.from_saved_model``. The ``.tflite`` file is written next to its
+destination under a temporary name and hard-linked into place, which fails if the destination
+exists: an existing file is never overwritten.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+import uuid
+import warnings
+from typing import Optional
+
+import numpy as np
+
+__all__ = ["QUANTIZATIONS", "export_tflite", "run_tflite"]
+
+QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+
+
+def _fail(arg, allowed, value):
+    raise ValueError(f"`{arg}` {allowed}. Received: {arg}={value!r}")
+
+
+def _single_examples(representative_dataset, limit):
+    """Yield ``[x]`` with ``x`` one float32 example of shape ``(1, ...)``, at most ``limit``."""
+    import tensorflow as tf
+
+    def batches():
+        if isinstance(representative_dataset, np.ndarray):
+            yield representative_dataset
+            return
+        for element in representative_dataset:
+            if isinstance(element, (tuple, list)):
+                element = element[0]  # (x, y) or [x]
+            yield element.numpy() if isinstance(element, tf.Tensor) else np.asarray(element)
+
+    count = 0
+    for batch in batches():
+        batch = np.asarray(batch, dtype=np.float32)
+        for i in range(batch.shape[0]):
+            if count >= limit:
+                return
+            yield [batch[i:i + 1]]
+            count += 1
+
+
+def _publish_noreplace(tmp: str, path: str) -> None:
+    """Hard-link ``tmp`` to ``path`` (atomic; fails if ``path`` exists), then drop ``tmp``."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, "refusing to overwrite an existing file",
+                              path) from None
+    except OSError as exc:  # a filesystem without hard links
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "refusing to overwrite an existing file",
+                                  path) from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+def export_tflite(model, path, quantization: Optional[str] = None,
+                  representative_dataset=None, num_calibration_examples: int = 200) -> str:
+    """Convert ``model`` to a TFLite flatbuffer at ``path``.
+
+    Args:
+        model: a built ``keras.Model``.
+        path: destination ``.tflite`` file; it must not exist.
+        quantization: ``None``/``"float32"`` (no quantization), ``"float16"`` (float16 weights),
+            ``"dynamic"`` (int8 weights, float activations) or ``"int8"`` (full-integer: int8
+            weights, activations, input and output; needs ``representative_dataset``).
+        representative_dataset: calibration inputs for ``"int8"``, preprocessed exactly like
+            the model's inputs: a NumPy array ``(N, H, W, C)``, a ``tf.data.Dataset`` of batches
+            (``x`` or ``(x, y)``), or a TFLite-style callable yielding ``[x]`` lists.
+        num_calibration_examples: at most this many examples are drawn from an array or dataset.
+
+    Returns:
+        str: ``path``.
+
+    Raises:
+        ValueError: an invalid argument, or ``"int8"`` without a representative dataset.
+        FileExistsError: ``path`` exists (it is left untouched).
+        keras_cnns.export.CustomOpInGraphError: the traced graph contains a custom op.
+    """
+    import keras
+
+    if quantization is None:
+        quantization = "float32"
+    if quantization not in QUANTIZATIONS:
+        _fail("quantization", f"must be None or one of {QUANTIZATIONS}", quantization)
+    if not isinstance(model, keras.Model):
+        _fail("model", "must be a keras.Model", type(model).__name__)
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        _fail("path", "must be a non-empty file path", path)
+    if quantization == "int8" and representative_dataset is None:
+        _fail("representative_dataset", "is required for full-integer (int8) quantization",
+              representative_dataset)
+    if (isinstance(num_calibration_examples, bool) or not isinstance(num_calibration_examples, int)
+            or num_calibration_examples < 1):
+        _fail("num_calibration_examples", "must be a positive integer", num_calibration_examples)
+    path = os.fspath(path)
+    if os.path.lexists(path):
+        raise FileExistsError(errno.EEXIST, "refusing to overwrite an existing file", path)
+
+    import tensorflow as tf
+
+    from keras_cnns.export.saved_model import _verify_stock_only
+    from keras_cnns.ops import stock_ops_only
+
+    with tempfile.TemporaryDirectory(prefix="keras_cnns_tflite_") as workdir:
+        saved = os.path.join(workdir, "saved_model")
+        with stock_ops_only():
+            model.export(saved, format="tf_saved_model", verbose=False)
+        _verify_stock_only(saved)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        if quantization == "float16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        elif quantization == "dynamic":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        elif quantization == "int8":
+            rep = representative_dataset
+            if callable(rep) and not isinstance(rep, tf.data.Dataset):
+                converter.representative_dataset = rep
+            else:
+                converter.representative_dataset = (
+                    lambda: _single_examples(rep, num_calibration_examples))
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+        flatbuffer = converter.convert()
+
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(flatbuffer)
+        _publish_noreplace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def run_tflite(path, x) -> np.ndarray:
+    """Run a single-input, single-output ``.tflite`` model on a batch ``x`` (float32).
+
+    Quantized (int8/uint8) inputs and outputs are (de)quantized with the tensors' scale and zero
+    point, so every variant takes and returns float arrays.
+    """
+    import tensorflow as tf
+
+    x = np.asarray(x, dtype=np.float32)
+    with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated" (ai_edge_litert)
+        warnings.simplefilter("ignore", UserWarning)
+        interpreter = tf.lite.Interpreter(model_path=os.fspath(path))
+    inp = interpreter.get_input_details()[0]
+    if tuple(inp["shape"]) != x.shape:
+        interpreter.resize_tensor_input(inp["index"], list(x.shape))
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    if np.issubdtype(inp["dtype"], np.integer):
+        scale, zero = inp["quantization"]
+        info = np.iinfo(inp["dtype"])
+        x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
+    interpreter.set_tensor(inp["index"], x)
+    interpreter.invoke()
+    y = interpreter.get_tensor(out["index"])
+    if np.issubdtype(out["dtype"], np.integer):
+        scale, zero = out["quantization"]
+        y = (y.astype(np.float32) - zero) * scale
+    return y
