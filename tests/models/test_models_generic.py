@@ -32,6 +32,11 @@ def _x(shape, batch=2, seed=0):
     return np.random.default_rng(seed).normal(size=(batch, *shape)).astype("float32")
 
 
+def _run(model, x):
+    """Inference-mode forward pass, eagerly (no per-model graph tracing as predict() does)."""
+    return np.asarray(model(x, training=False))
+
+
 def _count(model, kind):
     weights = model.trainable_weights if kind == "trainable" else model.weights
     return int(sum(np.prod(w.shape) for w in weights))
@@ -52,7 +57,7 @@ def test_default_size_params_and_forward(name):
         assert _count(model, info.reference_params_kind) == info.reference_params, (
             f"{name}: {info.reference_params_kind} params differ from REFERENCE.md"
         )
-    y = model.predict(_x(info.default_input_shape, batch=1), verbose=0)
+    y = _run(model, _x(info.default_input_shape, batch=1))
     assert y.shape == (1, info.default_classes)
     assert np.all(np.isfinite(y))
     # softmax head: a probability distribution
@@ -83,12 +88,12 @@ def test_headless_pooling(name):
     shape = _min_shape(name)
     x = _x(shape)
     features = keras_cnns.create_model(name, include_top=False, input_shape=shape)
-    fmap = features.predict(x, verbose=0)
+    fmap = _run(features, x)
     assert fmap.ndim == 4 and fmap.shape[0] == 2
     for pooling, reduce in (("avg", np.mean), ("max", np.max)):
         pooled_model = keras_cnns.create_model(name, include_top=False, input_shape=shape, pooling=pooling)
         pooled_model.set_weights(features.get_weights())
-        pooled = pooled_model.predict(x, verbose=0)
+        pooled = _run(pooled_model, x)
         assert pooled.shape == (2, fmap.shape[-1])
         np.testing.assert_allclose(pooled, reduce(fmap, axis=(1, 2)), rtol=1e-4, atol=1e-5)
 
@@ -101,7 +106,7 @@ def test_input_tensor_reuse(name):
     pre = keras.layers.Conv2D(shape[-1], 1, name="pre_conv")(outer)
     model = keras_cnns.create_model(name, input_tensor=pre, classes=SMALL_CLASSES)
     assert model.inputs[0] is outer or model.inputs[0].name == outer.name
-    y = model.predict(_x(shape), verbose=0)
+    y = _run(model, _x(shape))
     assert y.shape == (2, SMALL_CLASSES)
 
 
@@ -110,21 +115,21 @@ def test_serialization_round_trips(name, tmp_path):
     shape = _min_shape(name)
     x = _x(shape)
     model = keras_cnns.create_model(name, input_shape=shape, classes=SMALL_CLASSES)
-    expected = model.predict(x, verbose=0)
+    expected = _run(model, x)
 
     clone = model.__class__.from_config(model.get_config())
     clone.set_weights(model.get_weights())
-    np.testing.assert_allclose(clone.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_run(clone, x), expected, rtol=1e-5, atol=1e-6)
 
     path = tmp_path / f"{name}.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_run(loaded, x), expected, rtol=1e-5, atol=1e-6)
 
     wpath = tmp_path / f"{name}.weights.h5"
     model.save_weights(wpath)
     again = keras_cnns.create_model(name, input_shape=shape, classes=SMALL_CLASSES, weights=str(wpath))
-    np.testing.assert_allclose(again.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_run(again, x), expected, rtol=1e-5, atol=1e-6)
 
 
 def _bad_args(name):

@@ -1,0 +1,134 @@
+"""LeNet-5, in its "modern" form.
+
+LeCun, Bottou, Bengio & Haffner, "Gradient-Based Learning Applied to Document Recognition",
+Proc. IEEE 86(11), 1998.
+
+The paper's network has a sparse C3 connection table, trainable sub-sampling coefficients in S2/S4
+and an RBF output layer (60,000 trainable parameters, REFERENCE.md section 1, "LeNet-5
+(original)"). This module builds the variant everyone trains today, REFERENCE.md's "LeNet-5
+(modern)" row: every C3 map sees all six S2 maps, sub-sampling is a plain 2x2 average pool, and the
+head is ``Dense(120) -> Dense(84) -> Dense(classes)``. With a 32x32x1 input and 10 classes it has
+exactly **61,706** parameters::
+
+    input 32x32x1
+    conv1   6@5x5 valid  -> 28x28x6     156
+    pool1   avg 2x2 /2   -> 14x14x6
+    conv2  16@5x5 valid  -> 10x10x16  2,416
+    pool2   avg 2x2 /2   ->  5x5x16
+    flatten              -> 400
+    fc1    Dense 120                 48,120
+    fc2    Dense 84                  10,164
+    predictions Dense classes           850
+
+The activation of the hidden layers is ``tanh`` by default (the paper uses a scaled tanh,
+``1.7159 tanh(2x/3)``); pass ``activation="relu"`` for the common ReLU variant.
+"""
+
+from __future__ import annotations
+
+from keras import layers
+
+from keras_cnns.layers import activation_layer
+from keras_cnns.models._builder import begin, classifier, make_input, make_model, pool_features
+from keras_cnns.models._registry import register_model
+from keras_cnns.models._validation import fail
+
+__all__ = ["LeNet5"]
+
+#: The smallest input side: 16 -> conv 12 -> pool 6 -> conv 2 -> pool 1.
+MIN_INPUT_SIZE = 16
+
+_PAPER = ("Y. LeCun, L. Bottou, Y. Bengio, P. Haffner. Gradient-Based Learning Applied to "
+          "Document Recognition. Proc. IEEE, 1998")
+
+
+def _check_activation(activation):
+    """A name :func:`keras_cnns.layers.activation_layer` knows, or a callable."""
+    if activation is None:
+        fail("activation", "must be an activation name (e.g. 'tanh', 'relu') or a callable",
+             activation)
+    if isinstance(activation, str):
+        try:
+            activation_layer(activation, name="lenet5_activation_check")
+        except ValueError:
+            fail("activation", "must be a known Keras activation name or a callable", activation)
+    elif not callable(activation):
+        fail("activation", "must be an activation name (e.g. 'tanh', 'relu') or a callable",
+             activation)
+
+
+def LeNet5(
+    activation="tanh",
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=10,
+    classifier_activation="softmax",
+    name=None,
+):
+    """Build LeNet-5 ("modern": full C3, average pooling, Dense 120-84-classes).
+
+    Args:
+        activation: activation of the two convolutions and the two hidden Dense layers: a name
+            (``"tanh"``, default, or ``"relu"``, ``"sigmoid"``...) or a callable.
+        include_top: whether to include ``flatten``, ``fc1``, ``fc2`` and ``predictions``.
+        weights: ``None`` (random initialisation) or the path of a weights file.
+        input_tensor: optional Keras tensor to use as the image input.
+        input_shape: ``(H, W, C)``; default ``(32, 32, 1)``. Sides must be >= 16; with
+            ``include_top=True`` they must be known (the head flattens the feature map, so
+            ``fc1`` has ``16 * h * w * 120`` weights for an ``h x w`` final map; 5x5 at 32x32).
+        pooling: with ``include_top=False``: ``None`` (the 4-D ``pool2`` map), ``"avg"`` or
+            ``"max"`` (global pooling of it).
+        classes: number of classes (default 10, the digits).
+        classifier_activation: activation of ``predictions`` (``None`` for logits).
+        name: model name (default ``"lenet5"``).
+
+    Returns:
+        A ``keras.Model``.
+
+    Raises:
+        ValueError: invalid argument (the message names it).
+    """
+    h, w, c = begin(
+        include_top=include_top, weights=weights, input_tensor=input_tensor,
+        input_shape=input_shape, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, name=name,
+        default_shape=(32, 32, 1), min_size=MIN_INPUT_SIZE, require_static=True,
+    )
+    _check_activation(activation)
+
+    img_input, inputs = make_input((h, w, c), input_tensor)
+    x = layers.Conv2D(6, 5, padding="valid", name="conv1")(img_input)
+    x = activation_layer(activation, name="conv1_act")(x)
+    x = layers.AveragePooling2D(2, strides=2, name="pool1")(x)
+    x = layers.Conv2D(16, 5, padding="valid", name="conv2")(x)
+    x = activation_layer(activation, name="conv2_act")(x)
+    x = layers.AveragePooling2D(2, strides=2, name="pool2")(x)
+
+    if include_top:
+        x = layers.Flatten(name="flatten")(x)
+        x = layers.Dense(120, name="fc1")(x)
+        x = activation_layer(activation, name="fc1_act")(x)
+        x = layers.Dense(84, name="fc2")(x)
+        x = activation_layer(activation, name="fc2_act")(x)
+        x = classifier(x, classes, classifier_activation)
+    else:
+        x = pool_features(x, pooling)
+    return make_model(inputs, x, name or "lenet5", weights)
+
+
+register_model(
+    "lenet5",
+    family="LeNet",
+    paper=_PAPER,
+    builder=LeNet5,
+    default_input_shape=(32, 32, 1),
+    min_input_size=MIN_INPUT_SIZE,
+    reference_params=61_706,
+    reference_params_kind="trainable",
+    reference_macs=416_520.0,
+    reference_note='REFERENCE.md section 1, "LeNet-5 (modern)" (10 classes)',
+    default_classes=10,
+)

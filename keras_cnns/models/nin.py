@@ -1,0 +1,135 @@
+"""Network in Network (CIFAR-10).
+
+Lin, Chen & Yan, "Network In Network", ICLR 2014 (arXiv:1312.4400).
+
+Three "mlpconv" blocks - a spatial convolution followed by two 1x1 convolutions (a small MLP
+slid over the image), all with bias and ReLU - separated by a 3x3/2 pool and dropout 0.5. The last
+mlpconv ends in ``classes`` maps that are globally average-pooled straight into the softmax:
+no fully connected layer::
+
+    input 32x32x3
+    block1  192@5x5, 160@1x1, 96@1x1          -> 32x32x96
+            max-pool 3x3/2 (pad 1), dropout    -> 16x16x96
+    block2  192@5x5, 192@1x1, 192@1x1         -> 16x16x192
+            avg-pool 3x3/2 (pad 1), dropout    ->  8x8x192
+    block3  192@3x3, 192@1x1                  ->  8x8x192
+    top     classes@1x1 + ReLU, global average pool, softmax
+
+**966,986** parameters at 10 classes. The layout is imgclsmob ``nin_cifar10`` (the REFERENCE.md
+row; it equals the authors' Caffe CIFAR-10 model in widths): pools of PyTorch's
+``padding=1`` (the average pool counts the zero padding, PyTorch's default
+``count_include_pad=True``), and a ReLU on the class maps before the global pool, as in the
+original model. ``include_top=False`` ends at block 3 (192 maps): the class convolution is the
+classifier.
+
+Layer names: ``block{b}_conv{i}`` (Conv2D with ReLU), ``block{b}_pad``, ``block{b}_pool``,
+``block{b}_drop``, then ``predictions_conv``, ``predictions_relu``, ``predictions_pool``,
+``predictions`` (the classifier activation).
+"""
+
+from __future__ import annotations
+
+from keras import layers
+
+from keras_cnns.layers import activation_layer
+from keras_cnns.models._builder import begin, make_input, make_model, pool_features
+from keras_cnns.models._registry import register_model
+from keras_cnns.models._validation import check_probability
+
+__all__ = ["NiN"]
+
+# (kernel of the first conv, filters of the three convs) per mlpconv block; block 3's third
+# conv is the classifier.
+_BLOCKS = (
+    (5, (192, 160, 96)),
+    (5, (192, 192, 192)),
+    (3, (192, 192)),
+)
+
+#: Every layer keeps or halves (rounding up) the side, so any side >= 1 builds.
+MIN_INPUT_SIZE = 1
+
+_PAPER = "M. Lin, Q. Chen, S. Yan. Network In Network. ICLR 2014 (arXiv:1312.4400)"
+
+
+def NiN(
+    dropout=0.5,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=10,
+    classifier_activation="softmax",
+    name=None,
+):
+    """Build Network in Network for CIFAR-sized images.
+
+    Args:
+        dropout: dropout rate after the first two mlpconv blocks (0.5 in the paper; 0 removes
+            the layers).
+        include_top: whether to include the classifier (``classes`` 1x1 convolution, ReLU,
+            global average pool, activation).
+        weights: ``None`` (random initialisation) or the path of a weights file.
+        input_tensor: optional Keras tensor to use as the image input.
+        input_shape: ``(H, W, C)``, default ``(32, 32, 3)``; H and W may be ``None`` (the
+            network is fully convolutional).
+        pooling: with ``include_top=False``: ``None`` (the 4-D 192-channel map of block 3),
+            ``"avg"`` or ``"max"`` (global pooling of it).
+        classes: number of classes (default 10).
+        classifier_activation: activation applied to the pooled class maps (``None`` for the
+            pooled maps themselves).
+        name: model name (default ``"nin"``).
+
+    Returns:
+        A ``keras.Model``.
+
+    Raises:
+        ValueError: invalid argument (the message names it).
+    """
+    h, w, c = begin(
+        include_top=include_top, weights=weights, input_tensor=input_tensor,
+        input_shape=input_shape, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, name=name,
+        default_shape=(32, 32, 3), min_size=MIN_INPUT_SIZE,
+    )
+    dropout = check_probability("dropout", dropout)
+
+    img_input, inputs = make_input((h, w, c), input_tensor)
+    x = img_input
+    for block, (kernel, widths) in enumerate(_BLOCKS, start=1):
+        for index, filters in enumerate(widths, start=1):
+            x = layers.Conv2D(filters, kernel if index == 1 else 1, padding="same",
+                              activation="relu", name=f"block{block}_conv{index}")(x)
+        if block < len(_BLOCKS):
+            # PyTorch's 3x3/2 pool with padding=1: the inputs are ReLU outputs (>= 0), so zero
+            # padding never wins the max and is what count_include_pad averages over.
+            x = layers.ZeroPadding2D(1, name=f"block{block}_pad")(x)
+            pool = layers.MaxPooling2D if block == 1 else layers.AveragePooling2D
+            x = pool(3, strides=2, padding="valid", name=f"block{block}_pool")(x)
+            if dropout > 0:
+                x = layers.Dropout(dropout, name=f"block{block}_drop")(x)
+
+    if include_top:
+        x = layers.Conv2D(classes, 1, name="predictions_conv")(x)
+        x = layers.ReLU(name="predictions_relu")(x)
+        x = layers.GlobalAveragePooling2D(name="predictions_pool")(x)
+        x = activation_layer(classifier_activation, name="predictions")(x)
+    else:
+        x = pool_features(x, pooling)
+    return make_model(inputs, x, name or "nin", weights)
+
+
+register_model(
+    "nin",
+    family="NiN",
+    paper=_PAPER,
+    builder=NiN,
+    default_input_shape=(32, 32, 3),
+    min_input_size=MIN_INPUT_SIZE,
+    reference_params=966_986,
+    reference_params_kind="trainable",
+    reference_macs=222.5e6,
+    reference_note='REFERENCE.md section 5, "NiN (CIFAR-10)" (= imgclsmob nin_cifar10)',
+    default_classes=10,
+)

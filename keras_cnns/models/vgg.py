@@ -1,0 +1,173 @@
+"""VGG-11/13/16/19 (configurations A, B, D, E), with and without batch normalization.
+
+Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image Recognition",
+ICLR 2015 (arXiv:1409.1556).
+
+Five blocks of 3x3 "same" convolutions (64, 128, 256, 512, 512 filters; 1-4 per block) with ReLU,
+each closed by a 2x2/2 max-pool, then ``Flatten -> fc1 4096 -> fc2 4096 -> predictions``. Seed
+003's per-layer table for VGG-16 (224x224x64 ... 7x7x512, 138M parameters) is what the default
+configuration reproduces: **138,357,544** parameters for VGG-16 and **143,667,240** for VGG-19.
+
+Layer names are those of ``keras.applications.VGG16`` / ``VGG19`` (``block{b}_conv{i}``,
+``block{b}_pool``, ``flatten``, ``fc1``, ``fc2``, ``predictions``), so weights copy layer for
+layer (see :mod:`keras_cnns.models._keras_apps`). Two things differ from keras.applications, both
+following the paper and torchvision: dropout 0.5 after ``fc1`` and ``fc2`` (``fc1_drop``,
+``fc2_drop``; weightless, so the copy is unaffected; ``dropout=0`` removes them), and the ``_bn``
+variants (torchvision's ``vgg*_bn``): ``Conv2D`` (with bias, linear) ->
+``BatchNormalization`` (``block{b}_conv{i}_bn``, torchvision's momentum 0.1 = Keras 0.9 and
+epsilon 1e-5) -> ReLU (``block{b}_conv{i}_relu``).
+
+Like keras.applications (and unlike torchvision, whose adaptive 7x7 average pool fixes fc1 at
+25,088 inputs), the head flattens whatever map pool5 gives, so with ``include_top=True`` the
+input size must be known and fc1's size follows it (7x7x512 at 224).
+"""
+
+from __future__ import annotations
+
+from keras import layers
+
+from keras_cnns.models._builder import begin, classifier, make_input, make_model, pool_features
+from keras_cnns.models._registry import register_model
+from keras_cnns.models._validation import check_bool, check_choice, check_probability
+
+__all__ = ["VGG", "VGG11", "VGG13", "VGG16", "VGG19"]
+
+#: Convolutions per block for each depth (the paper's configurations A, B, D, E).
+VGG_CONFIGS = {
+    11: (1, 1, 2, 2, 2),
+    13: (2, 2, 2, 2, 2),
+    16: (2, 2, 3, 3, 3),
+    19: (2, 2, 4, 4, 4),
+}
+BLOCK_FILTERS = (64, 128, 256, 512, 512)
+
+#: Five 2x2/2 pools: 32 -> 1. (31 would give 0.)
+MIN_INPUT_SIZE = 32
+
+_PAPER = ("K. Simonyan, A. Zisserman. Very Deep Convolutional Networks for Large-Scale Image "
+          "Recognition. ICLR 2015 (arXiv:1409.1556)")
+
+
+def _conv(x, filters, block, index, batch_norm):
+    """``block{block}_conv{index}``: 3x3 same convolution + ReLU (with BN in between)."""
+    name = f"block{block}_conv{index}"
+    if not batch_norm:
+        # keras.applications' exact layer: the ReLU lives inside the Conv2D.
+        return layers.Conv2D(filters, 3, padding="same", activation="relu", name=name)(x)
+    x = layers.Conv2D(filters, 3, padding="same", name=name)(x)
+    x = layers.BatchNormalization(axis=-1, momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def VGG(
+    depth=16,
+    batch_norm=False,
+    dropout=0.5,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name=None,
+):
+    """Build VGG-``depth`` (11, 13, 16 or 19 weight layers).
+
+    Args:
+        depth: 11, 13, 16 or 19 (configurations A, B, D, E of the paper).
+        batch_norm: add ``BatchNormalization`` after every convolution (torchvision ``vgg*_bn``).
+        dropout: dropout rate after ``fc1`` and ``fc2`` (0.5 in the paper and torchvision; 0
+            removes the layers, as in keras.applications).
+        include_top: whether to include ``flatten``, ``fc1``, ``fc2`` and ``predictions``.
+        weights: ``None`` (random initialisation) or the path of a weights file.
+        input_tensor: optional Keras tensor to use as the image input.
+        input_shape: ``(H, W, C)``, default ``(224, 224, 3)``. Sides must be >= 32; with
+            ``include_top=True`` H and W must be known (the head flattens the pool5 map).
+        pooling: with ``include_top=False``: ``None`` (the 4-D ``block5_pool`` map), ``"avg"``
+            or ``"max"`` (global pooling of it).
+        classes: number of classes.
+        classifier_activation: activation of ``predictions`` (``None`` for logits).
+        name: model name (default ``"vgg{depth}"`` or ``"vgg{depth}_bn"``).
+
+    Returns:
+        A ``keras.Model``.
+
+    Raises:
+        ValueError: invalid argument (the message names it).
+    """
+    h, w, c = begin(
+        include_top=include_top, weights=weights, input_tensor=input_tensor,
+        input_shape=input_shape, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, name=name,
+        default_shape=(224, 224, 3), min_size=MIN_INPUT_SIZE, require_static=True,
+    )
+    check_choice("depth", depth, sorted(VGG_CONFIGS))
+    check_bool("batch_norm", batch_norm)
+    dropout = check_probability("dropout", dropout)
+
+    img_input, inputs = make_input((h, w, c), input_tensor)
+    x = img_input
+    for block, (n_convs, filters) in enumerate(zip(VGG_CONFIGS[depth], BLOCK_FILTERS), start=1):
+        for index in range(1, n_convs + 1):
+            x = _conv(x, filters, block, index, batch_norm)
+        x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
+
+    if include_top:
+        x = layers.Flatten(name="flatten")(x)
+        for i in (1, 2):
+            x = layers.Dense(4096, activation="relu", name=f"fc{i}")(x)
+            if dropout > 0:
+                x = layers.Dropout(dropout, name=f"fc{i}_drop")(x)
+        x = classifier(x, classes, classifier_activation)
+    else:
+        x = pool_features(x, pooling)
+    default_name = f"vgg{depth}_bn" if batch_norm else f"vgg{depth}"
+    return make_model(inputs, x, name or default_name, weights)
+
+
+def _variant(depth):
+    def builder(batch_norm=False, **kwargs):
+        return VGG(depth, batch_norm=batch_norm, **kwargs)
+
+    builder.__name__ = f"VGG{depth}"
+    builder.__qualname__ = builder.__name__
+    builder.__doc__ = (
+        f"VGG-{depth}: ``VGG(depth={depth}, batch_norm=batch_norm, **kwargs)``; see :func:`VGG`."
+    )
+    return builder
+
+
+VGG11 = _variant(11)
+VGG13 = _variant(13)
+VGG16 = _variant(16)
+VGG19 = _variant(19)
+
+# (name, depth, batch_norm, trainable params at 224x224x3 / 1000 classes, MACs, where from)
+_VARIANTS = (
+    ("vgg11", 11, False, 132_863_336, None, "torchvision vgg11 num_params (not in REFERENCE.md)"),
+    ("vgg13", 13, False, 133_047_848, None, "torchvision vgg13 num_params (not in REFERENCE.md)"),
+    ("vgg16", 16, False, 138_357_544, 15.47e9, 'REFERENCE.md section 1, "VGG-16"'),
+    ("vgg19", 19, False, 143_667_240, 19.63e9, 'REFERENCE.md section 1, "VGG-19"'),
+    ("vgg11_bn", 11, True, 132_868_840, None, "torchvision vgg11_bn num_params"),
+    ("vgg13_bn", 13, True, 133_053_736, None, "torchvision vgg13_bn num_params"),
+    ("vgg16_bn", 16, True, 138_365_992, None, "torchvision vgg16_bn num_params"),
+    ("vgg19_bn", 19, True, 143_678_248, None, "torchvision vgg19_bn num_params"),
+)
+
+for _name, _depth, _bn, _params, _macs, _note in _VARIANTS:
+    register_model(
+        _name,
+        family="VGG",
+        paper=_PAPER,
+        builder=VGG,
+        default_input_shape=(224, 224, 3),
+        min_input_size=MIN_INPUT_SIZE,
+        reference_params=_params,
+        reference_params_kind="trainable",
+        reference_macs=_macs,
+        reference_note=_note,
+        depth=_depth,
+        batch_norm=_bn,
+    )
+del _name, _depth, _bn, _params, _macs, _note
