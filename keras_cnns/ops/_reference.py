@@ -49,6 +49,16 @@ def reference_grouped_depthwise_conv2d(x, filters, strides=1, padding="SAME", di
     sh, sw = _as_pair(strides)
     dh, dw = _as_pair(dilations)
     padding = padding.upper()
+    if padding == "VALID":
+        # TF's CPU convolutions return a wrongly shaped, uninitialised tensor when a VALID kernel
+        # is larger than the input; the correct result is empty.
+        eh, ew = (filters.shape[0] - 1) * dh + 1, (filters.shape[1] - 1) * dw + 1
+        h, w = x.shape[1], x.shape[2]
+        if (h is not None and h < eh) or (w is not None and w < ew):
+            shape = tf.shape(x)
+            out_h = tf.maximum((shape[1] - eh) // sh + 1, 0) * tf.cast(shape[1] >= eh, tf.int32)
+            out_w = tf.maximum((shape[2] - ew) // sw + 1, 0) * tf.cast(shape[2] >= ew, tf.int32)
+            return tf.zeros(tf.stack([shape[0], out_h, out_w, filters.shape[-1]]), x.dtype)
     if groups == c and groups > 1:
         kh, kw, _, cout = filters.shape
         dw_filters = tf.reshape(filters, [kh, kw, c, cout // c])

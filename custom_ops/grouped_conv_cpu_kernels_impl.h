@@ -1,0 +1,1159 @@
+// Template implementations of the CPU kernels declared in grouped_conv_cpu_kernels.h.
+// Framework-free (C++17 with GCC/Clang vector extensions). See grouped_conv_cpu_kernels.h for the
+// strategy.
+
+#ifndef KERAS_CNNS_CUSTOM_OPS_GROUPED_CONV_CPU_KERNELS_IMPL_H_
+#define KERAS_CNNS_CUSTOM_OPS_GROUPED_CONV_CPU_KERNELS_IMPL_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <type_traits>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+#include "grouped_conv_cpu_kernels.h"
+
+namespace keras_cnns {
+namespace cpu {
+
+namespace internal {
+
+// Width of the widest vector registers the build flags enable.
+#if defined(__AVX512F__)
+constexpr int kVectorBytes = 64;
+#elif defined(__AVX__)
+constexpr int kVectorBytes = 32;
+#else
+constexpr int kVectorBytes = 16;
+#endif
+
+// One vector register of T (GCC/Clang vector extension), so the same source compiles to
+// AVX-512, AVX2 or SSE code depending on the build flags. Accumulators are arrays of these with
+// a compile-time length, which the compiler keeps in registers.
+template <typename T>
+struct Simd {
+  typedef T V __attribute__((vector_size(kVectorBytes)));
+  static constexpr int kLanes = kVectorBytes / sizeof(T);
+  static inline V Load(const T* p) {
+    V v;
+    std::memcpy(&v, p, sizeof(V));
+    return v;
+  }
+  static inline void Store(T* p, const V& v) { std::memcpy(p, &v, sizeof(V)); }
+  static inline V Zero() { return V{}; }
+  // All lanes = s: one broadcast (V{} + s would cost an extra add, since 0 + -0 != -0).
+  static inline V Splat(T s) {
+#if defined(__AVX512F__)
+    if constexpr (sizeof(T) == 4) {
+      return reinterpret_cast<V>(_mm512_set1_ps(s));
+    } else {
+      return reinterpret_cast<V>(_mm512_set1_pd(s));
+    }
+#elif defined(__AVX__)
+    if constexpr (sizeof(T) == 4) {
+      return reinterpret_cast<V>(_mm256_set1_ps(s));
+    } else {
+      return reinterpret_cast<V>(_mm256_set1_pd(s));
+    }
+#elif defined(__SSE2__)
+    if constexpr (sizeof(T) == 4) {
+      return reinterpret_cast<V>(_mm_set1_ps(s));
+    } else {
+      return reinterpret_cast<V>(_mm_set1_pd(s));
+    }
+#else
+    V v = V{};
+    for (int i = 0; i < kLanes; ++i) v[i] = s;
+    return v;
+#endif
+  }
+  // Non-temporal store (p aligned to the vector size): bypasses the cache and the read for
+  // ownership, for outputs too big to be re-read from cache anyway. Needs StreamFence() before
+  // other threads read the data.
+  static inline void Stream(T* p, const V& v) {
+#if defined(__AVX512F__)
+    if constexpr (sizeof(T) == 4) {
+      _mm512_stream_ps(p, reinterpret_cast<__m512>(v));
+    } else {
+      _mm512_stream_pd(p, reinterpret_cast<__m512d>(v));
+    }
+#elif defined(__AVX__)
+    if constexpr (sizeof(T) == 4) {
+      _mm256_stream_ps(p, reinterpret_cast<__m256>(v));
+    } else {
+      _mm256_stream_pd(p, reinterpret_cast<__m256d>(v));
+    }
+#else
+    Store(p, v);
+#endif
+  }
+  // The first n (0 < n <= kLanes) lanes of p; the other lanes read as zero and are not touched.
+  static inline V LoadPartial(const T* p, int n) {
+#if defined(__AVX512F__)
+    const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+    if constexpr (sizeof(T) == 4) {
+      return reinterpret_cast<V>(_mm512_maskz_loadu_ps(m, p));
+    } else {
+      return reinterpret_cast<V>(_mm512_maskz_loadu_pd(static_cast<__mmask8>(m), p));
+    }
+#else
+    V v = V{};
+    std::memcpy(&v, p, sizeof(T) * n);
+    return v;
+#endif
+  }
+  static inline void StorePartial(T* p, const V& v, int n) {
+#if defined(__AVX512F__)
+    const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+    if constexpr (sizeof(T) == 4) {
+      _mm512_mask_storeu_ps(p, m, reinterpret_cast<__m512>(v));
+    } else {
+      _mm512_mask_storeu_pd(p, static_cast<__mmask8>(m), reinterpret_cast<__m512d>(v));
+    }
+#else
+    std::memcpy(p, &v, sizeof(T) * n);
+#endif
+  }
+};
+
+// Orders this thread's non-temporal stores before what follows (the end of a parallel task).
+inline void StreamFence() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_sfence();
+#endif
+}
+
+// Whether an output of `elements` values starting at `out`, written as whole vectors at multiples
+// of `channels`, should use non-temporal stores: only when it is far bigger than the caches
+// (re-reading it would come from memory anyway) and every vector store is aligned.
+template <typename T>
+inline bool UseStreamingStores(const T* out, int64_t elements, int64_t channels) {
+  constexpr int64_t kThresholdBytes = int64_t{16} << 20;
+  return elements * static_cast<int64_t>(sizeof(T)) >= kThresholdBytes &&
+         reinterpret_cast<uintptr_t>(out) % kVectorBytes == 0 &&
+         (channels * static_cast<int64_t>(sizeof(T))) % kVectorBytes == 0;
+}
+
+// Most vectors per channel block of the depthwise kernels (8 independent accumulators hide the
+// FMA latency).
+constexpr int kMaxBlockVectors = 8;
+
+// Calls body(std::integral_constant<int, NV>, c0) over the whole vectors of [0, channels): blocks
+// of kMaxBlockVectors vectors, then one block of exactly the remaining whole vectors (never a run
+// of single-vector blocks). Returns the first channel not covered (the scalar tail).
+template <typename T, typename Body>
+inline int64_t ForVectorBlocks(int64_t channels, Body&& body) {
+  constexpr int64_t kLanes = Simd<T>::kLanes;
+  int64_t c0 = 0;
+  for (; c0 + kMaxBlockVectors * kLanes <= channels; c0 += kMaxBlockVectors * kLanes) {
+    body(std::integral_constant<int, kMaxBlockVectors>(), c0);
+  }
+  const int64_t rest = (channels - c0) / kLanes;
+  switch (rest) {
+    case 7: body(std::integral_constant<int, 7>(), c0); break;
+    case 6: body(std::integral_constant<int, 6>(), c0); break;
+    case 5: body(std::integral_constant<int, 5>(), c0); break;
+    case 4: body(std::integral_constant<int, 4>(), c0); break;
+    case 3: body(std::integral_constant<int, 3>(), c0); break;
+    case 2: body(std::integral_constant<int, 2>(), c0); break;
+    case 1: body(std::integral_constant<int, 1>(), c0); break;
+    default: break;
+  }
+  return c0 + rest * kLanes;
+}
+
+inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Shuffled channel -> original channel (identity without shuffle).
+inline std::vector<int64_t> ShuffleSourceMap(const GroupedConvParams& p) {
+  std::vector<int64_t> src(p.in_c);
+  for (int64_t j = 0; j < p.in_c; ++j) {
+    src[j] = p.shuffle_groups > 1 ? ShuffleSource(j, p.in_c, p.shuffle_groups) : j;
+  }
+  return src;
+}
+
+// Splits `rows` rows of each of `batch` images into blocks; unit u covers image u / blocks,
+// rows [ (u % blocks) * rows_per_block, ... ).
+struct RowBlocks {
+  int64_t rows = 0, rows_per_block = 1, blocks = 0, units = 0;
+  RowBlocks(int64_t batch, int64_t rows_, int concurrency) : rows(rows_) {
+    if (batch <= 0 || rows <= 0) return;
+    const int64_t target_units = 4 * static_cast<int64_t>(std::max(concurrency, 1));
+    rows_per_block = std::min(rows, std::max<int64_t>(1, CeilDiv(batch * rows, target_units)));
+    blocks = CeilDiv(rows, rows_per_block);
+    units = batch * blocks;
+  }
+  void Range(int64_t unit, int64_t* n, int64_t* r0, int64_t* r1) const {
+    *n = unit / blocks;
+    *r0 = (unit % blocks) * rows_per_block;
+    *r1 = std::min(rows, *r0 + rows_per_block);
+  }
+};
+
+// Valid kernel taps [lo, hi) along one dimension for an output position whose first tap reads
+// input index `start` (may be negative).
+inline void ValidTaps(int64_t start, int64_t k, int64_t dil, int64_t in, int64_t* lo, int64_t* hi) {
+  int64_t l = 0, h = k;
+  if (start < 0) l = CeilDiv(-start, dil);
+  const int64_t last = start + (k - 1) * dil;
+  if (last >= in) h = start <= in - 1 ? (in - 1 - start) / dil + 1 : 0;
+  if (h < l) h = l;
+  *lo = l;
+  *hi = h;
+}
+
+// Channel shuffle of `pixels` consecutive pixels of `c` channels: dst[a * G + b] = src[b * per + a]
+// (per = c / G). A compile-time G lets the compiler vectorise the interleave with permutes.
+template <typename T, int G>
+inline void ShufflePixels(const T* __restrict__ src, T* __restrict__ dst, int64_t pixels,
+                          int64_t c) {
+  const int64_t per = c / G;
+  for (int64_t i = 0; i < pixels; ++i, src += c, dst += c)
+    for (int64_t a = 0; a < per; ++a)
+      for (int b = 0; b < G; ++b) dst[a * G + b] = src[b * per + a];
+}
+
+// Inverse shuffle: dst[b * per + a] = src[a * G + b] (contiguous writes, strided reads: the
+// faster order when dst is the big tensor).
+template <typename T, int G>
+inline void UnshufflePixels(const T* __restrict__ src, T* __restrict__ dst, int64_t pixels,
+                            int64_t c) {
+  const int64_t per = c / G;
+  for (int64_t i = 0; i < pixels; ++i, src += c, dst += c)
+    for (int b = 0; b < G; ++b)
+      for (int64_t a = 0; a < per; ++a) dst[b * per + a] = src[a * G + b];
+}
+
+// ShufflePixels / UnshufflePixels for a runtime group count (specialised for 2, 3, 4, 8).
+template <typename T>
+void ChannelShuffle(const T* __restrict__ src, T* __restrict__ dst, int64_t pixels, int64_t c,
+                    int64_t g, bool inverse) {
+  switch (g) {
+    case 2: return inverse ? UnshufflePixels<T, 2>(src, dst, pixels, c) : ShufflePixels<T, 2>(src, dst, pixels, c);
+    case 3: return inverse ? UnshufflePixels<T, 3>(src, dst, pixels, c) : ShufflePixels<T, 3>(src, dst, pixels, c);
+    case 4: return inverse ? UnshufflePixels<T, 4>(src, dst, pixels, c) : ShufflePixels<T, 4>(src, dst, pixels, c);
+    case 8: return inverse ? UnshufflePixels<T, 8>(src, dst, pixels, c) : ShufflePixels<T, 8>(src, dst, pixels, c);
+    default: break;
+  }
+  const int64_t per = c / g;
+  for (int64_t i = 0; i < pixels; ++i, src += c, dst += c) {
+    for (int64_t b = 0; b < g; ++b) {
+      for (int64_t a = 0; a < per; ++a) {
+        if (inverse) {
+          dst[b * per + a] = src[a * g + b];
+        } else {
+          dst[a * g + b] = src[b * per + a];
+        }
+      }
+    }
+  }
+}
+
+// How a depthwise kernel's (gathered) input channel o is read from the input tensor.
+struct ChannelMap {
+  // Pure channel permutation (no multiplier): the shuffle with this many groups (or its inverse).
+  int64_t shuffle_groups = 1;
+  bool inverse = false;
+  // Otherwise (channel multiplier > 1) an explicit map: channel o reads input channel index[o].
+  std::vector<int32_t> index;
+  bool identity() const { return shuffle_groups == 1 && index.empty(); }
+};
+
+// The input map of the depthwise forward / filter gradient: output channel o reads shuffled
+// channel o / multiplier.
+inline ChannelMap DepthwiseInputMap(const GroupedConvParams& p) {
+  ChannelMap map;
+  const int64_t mult = p.out_per_group();
+  if (mult == 1) {
+    map.shuffle_groups = p.shuffle_groups;
+    return map;
+  }
+  const std::vector<int64_t> src = ShuffleSourceMap(p);
+  map.index.resize(p.out_c);
+  for (int64_t o = 0; o < p.out_c; ++o) map.index[o] = static_cast<int32_t>(src[o / mult]);
+  return map;
+}
+
+// Input rows of one image as seen by a depthwise kernel with `out_c` channels per pixel: either
+// the input itself (identity map) or rows gathered through the ChannelMap into a ring buffer of
+// (KH - 1) * dil_h + 1 + stride_h rows. The ring holds every row the current output row reads
+// plus the rows the next one adds, so the caller can gather those incrementally (GatherAhead)
+// while it computes, spreading the memory reads over the compute instead of stalling on a burst.
+template <typename T>
+class DepthwiseRows {
+ public:
+  DepthwiseRows(const GroupedConvParams& p, const T* x, const ChannelMap& map)
+      : p_(p), x_(x), map_(map), direct_(map.identity()) {
+    if (!direct_) {
+      ring_rows_ = (p.k_h - 1) * p.dil_h + 1 + p.stride_h;
+      ring_.resize(static_cast<size_t>(ring_rows_ * p.in_w * p.out_c));
+      slot_row_.assign(static_cast<size_t>(ring_rows_), -1);
+    }
+  }
+  // Channels between consecutive pixels of a returned row.
+  int64_t pixel_stride() const { return direct_ ? p_.in_c : p_.out_c; }
+  // Selects the image rows come from (cached rows stay valid while it is unchanged).
+  void SetImage(int64_t n) {
+    if (n == n_) return;
+    n_ = n;
+    std::fill(slot_row_.begin(), slot_row_.end(), -1);
+    pending_row_ = -1;
+  }
+  // Gathers slice `part` of `parts` of row `ih` ahead of its use (no-op when in place, out of
+  // range or already gathered).
+  void GatherAhead(int64_t ih, int64_t part, int64_t parts) {
+    if (direct_ || ih < 0 || ih >= p_.in_h || slot_row_[ih % ring_rows_] == ih) return;
+    if (pending_row_ != ih) {
+      pending_row_ = ih;
+      pending_done_ = 0;
+    }
+    const int64_t end = p_.in_w * (part + 1) / parts;
+    if (end > pending_done_) GatherPixels(ih, pending_done_, end);
+    // Prefetch the source pixels two slices ahead, so the next gathers hit the cache rather than
+    // stall the core on memory (they would not overlap with the compute otherwise).
+    const int64_t p0 = std::min(p_.in_w, p_.in_w * (part + 2) / parts);
+    const int64_t p1 = std::min(p_.in_w, p_.in_w * (part + 3) / parts);
+    if (p1 > p0) {
+      const T* src = x_ + ((n_ * p_.in_h + ih) * p_.in_w + p0) * p_.in_c;
+      const char* c = reinterpret_cast<const char*>(src);
+      const int64_t bytes = (p1 - p0) * p_.in_c * static_cast<int64_t>(sizeof(T));
+      for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(c + b, 0, 3);
+    }
+  }
+  const T* Row(int64_t ih) {
+    if (direct_) return x_ + (n_ * p_.in_h + ih) * p_.in_w * p_.in_c;
+    if (slot_row_[ih % ring_rows_] != ih) {
+      if (pending_row_ != ih) {
+        pending_row_ = ih;
+        pending_done_ = 0;
+      }
+      GatherPixels(ih, pending_done_, p_.in_w);
+    }
+    return ring_.data() + (ih % ring_rows_) * p_.in_w * p_.out_c;
+  }
+
+ private:
+  // Gathers pixels [w0, w1) of row ih (the pending row) into its slot.
+  void GatherPixels(int64_t ih, int64_t w0, int64_t w1) {
+    const int64_t cout = p_.out_c, cin = p_.in_c, slot = ih % ring_rows_;
+    const T* src = x_ + ((n_ * p_.in_h + ih) * p_.in_w + w0) * cin;
+    T* dst = ring_.data() + (slot * p_.in_w + w0) * cout;
+    slot_row_[slot] = -1;  // the slot's previous row is being overwritten
+    if (map_.index.empty()) {
+      ChannelShuffle(src, dst, w1 - w0, cin, map_.shuffle_groups, map_.inverse);
+    } else {
+      const int32_t* __restrict__ idx = map_.index.data();
+      for (int64_t i = w0; i < w1; ++i, src += cin, dst += cout) {
+        for (int64_t o = 0; o < cout; ++o) dst[o] = src[idx[o]];
+      }
+    }
+    pending_done_ = w1;
+    if (w1 == p_.in_w) {
+      slot_row_[slot] = ih;
+      pending_row_ = -1;
+    }
+  }
+
+  const GroupedConvParams& p_;
+  const T* x_;
+  const ChannelMap& map_;
+  const bool direct_;
+  int64_t n_ = -1, ring_rows_ = 0, pending_row_ = -1, pending_done_ = 0;
+  std::vector<T> ring_;
+  std::vector<int64_t> slot_row_;
+};
+
+// out[c0 : c0 + NV * lanes) (or the scalar tail [c0, cout) when NV == 0) = sum over the taps of
+// one output pixel.
+template <typename T, int NV, bool kStream = false>
+inline void DepthwisePixelBlock(const T* const* rows, const int64_t* khs, int64_t n_rows,
+                                int64_t iw0, int64_t kw_lo, int64_t kw_hi, int64_t dil_w,
+                                int64_t pix_stride, const T* filter, int64_t k_w, int64_t cout,
+                                int64_t c0, T* out) {
+  using S = Simd<T>;
+  if (NV == 0) {
+    for (int64_t c = c0; c < cout; ++c) out[c] = T(0);
+  }
+  typename S::V acc[NV > 0 ? NV : 1];
+  for (int v = 0; v < NV; ++v) acc[v] = S::Zero();
+  for (int64_t t = 0; t < n_rows; ++t) {
+    const T* xr = rows[t] + c0;
+    const T* fr = filter + khs[t] * k_w * cout + c0;
+    for (int64_t kw = kw_lo; kw < kw_hi; ++kw) {
+      const T* xp = xr + (iw0 + kw * dil_w) * pix_stride;
+      const T* fp = fr + kw * cout;
+      if (NV == 0) {
+        for (int64_t c = 0; c < cout - c0; ++c) out[c0 + c] += xp[c] * fp[c];
+      }
+      for (int v = 0; v < NV; ++v) acc[v] += S::Load(xp + v * S::kLanes) * S::Load(fp + v * S::kLanes);
+    }
+  }
+  for (int v = 0; v < NV; ++v) {
+    if (kStream) {
+      S::Stream(out + c0 + v * S::kLanes, acc[v]);
+    } else {
+      S::Store(out + c0 + v * S::kLanes, acc[v]);
+    }
+  }
+}
+
+// Depthwise forward; `map` says how the (gathered) input channels are read.
+template <typename T>
+void DepthwiseForward(const GroupedConvParams& p, const T* x, const T* f, T* y,
+                      const ParallelRunner& runner, const ChannelMap& map) {
+  const int64_t cout = p.out_c;
+  const bool stream = UseStreamingStores(y, p.output_size(), cout);
+  const RowBlocks blocks(p.batch, p.out_h, runner.concurrency());
+  runner.For(blocks.units, [&](int64_t begin, int64_t end, int) {
+    DepthwiseRows<T> source(p, x, map);
+    const int64_t ps = source.pixel_stride();
+    std::vector<const T*> rows(p.k_h);
+    std::vector<int64_t> khs(p.k_h);
+    for (int64_t u = begin; u < end; ++u) {
+      int64_t n, oh0, oh1;
+      blocks.Range(u, &n, &oh0, &oh1);
+      source.SetImage(n);
+      for (int64_t oh = oh0; oh < oh1; ++oh) {
+        int64_t n_rows = 0;
+        const int64_t ih0 = oh * p.stride_h - p.pad_top;
+        for (int64_t kh = 0; kh < p.k_h; ++kh) {
+          const int64_t ih = ih0 + kh * p.dil_h;
+          if (ih < 0 || ih >= p.in_h) continue;
+          rows[n_rows] = source.Row(ih);
+          khs[n_rows++] = kh;
+        }
+        T* yrow = y + (n * p.out_h + oh) * p.out_w * cout;
+        // The first new input row of output row oh + 1, gathered while this row is computed.
+        const int64_t next_ih = ih0 + p.stride_h + (p.k_h - 1) * p.dil_h;
+        for (int64_t ow = 0; ow < p.out_w; ++ow) {
+          source.GatherAhead(next_ih, ow, p.out_w);
+          const int64_t iw0 = ow * p.stride_w - p.pad_left;
+          int64_t kw_lo, kw_hi;
+          ValidTaps(iw0, p.k_w, p.dil_w, p.in_w, &kw_lo, &kw_hi);
+          T* out = yrow + ow * cout;
+          const int64_t tail = ForVectorBlocks<T>(cout, [&](auto nv, int64_t c0) {
+            if (stream) {
+              DepthwisePixelBlock<T, decltype(nv)::value, true>(
+                  rows.data(), khs.data(), n_rows, iw0, kw_lo, kw_hi, p.dil_w, ps, f, p.k_w,
+                  cout, c0, out);
+            } else {
+              DepthwisePixelBlock<T, decltype(nv)::value>(rows.data(), khs.data(), n_rows, iw0,
+                                                          kw_lo, kw_hi, p.dil_w, ps, f, p.k_w,
+                                                          cout, c0, out);
+            }
+          });
+          if (tail < cout) {
+            DepthwisePixelBlock<T, 0>(rows.data(), khs.data(), n_rows, iw0, kw_lo, kw_hi,
+                                      p.dil_w, ps, f, p.k_w, cout, tail, out);
+          }
+        }
+      }
+    }
+    if (stream) StreamFence();
+  });
+}
+
+// Kernel taps (ks) and output positions (os) that read input index i along one dimension;
+// returns their count.
+inline int64_t GradTaps(int64_t i, int64_t pad, int64_t k, int64_t dil, int64_t stride,
+                        int64_t out, int64_t* ks, int64_t* os) {
+  int64_t n = 0;
+  for (int64_t kk = 0; kk < k; ++kk) {
+    const int64_t t = i + pad - kk * dil;
+    if (t < 0 || t % stride != 0) continue;
+    const int64_t o = t / stride;
+    if (o >= out) continue;
+    ks[n] = kk;
+    os[n++] = o;
+  }
+  return n;
+}
+
+// For stride 1 and multiplier 1 the input gradient is a depthwise forward pass over dy with the
+// spatially flipped filter and complementary padding. With a shuffle, original channel c gets
+// shuffled channel j = ShuffleDestination(c): dy is gathered through the inverse shuffle and the
+// filter permuted likewise, so dx is written directly in its own channel order.
+template <typename T>
+void DepthwiseBackpropInputAsForward(const GroupedConvParams& p, const T* dy, const T* f, T* dx,
+                                     const ParallelRunner& runner) {
+  GroupedConvParams q = p;
+  q.in_h = p.out_h;
+  q.in_w = p.out_w;
+  q.out_h = p.in_h;
+  q.out_w = p.in_w;
+  q.pad_top = (p.k_h - 1) * p.dil_h - p.pad_top;
+  q.pad_left = (p.k_w - 1) * p.dil_w - p.pad_left;
+  const int64_t taps = p.k_h * p.k_w, c = p.out_c, g = p.shuffle_groups;
+  std::vector<T> flipped(static_cast<size_t>(taps * c));
+  for (int64_t t = 0; t < taps; ++t) {
+    const T* s = f + t * c;
+    T* d = flipped.data() + (taps - 1 - t) * c;
+    for (int64_t ch = 0; ch < c; ++ch) d[ch] = s[g > 1 ? ShuffleDestination(ch, c, g) : ch];
+  }
+  ChannelMap map;
+  map.shuffle_groups = g;
+  map.inverse = true;
+  DepthwiseForward(q, dy, flipped.data(), dx, runner, map);
+}
+
+template <typename T>
+void DepthwiseBackpropInput(const GroupedConvParams& p, const T* dy, const T* f, T* dx,
+                            const ParallelRunner& runner) {
+  const int64_t cin = p.in_c, cout = p.out_c, mult = p.out_per_group();
+  if (p.stride_h == 1 && p.stride_w == 1 && mult == 1) {
+    DepthwiseBackpropInputAsForward(p, dy, f, dx, runner);
+    return;
+  }
+  const bool direct = p.shuffle_groups == 1 && mult == 1;
+  const std::vector<int64_t> src = ShuffleSourceMap(p);
+  // Columns: for each input column, the (kw, ow) pairs that read it.
+  std::vector<int64_t> kw_n(p.in_w), kw_k(p.in_w * p.k_w), kw_o(p.in_w * p.k_w);
+  for (int64_t iw = 0; iw < p.in_w; ++iw) {
+    kw_n[iw] = GradTaps(iw, p.pad_left, p.k_w, p.dil_w, p.stride_w, p.out_w, &kw_k[iw * p.k_w],
+                        &kw_o[iw * p.k_w]);
+  }
+  const RowBlocks blocks(p.batch, p.in_h, runner.concurrency());
+  runner.For(blocks.units, [&](int64_t begin, int64_t end, int) {
+    std::vector<int64_t> kh_k(p.k_h), kh_o(p.k_h);
+    std::vector<T> pix(direct ? 0 : cout);
+    std::vector<const T*> dyp(p.k_h * p.k_w);
+    std::vector<const T*> fp(p.k_h * p.k_w);
+    for (int64_t u = begin; u < end; ++u) {
+      int64_t n, ih0, ih1;
+      blocks.Range(u, &n, &ih0, &ih1);
+      for (int64_t ih = ih0; ih < ih1; ++ih) {
+        const int64_t nh = GradTaps(ih, p.pad_top, p.k_h, p.dil_h, p.stride_h, p.out_h,
+                                    kh_k.data(), kh_o.data());
+        for (int64_t iw = 0; iw < p.in_w; ++iw) {
+          int64_t taps = 0;
+          for (int64_t a = 0; a < nh; ++a) {
+            for (int64_t b = 0; b < kw_n[iw]; ++b) {
+              const int64_t kw = kw_k[iw * p.k_w + b], ow = kw_o[iw * p.k_w + b];
+              dyp[taps] = dy + ((n * p.out_h + kh_o[a]) * p.out_w + ow) * cout;
+              fp[taps++] = f + (kh_k[a] * p.k_w + kw) * cout;
+            }
+          }
+          T* dxp = dx + ((n * p.in_h + ih) * p.in_w + iw) * cin;
+          T* acc_out = direct ? dxp : pix.data();
+          const T* const* dyt = dyp.data();
+          const T* const* ft = fp.data();
+          using S = Simd<T>;
+          const int64_t tail = ForVectorBlocks<T>(cout, [&](auto nv, int64_t c0) {
+            constexpr int NV = decltype(nv)::value;
+            typename S::V acc[NV];
+            for (int v = 0; v < NV; ++v) acc[v] = S::Zero();
+            for (int64_t t = 0; t < taps; ++t) {
+              const T* a = dyt[t] + c0;
+              const T* b = ft[t] + c0;
+              for (int v = 0; v < NV; ++v) {
+                acc[v] += S::Load(a + v * S::kLanes) * S::Load(b + v * S::kLanes);
+              }
+            }
+            for (int v = 0; v < NV; ++v) S::Store(acc_out + c0 + v * S::kLanes, acc[v]);
+          });
+          for (int64_t c = tail; c < cout; ++c) {
+            T acc = T(0);
+            for (int64_t t = 0; t < taps; ++t) acc += dyt[t][c] * ft[t][c];
+            acc_out[c] = acc;
+          }
+          if (!direct) {
+            if (mult == 1) {
+              ChannelShuffle(pix.data(), dxp, 1, cin, p.shuffle_groups, /*inverse=*/true);
+            } else {
+              for (int64_t j = 0; j < cin; ++j) {
+                T s = T(0);
+                for (int64_t m = 0; m < mult; ++m) s += pix[j * mult + m];
+                dxp[src[j]] = s;
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// Per-worker partial filter gradients, summed into `out` (which is overwritten).
+template <typename T>
+class PartialSums {
+ public:
+  PartialSums(int workers, int64_t size) : parts_(workers), size_(size) {}
+  T* Get(int worker) {
+    auto& part = parts_[worker];
+    if (!part) {
+      part.reset(new T[size_]);
+      std::fill(part.get(), part.get() + size_, T(0));
+    }
+    return part.get();
+  }
+  void SumInto(T* out) const {
+    std::fill(out, out + size_, T(0));
+    for (const auto& part : parts_) {
+      if (!part) continue;
+      const T* s = part.get();
+      for (int64_t i = 0; i < size_; ++i) out[i] += s[i];
+    }
+  }
+
+ private:
+  std::vector<std::unique_ptr<T[]>> parts_;
+  int64_t size_;
+};
+
+// Filter gradient of one output row for channels [c0, c0 + NV * lanes) of a KH x KW depthwise
+// kernel: the KH * KW * NV accumulators stay in registers across the whole row (one load per FMA)
+// and are added to the partial filter gradient once at the end.
+template <typename T, int KH, int KW, int NV>
+inline void DepthwiseFilterRow(const GroupedConvParams& p, const T* const* rows,
+                               const int64_t* khs, int64_t n_rows, const T* dyrow, int64_t ps,
+                               int64_t c0, T* part) {
+  using S = Simd<T>;
+  const int64_t cout = p.out_c, dil_w = p.dil_w;
+  typename S::V acc[KH][KW][NV];
+  for (int t = 0; t < KH; ++t)
+    for (int kw = 0; kw < KW; ++kw)
+      for (int v = 0; v < NV; ++v) acc[t][kw][v] = S::Zero();
+  for (int64_t ow = 0; ow < p.out_w; ++ow) {
+    const int64_t iw0 = ow * p.stride_w - p.pad_left;
+    const bool interior = iw0 >= 0 && iw0 + (KW - 1) * dil_w < p.in_w;
+    typename S::V g[NV];
+    for (int v = 0; v < NV; ++v) g[v] = S::Load(dyrow + ow * cout + c0 + v * S::kLanes);
+    for (int t = 0; t < KH; ++t) {
+      if (t >= n_rows) break;
+      const T* xr = rows[t] + c0;
+      for (int kw = 0; kw < KW; ++kw) {
+        const int64_t iw = iw0 + kw * dil_w;
+        if (!interior && (iw < 0 || iw >= p.in_w)) continue;
+        const T* xp = xr + iw * ps;
+        for (int v = 0; v < NV; ++v) acc[t][kw][v] += S::Load(xp + v * S::kLanes) * g[v];
+      }
+    }
+  }
+  for (int t = 0; t < KH; ++t) {
+    if (t >= n_rows) break;
+    for (int kw = 0; kw < KW; ++kw) {
+      T* pp = part + (khs[t] * KW + kw) * cout + c0;
+      for (int v = 0; v < NV; ++v) {
+        S::Store(pp + v * S::kLanes, S::Load(pp + v * S::kLanes) + acc[t][kw][v]);
+      }
+    }
+  }
+}
+
+template <typename T>
+void DepthwiseBackpropFilter(const GroupedConvParams& p, const T* x, const T* dy, T* df,
+                             const ParallelRunner& runner) {
+  const int64_t cout = p.out_c;
+  const ChannelMap map = DepthwiseInputMap(p);
+  const int64_t fsize = p.k_h * p.k_w * cout;
+  PartialSums<T> parts(runner.num_workers(), fsize);
+  const RowBlocks blocks(p.batch, p.out_h, runner.concurrency());
+  runner.For(blocks.units, [&](int64_t begin, int64_t end, int worker) {
+    T* part = parts.Get(worker);
+    DepthwiseRows<T> source(p, x, map);
+    const int64_t ps = source.pixel_stride();
+    std::vector<const T*> rows(p.k_h);
+    std::vector<int64_t> khs(p.k_h);
+    for (int64_t u = begin; u < end; ++u) {
+      int64_t n, oh0, oh1;
+      blocks.Range(u, &n, &oh0, &oh1);
+      source.SetImage(n);
+      for (int64_t oh = oh0; oh < oh1; ++oh) {
+        int64_t n_rows = 0;
+        const int64_t ih0 = oh * p.stride_h - p.pad_top;
+        for (int64_t kh = 0; kh < p.k_h; ++kh) {
+          const int64_t ih = ih0 + kh * p.dil_h;
+          if (ih < 0 || ih >= p.in_h) continue;
+          rows[n_rows] = source.Row(ih);
+          khs[n_rows++] = kh;
+        }
+        const T* dyrow = dy + (n * p.out_h + oh) * p.out_w * cout;
+        const int64_t next_ih = ih0 + p.stride_h + (p.k_h - 1) * p.dil_h;
+        int64_t c_done = 0;  // channels handled by the register-tiled 3x3 path
+        if (p.k_h == 3 && p.k_w == 3) {
+          // 2 vectors with AVX-512 (18 + 2 of 32 registers), 1 with AVX2/SSE (10 of 16).
+          constexpr int kNV = kVectorBytes == 64 ? 2 : 1;
+          constexpr int64_t kL = Simd<T>::kLanes;
+          const int64_t chunks = std::max<int64_t>(1, cout / (kNV * kL));
+          for (; c_done + kNV * kL <= cout; c_done += kNV * kL) {
+            source.GatherAhead(next_ih, c_done / (kNV * kL), chunks);
+            DepthwiseFilterRow<T, 3, 3, kNV>(p, rows.data(), khs.data(), n_rows, dyrow, ps,
+                                             c_done, part);
+          }
+          for (; c_done + kL <= cout; c_done += kL) {
+            DepthwiseFilterRow<T, 3, 3, 1>(p, rows.data(), khs.data(), n_rows, dyrow, ps,
+                                           c_done, part);
+          }
+        }
+        for (int64_t ow = 0; ow < p.out_w && c_done < cout; ++ow) {
+          source.GatherAhead(next_ih, ow, p.out_w);
+          const int64_t iw0 = ow * p.stride_w - p.pad_left;
+          int64_t kw_lo, kw_hi;
+          ValidTaps(iw0, p.k_w, p.dil_w, p.in_w, &kw_lo, &kw_hi);
+          const T* g = dyrow + ow * cout + c_done;
+          using S = Simd<T>;
+          const int64_t tail = c_done + ForVectorBlocks<T>(cout - c_done, [&](auto nv, int64_t c0) {
+            constexpr int NV = decltype(nv)::value;
+            typename S::V gb[NV];
+            for (int v = 0; v < NV; ++v) gb[v] = S::Load(g + c0 + v * S::kLanes);
+            for (int64_t t = 0; t < n_rows; ++t) {
+              for (int64_t kw = kw_lo; kw < kw_hi; ++kw) {
+                const T* xp = rows[t] + (iw0 + kw * p.dil_w) * ps + c_done + c0;
+                T* pp = part + (khs[t] * p.k_w + kw) * cout + c_done + c0;
+                for (int v = 0; v < NV; ++v) {
+                  S::Store(pp + v * S::kLanes, S::Load(pp + v * S::kLanes) +
+                                                   S::Load(xp + v * S::kLanes) * gb[v]);
+                }
+              }
+            }
+          });
+          if (tail < cout) {
+            for (int64_t t = 0; t < n_rows; ++t) {
+              for (int64_t kw = kw_lo; kw < kw_hi; ++kw) {
+                const T* xp = rows[t] + (iw0 + kw * p.dil_w) * ps;
+                T* pp = part + (khs[t] * p.k_w + kw) * cout;
+                for (int64_t c = tail; c < cout; ++c) pp[c] += xp[c] * g[c - c_done];
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+  parts.SumInto(df);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small GEMM for the grouped path: C[M, N] (+)= A[M, K] * B[K, N], single threaded (it runs
+// inside one task). A is read in place through strides, B is packed once into zero-padded panels
+// of kPanelVectors vectors, and an MR x (NV vectors) register tile of C is accumulated over the
+// whole K (K is at most KH * KW * C / groups, or the pixels of one task).
+
+// Register tile: kTileRows x kPanelVectors vectors of accumulators, plus the B vectors and a
+// broadcast, within the 32 (AVX-512) or 16 (AVX2/SSE) vector registers.
+#if defined(__AVX512F__)
+constexpr int kPanelVectors = 3;  // 48 floats
+constexpr int kTileRows = 8;      // 24 accumulators
+#else
+constexpr int kPanelVectors = 2;
+constexpr int kTileRows = 6;  // 12 accumulators
+#endif
+
+// B packed into panels of kPanelVectors * lanes columns: panel j holds columns
+// [j * width, (j + 1) * width) of every row k, zero padded past N.
+template <typename T>
+class PackedB {
+ public:
+  static constexpr int64_t kWidth = kPanelVectors * Simd<T>::kLanes;
+  // B(k, n) = b[k * row_stride + n * col_stride].
+  void Pack(const T* b, int64_t k, int64_t n, int64_t row_stride, int64_t col_stride) {
+    k_ = k;
+    n_ = n;
+    panels_ = (n + kWidth - 1) / kWidth;
+    data_.assign(static_cast<size_t>(panels_ * k * kWidth), T(0));
+    for (int64_t j = 0; j < panels_; ++j) {
+      T* d = data_.data() + j * k * kWidth;
+      const int64_t n0 = j * kWidth, w = std::min(kWidth, n - n0);
+      for (int64_t kk = 0; kk < k; ++kk) {
+        const T* s = b + kk * row_stride + n0 * col_stride;
+        T* dr = d + kk * kWidth;
+        if (col_stride == 1) {
+          std::memcpy(dr, s, sizeof(T) * w);
+        } else {
+          for (int64_t i = 0; i < w; ++i) dr[i] = s[i * col_stride];
+        }
+      }
+    }
+  }
+  int64_t k() const { return k_; }
+  int64_t n() const { return n_; }
+  int64_t panels() const { return panels_; }
+  const T* panel(int64_t j) const { return data_.data() + j * k_ * kWidth; }
+
+ private:
+  int64_t k_ = 0, n_ = 0, panels_ = 0;
+  std::vector<T> data_;
+};
+
+// One MR x (NV vectors) tile: C rows [0, MR), columns [0, ncols) (ncols <= NV * lanes).
+template <typename T, int MR, int NV>
+inline void GemmTile(int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T* panel,
+                     T* c, int64_t c_rs, int64_t ncols, bool accumulate, bool stream) {
+  using S = Simd<T>;
+  constexpr int64_t kL = S::kLanes, kW = PackedB<T>::kWidth;
+  typename S::V acc[MR][NV];
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) acc[m][v] = S::Zero();
+  const T* ap[MR];
+  for (int m = 0; m < MR; ++m) ap[m] = a + m * a_rs;
+  for (int64_t kk = 0; kk < k; ++kk) {
+    typename S::V bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = S::Load(panel + kk * kW + v * kL);
+    const int64_t off = kk * a_cs;
+    for (int m = 0; m < MR; ++m) {
+      const typename S::V av = S::Splat(ap[m][off]);
+      for (int v = 0; v < NV; ++v) acc[m][v] += av * bv[v];
+    }
+  }
+  // Full vectors, then (when ncols is not a multiple of the lanes) one partial vector.
+  const int full = static_cast<int>(ncols / kL), rest = static_cast<int>(ncols % kL);
+  for (int m = 0; m < MR; ++m) {
+    T* cr = c + m * c_rs;
+    for (int v = 0; v < NV; ++v) {
+      if (v < full) {
+        if (stream) {
+          S::Stream(cr + v * kL, acc[m][v]);
+        } else {
+          S::Store(cr + v * kL, accumulate ? S::Load(cr + v * kL) + acc[m][v] : acc[m][v]);
+        }
+      } else if (v == full && rest > 0) {
+        S::StorePartial(cr + v * kL,
+                        accumulate ? S::LoadPartial(cr + v * kL, rest) + acc[m][v] : acc[m][v],
+                        rest);
+      }
+    }
+  }
+}
+
+template <typename T, int NV>
+inline void GemmRows(int64_t m, int64_t k, const T* a, int64_t a_rs, int64_t a_cs,
+                     const T* panel, T* c, int64_t c_rs, int64_t ncols, bool accumulate,
+                     bool stream) {
+  int64_t i = 0;
+  for (; i + kTileRows <= m; i += kTileRows) {
+    GemmTile<T, kTileRows, NV>(k, a + i * a_rs, a_rs, a_cs, panel, c + i * c_rs, c_rs, ncols,
+                               accumulate, stream);
+  }
+  const T* ar = a + i * a_rs;
+  T* cr = c + i * c_rs;
+  switch (m - i) {
+#if defined(__AVX512F__)
+    case 7: GemmTile<T, 7, NV>(k, ar, a_rs, a_cs, panel, cr, c_rs, ncols, accumulate, stream); break;
+    case 6: GemmTile<T, 6, NV>(k, ar, a_rs, a_cs, panel, cr, c_rs, ncols, accumulate, stream); break;
+#endif
+    case 5: GemmTile<T, 5, NV>(k, ar, a_rs, a_cs, panel, cr, c_rs, ncols, accumulate, stream); break;
+    case 4: GemmTile<T, 4, NV>(k, ar, a_rs, a_cs, panel, cr, c_rs, ncols, accumulate, stream); break;
+    case 3: GemmTile<T, 3, NV>(k, ar, a_rs, a_cs, panel, cr, c_rs, ncols, accumulate, stream); break;
+    case 2: GemmTile<T, 2, NV>(k, ar, a_rs, a_cs, panel, cr, c_rs, ncols, accumulate, stream); break;
+    case 1: GemmTile<T, 1, NV>(k, ar, a_rs, a_cs, panel, cr, c_rs, ncols, accumulate, stream); break;
+    default: break;
+  }
+}
+
+// C[M, N] = A * B (or C += A * B). A(m, k) = a[m * a_rs + k * a_cs]; C row m at c + m * c_rs.
+// `stream` (only without `accumulate`, with C rows and column panels vector-aligned) writes the
+// full vectors of C with non-temporal stores.
+template <typename T>
+void Gemm(int64_t m, const T* a, int64_t a_rs, int64_t a_cs, const PackedB<T>& b, T* c,
+          int64_t c_rs, bool accumulate, bool stream = false) {
+  constexpr int64_t kL = Simd<T>::kLanes, kW = PackedB<T>::kWidth;
+  // Rows per pass, so one pass of A stays in L1/L2 while the panels cycle.
+  const int64_t rows_per_pass = std::max<int64_t>(kTileRows, ((int64_t{1} << 15) / sizeof(T)) /
+                                                                 std::max<int64_t>(1, b.k()));
+  for (int64_t r0 = 0; r0 < m; r0 += rows_per_pass) {
+    const int64_t rows = std::min(rows_per_pass, m - r0);
+    for (int64_t j = 0; j < b.panels(); ++j) {
+      const int64_t n0 = j * kW, ncols = std::min(kW, b.n() - n0);
+      const T* ar = a + r0 * a_rs;
+      T* cr = c + r0 * c_rs + n0;
+      // As few vectors as the panel's columns need (the last panel may be narrower).
+      switch ((ncols + kL - 1) / kL) {
+        case 1:
+          GemmRows<T, 1>(rows, b.k(), ar, a_rs, a_cs, b.panel(j), cr, c_rs, ncols, accumulate, stream);
+          break;
+        case 2:
+          GemmRows<T, 2>(rows, b.k(), ar, a_rs, a_cs, b.panel(j), cr, c_rs, ncols, accumulate, stream);
+          break;
+        default:
+          GemmRows<T, kPanelVectors>(rows, b.k(), ar, a_rs, a_cs, b.panel(j), cr, c_rs, ncols,
+                                     accumulate, stream);
+          break;
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Grouped (C / groups > 1): per-group GEMMs.
+
+// Whether input pixels map 1:1 onto output pixels (1x1 kernel, stride 1, no padding).
+inline bool IsPointwise(const GroupedConvParams& p) {
+  return p.k_h == 1 && p.k_w == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_top == 0 &&
+         p.pad_left == 0;
+}
+
+// im2col of output pixels [q0, q1) (flat over N * OH * OW) for group g: buf[q1 - q0, KH*KW*cpg],
+// the shuffle and the zero padding applied as index arithmetic.
+template <typename T>
+void Im2Col(const GroupedConvParams& p, const T* x, const int64_t* src, int64_t q0, int64_t q1,
+            int64_t g, T* buf) {
+  const int64_t cpg = p.in_per_group(), kc = p.k_h * p.k_w * cpg;
+  const int64_t* gsrc = src + g * cpg;
+  const bool contiguous = p.shuffle_groups == 1;
+  for (int64_t q = q0; q < q1; ++q) {
+    const int64_t ow = q % p.out_w, t = q / p.out_w, oh = t % p.out_h, n = t / p.out_h;
+    const int64_t ih0 = oh * p.stride_h - p.pad_top, iw0 = ow * p.stride_w - p.pad_left;
+    T* d = buf + (q - q0) * kc;
+    for (int64_t kh = 0; kh < p.k_h; ++kh) {
+      const int64_t ih = ih0 + kh * p.dil_h;
+      for (int64_t kw = 0; kw < p.k_w; ++kw, d += cpg) {
+        const int64_t iw = iw0 + kw * p.dil_w;
+        if (ih < 0 || ih >= p.in_h || iw < 0 || iw >= p.in_w) {
+          std::fill(d, d + cpg, T(0));
+          continue;
+        }
+        const T* s = x + ((n * p.in_h + ih) * p.in_w + iw) * p.in_c;
+        if (contiguous) {
+          std::memcpy(d, s + g * cpg, sizeof(T) * cpg);
+        } else {
+          for (int64_t ci = 0; ci < cpg; ++ci) d[ci] = s[gsrc[ci]];
+        }
+      }
+    }
+  }
+}
+
+// Prefetches [p, p + bytes) into the cache (for writing when `write`). The grouped kernels read
+// and write each pixel in group-sized slices whose stride defeats the hardware prefetcher, so
+// they prefetch the next chunk's pixels as whole contiguous ranges.
+inline void PrefetchRange(const void* p, int64_t bytes, bool write) {
+  const char* c = static_cast<const char*>(p);
+  if (write) {
+    for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(c + b, 1, 3);
+  } else {
+    for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(c + b, 0, 3);
+  }
+}
+
+// Pixels per chunk of the grouped kernels: a multiple of the GEMM tile rows, with the chunk's
+// operands (`cols` values per pixel) around 64 KiB, so a chunk's input pixels stay in L1/L2
+// while every group consumes them.
+template <typename T>
+int64_t PixelChunk(int64_t cols) {
+  const int64_t budget = (int64_t{1} << 16) / static_cast<int64_t>(sizeof(T));
+  const int64_t rows = std::max<int64_t>(1, budget / std::max<int64_t>(1, cols));
+  return std::max<int64_t>(kTileRows, std::min<int64_t>(512, rows) / kTileRows * kTileRows);
+}
+
+template <typename T>
+void GroupedForward(const GroupedConvParams& p, const T* x, const T* f, T* y,
+                    const ParallelRunner& runner) {
+  const int64_t cin = p.in_c, cout = p.out_c, cpg = p.in_per_group(), opg = p.out_per_group();
+  const int64_t kc = p.k_h * p.k_w * cpg;
+  const std::vector<int64_t> src = ShuffleSourceMap(p);
+  const bool in_place = IsPointwise(p) && p.shuffle_groups == 1;
+  // W_g[(kh, kw, ci), o] = f[kh, kw, ci, g * opg + o].
+  std::vector<PackedB<T>> w(p.groups);
+  for (int64_t g = 0; g < p.groups; ++g) w[g].Pack(f + g * opg, kc, opg, cout, 1);
+  const RowBlocks blocks(p.batch, p.out_h, runner.concurrency());
+  const int64_t chunk = PixelChunk<T>(in_place ? cin + cout : kc + cout);
+  const bool stream = UseStreamingStores(y, p.output_size(), cout) &&
+                      (opg * static_cast<int64_t>(sizeof(T))) % kVectorBytes == 0;
+  runner.For(blocks.units, [&](int64_t begin, int64_t end, int) {
+    std::vector<T> buf;
+    for (int64_t u = begin; u < end; ++u) {
+      int64_t n, r0, r1;
+      blocks.Range(u, &n, &r0, &r1);
+      const int64_t q_end = (n * p.out_h + r1) * p.out_w;
+      for (int64_t q = (n * p.out_h + r0) * p.out_w; q < q_end; q += chunk) {
+        const int64_t m = std::min(chunk, q_end - q);
+        const int64_t next = std::min(chunk, q_end - q - m);
+        if (in_place && next > 0) {
+          PrefetchRange(x + (q + m) * cin, next * cin * sizeof(T), false);
+          if (!stream) PrefetchRange(y + (q + m) * cout, next * cout * sizeof(T), true);
+        }
+        for (int64_t g = 0; g < p.groups; ++g) {
+          T* yg = y + q * cout + g * opg;
+          if (in_place) {
+            Gemm<T>(m, x + q * cin + g * cpg, cin, 1, w[g], yg, cout, false, stream);
+          } else {
+            buf.resize(static_cast<size_t>(m * kc));
+            Im2Col(p, x, src.data(), q, q + m, g, buf.data());
+            Gemm<T>(m, buf.data(), kc, 1, w[g], yg, cout, false, stream);
+          }
+        }
+      }
+    }
+    if (stream) StreamFence();
+  });
+}
+
+template <typename T>
+void GroupedBackpropInput(const GroupedConvParams& p, const T* dy, const T* f, T* dx,
+                          const ParallelRunner& runner) {
+  const int64_t cin = p.in_c, cout = p.out_c, cpg = p.in_per_group(), opg = p.out_per_group();
+  const int64_t taps = p.k_h * p.k_w, kc = taps * opg;
+  const bool pointwise = IsPointwise(p);
+  const bool direct_out = p.shuffle_groups == 1;
+  // Wt_g[(kh, kw, o), ci] = f[kh, kw, ci, g * opg + o].
+  std::vector<PackedB<T>> wt(p.groups);
+  {
+    std::vector<T> tmp(static_cast<size_t>(kc * cpg));
+    for (int64_t g = 0; g < p.groups; ++g) {
+      for (int64_t t = 0; t < taps; ++t)
+        for (int64_t o = 0; o < opg; ++o)
+          for (int64_t ci = 0; ci < cpg; ++ci)
+            tmp[(t * opg + o) * cpg + ci] = f[(t * cpg + ci) * cout + g * opg + o];
+      wt[g].Pack(tmp.data(), kc, cpg, cpg, 1);
+    }
+  }
+  std::vector<int64_t> kw_n(p.in_w), kw_k(p.in_w * p.k_w), kw_o(p.in_w * p.k_w);
+  for (int64_t iw = 0; iw < p.in_w; ++iw) {
+    kw_n[iw] = GradTaps(iw, p.pad_left, p.k_w, p.dil_w, p.stride_w, p.out_w, &kw_k[iw * p.k_w],
+                        &kw_o[iw * p.k_w]);
+  }
+  const RowBlocks blocks(p.batch, p.in_h, runner.concurrency());
+  const int64_t chunk = PixelChunk<T>(pointwise ? cin + cout : kc + cin);
+  const bool stream = direct_out && UseStreamingStores(dx, p.input_size(), cin) &&
+                      (cpg * static_cast<int64_t>(sizeof(T))) % kVectorBytes == 0;
+  runner.For(blocks.units, [&](int64_t begin, int64_t end, int) {
+    std::vector<T> col, out;
+    std::vector<int64_t> kh_k(p.k_h), kh_o(p.k_h);
+    for (int64_t u = begin; u < end; ++u) {
+      int64_t n, r0, r1;
+      blocks.Range(u, &n, &r0, &r1);
+      const int64_t q_end = (n * p.in_h + r1) * p.in_w;
+      for (int64_t q = (n * p.in_h + r0) * p.in_w; q < q_end; q += chunk) {
+        const int64_t m = std::min(chunk, q_end - q);
+        const int64_t next = std::min(chunk, q_end - q - m);
+        if (pointwise && next > 0) {
+          PrefetchRange(dy + (q + m) * cout, next * cout * sizeof(T), false);
+          if (!stream) PrefetchRange(dx + (q + m) * cin, next * cin * sizeof(T), true);
+        }
+        // Result in shuffled channel order: written in place when there is no shuffle.
+        T* res = dx + q * cin;
+        if (!direct_out) {
+          out.resize(static_cast<size_t>(m * cin));
+          res = out.data();
+        }
+        for (int64_t g = 0; g < p.groups; ++g) {
+          T* dxg = res + g * cpg;
+          if (pointwise) {
+            Gemm<T>(m, dy + q * cout + g * opg, cout, 1, wt[g], dxg, cin, false, stream);
+            continue;
+          }
+          // col[pixel, (kh, kw, o)] = dy at the output pixel that tap (kh, kw) of this input
+          // pixel feeds, or 0.
+          col.resize(static_cast<size_t>(m * kc));
+          int64_t cur_ih = -1, nh = 0;
+          for (int64_t i = 0; i < m; ++i) {
+            const int64_t iw = (q + i) % p.in_w, ih = ((q + i) / p.in_w) % p.in_h;
+            if (ih != cur_ih) {
+              nh = GradTaps(ih, p.pad_top, p.k_h, p.dil_h, p.stride_h, p.out_h, kh_k.data(),
+                            kh_o.data());
+              cur_ih = ih;
+            }
+            T* d = col.data() + i * kc;
+            std::fill(d, d + kc, T(0));
+            for (int64_t a = 0; a < nh; ++a) {
+              for (int64_t j = 0; j < kw_n[iw]; ++j) {
+                const int64_t kw = kw_k[iw * p.k_w + j], ow = kw_o[iw * p.k_w + j];
+                const T* s = dy + ((n * p.out_h + kh_o[a]) * p.out_w + ow) * cout + g * opg;
+                std::memcpy(d + (kh_k[a] * p.k_w + kw) * opg, s, sizeof(T) * opg);
+              }
+            }
+          }
+          Gemm<T>(m, col.data(), kc, 1, wt[g], dxg, cin, false, stream);
+        }
+        if (!direct_out) {
+          ChannelShuffle(out.data(), dx + q * cin, m, cin, p.shuffle_groups, /*inverse=*/true);
+        }
+      }
+    }
+    if (stream) StreamFence();
+  });
+}
+
+template <typename T>
+void GroupedBackpropFilter(const GroupedConvParams& p, const T* x, const T* dy, T* df,
+                           const ParallelRunner& runner) {
+  const int64_t cin = p.in_c, cout = p.out_c, cpg = p.in_per_group(), opg = p.out_per_group();
+  const int64_t kc = p.k_h * p.k_w * cpg;
+  const std::vector<int64_t> src = ShuffleSourceMap(p);
+  const bool in_place = IsPointwise(p) && p.shuffle_groups == 1;
+  PartialSums<T> parts(runner.num_workers(), kc * cout);
+  const RowBlocks blocks(p.batch, p.out_h, runner.concurrency());
+  const int64_t chunk = PixelChunk<T>(in_place ? cin + cout : kc + cout);
+  runner.For(blocks.units, [&](int64_t begin, int64_t end, int worker) {
+    T* part = parts.Get(worker);
+    std::vector<T> buf;
+    PackedB<T> dyg;
+    for (int64_t u = begin; u < end; ++u) {
+      int64_t n, r0, r1;
+      blocks.Range(u, &n, &r0, &r1);
+      const int64_t q_end = (n * p.out_h + r1) * p.out_w;
+      for (int64_t q = (n * p.out_h + r0) * p.out_w; q < q_end; q += chunk) {
+        const int64_t m = std::min(chunk, q_end - q);
+        const int64_t next = std::min(chunk, q_end - q - m);
+        if (next > 0) {
+          PrefetchRange(dy + (q + m) * cout, next * cout * sizeof(T), false);
+          if (in_place) PrefetchRange(x + (q + m) * cin, next * cin * sizeof(T), false);
+        }
+        for (int64_t g = 0; g < p.groups; ++g) {
+          // dW_g[(kh, kw, ci), o] += sum over the chunk's pixels of A[pixel, (kh, kw, ci)] *
+          // dY[pixel, o]: a GEMM with M = KH*KW*cpg, K = pixels, N = opg.
+          dyg.Pack(dy + q * cout + g * opg, m, opg, cout, 1);
+          T* dwg = part + g * opg;
+          if (in_place) {
+            Gemm<T>(kc, x + q * cin + g * cpg, 1, cin, dyg, dwg, cout, true);
+          } else {
+            buf.resize(static_cast<size_t>(m * kc));
+            Im2Col(p, x, src.data(), q, q + m, g, buf.data());
+            Gemm<T>(kc, buf.data(), 1, kc, dyg, dwg, cout, true);
+          }
+        }
+      }
+    }
+  });
+  parts.SumInto(df);
+}
+
+}  // namespace internal
+
+template <typename T>
+void GroupedConvForward(const GroupedConvParams& p, const T* x, const T* filter, T* y,
+                        const ParallelRunner& runner) {
+  if (p.output_size() == 0) return;
+  if (p.in_per_group() == 1) {
+    internal::DepthwiseForward(p, x, filter, y, runner, internal::DepthwiseInputMap(p));
+  } else {
+    internal::GroupedForward(p, x, filter, y, runner);
+  }
+}
+
+template <typename T>
+void GroupedConvBackpropInput(const GroupedConvParams& p, const T* dy, const T* filter, T* dx,
+                              const ParallelRunner& runner) {
+  if (p.input_size() == 0) return;
+  if (p.in_per_group() == 1) {
+    internal::DepthwiseBackpropInput(p, dy, filter, dx, runner);
+  } else {
+    internal::GroupedBackpropInput(p, dy, filter, dx, runner);
+  }
+}
+
+template <typename T>
+void GroupedConvBackpropFilter(const GroupedConvParams& p, const T* x, const T* dy, T* dfilter,
+                               const ParallelRunner& runner) {
+  if (p.output_size() == 0) {
+    std::fill(dfilter, dfilter + p.filter_size(), T(0));
+    return;
+  }
+  if (p.in_per_group() == 1) {
+    internal::DepthwiseBackpropFilter(p, x, dy, dfilter, runner);
+  } else {
+    internal::GroupedBackpropFilter(p, x, dy, dfilter, runner);
+  }
+}
+
+}  // namespace cpu
+}  // namespace keras_cnns
+
+#endif  // KERAS_CNNS_CUSTOM_OPS_GROUPED_CONV_CPU_KERNELS_IMPL_H_

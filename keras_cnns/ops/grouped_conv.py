@@ -1,0 +1,165 @@
+"""``grouped_depthwise_conv2d``: the compiled op when loaded, else the stock-TF reference.
+
+The compiled op (``KerasCnns>GroupedDepthwiseConv2D``, C++ CPU kernels and CUDA kernels in
+``custom_ops/``) is built on first use and cached (see :mod:`keras_cnns.ops._loader`). When it is
+unavailable (no compiler, build error, ``KERAS_CNNS_DISABLE_CUSTOM_OP=1``) the same function runs
+:func:`keras_cnns.ops._reference.reference_grouped_depthwise_conv2d`, and inside
+:func:`stock_ops_only` it always does, so exported graphs contain stock TF ops only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+from keras_cnns.ops import _loader
+from keras_cnns.ops._reference import reference_grouped_depthwise_conv2d
+
+__all__ = ["custom_op_available", "grouped_depthwise_conv2d", "stock_ops_only"]
+
+_state = threading.local()
+
+
+def _stock_only() -> bool:
+    return getattr(_state, "stock_only", False)
+
+
+@contextlib.contextmanager
+def stock_ops_only():
+    """Within this context every layer uses stock TF ops only (for export to Serving/TFLite).
+
+    The setting is per thread and nests; tracing a ``tf.function`` inside the context bakes the
+    stock-op path into that trace.
+    """
+    prev = _stock_only()
+    _state.stock_only = True
+    try:
+        yield
+    finally:
+        _state.stock_only = prev
+
+
+def custom_op_available() -> bool:
+    """Whether the compiled kernel is loaded (builds it on the first call if needed).
+
+    Returns:
+        ``True`` if ``grouped_depthwise_conv2d`` runs the compiled op, ``False`` if it falls back
+        to the pure-TensorFlow reference (``keras_cnns.ops._loader.load_error()`` says why).
+    """
+    return _loader.load_library() is not None
+
+
+def _is_int(v) -> bool:
+    import numpy as np
+
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _pair(name: str, value) -> tuple[int, int]:
+    """A positive int or a pair of them, as a pair; ValueError naming ``name`` otherwise."""
+    if _is_int(value):
+        pair = (int(value), int(value))
+    else:
+        try:
+            pair = tuple(value)
+        except TypeError:
+            pair = ()
+        if len(pair) != 2 or not all(_is_int(v) for v in pair):
+            raise ValueError(f"`{name}` must be a positive integer or a pair of positive integers. "
+                             f"Received: {name}={value!r}")
+        pair = (int(pair[0]), int(pair[1]))
+    if min(pair) < 1:
+        raise ValueError(f"`{name}` must be a positive integer or a pair of positive integers. "
+                         f"Received: {name}={value!r}")
+    return pair
+
+
+def _positive_int(name: str, value, allow_none: bool = False):
+    if value is None and allow_none:
+        return None
+    if not _is_int(value) or value < 1:
+        kind = "None or a positive integer" if allow_none else "a positive integer"
+        raise ValueError(f"`{name}` must be {kind}. Received: {name}={value!r}")
+    return int(value)
+
+
+def grouped_depthwise_conv2d(x, filters, strides=1, padding="SAME", dilations=1, groups=None,
+                             shuffle_groups=1, name=None):
+    """Grouped (depthwise when ``groups == C``) 2-D convolution of a channel-shuffled NHWC input.
+
+    Computes ``tf.nn.conv2d(shuffle(x), filters, strides, padding, dilations=dilations)`` where
+    ``shuffle`` is ShuffleNet's channel shuffle with ``shuffle_groups`` groups (view C as
+    ``(g, C / g)``, transpose, flatten; the identity for ``g = 1``). The compiled op fuses the
+    shuffle into its indexing; its gradients (to ``x`` and ``filters``) are compiled kernels too.
+
+    Args:
+        x: ``[N, H, W, C]`` float16, float32 or float64 tensor. float16 runs the compiled op in
+            float32 and casts the result back.
+        filters: ``[KH, KW, C // groups, C_out]`` tensor of ``x``'s dtype, ``C_out % groups == 0``
+            (``tf.nn.conv2d``'s layout for grouped convolution; ``groups == C`` is depthwise with
+            channel multiplier ``C_out // C``, ``groups == 1`` a plain convolution).
+        strides: positive int or ``(stride_h, stride_w)``. Strides and dilations may both exceed
+            1 (unlike ``tf.nn.depthwise_conv2d``).
+        padding: ``"SAME"`` or ``"VALID"`` (case-insensitive), with TensorFlow's SAME rule.
+        dilations: positive int or ``(dilation_h, dilation_w)``.
+        groups: number of channel groups; ``None`` infers ``C // filters.shape[2]`` (needs both
+            static).
+        shuffle_groups: ``g >= 1``; ``g > 1`` shuffles the input channels first.
+        name: optional name scope.
+
+    Returns:
+        ``[N, OH, OW, C_out]`` tensor of ``x``'s dtype.
+
+    Raises:
+        ValueError: invalid ``padding``, ``strides``, ``dilations``, ``groups``,
+            ``shuffle_groups`` or dtype, or (when ``C`` is static) ``groups`` /
+            ``shuffle_groups`` not dividing ``C``.
+        tf.errors.InvalidArgumentError: shape errors only visible at run time (wrong ranks,
+            filter depth != C / groups, C_out not divisible by groups...), raised by the op.
+    """
+    import tensorflow as tf
+
+    if not isinstance(padding, str) or padding.upper() not in ("SAME", "VALID"):
+        raise ValueError(f"`padding` must be 'SAME' or 'VALID'. Received: padding={padding!r}")
+    padding = padding.upper()
+    strides = _pair("strides", strides)
+    dilations = _pair("dilations", dilations)
+    groups = _positive_int("groups", groups, allow_none=True)
+    shuffle_groups = _positive_int("shuffle_groups", shuffle_groups)
+
+    with tf.name_scope(name or "grouped_depthwise_conv2d"):
+        x = tf.convert_to_tensor(x)
+        if x.dtype not in (tf.float16, tf.float32, tf.float64):
+            raise ValueError("`x` must be a float16, float32 or float64 tensor. "
+                             f"Received: x.dtype={x.dtype.name}")
+        filters = tf.convert_to_tensor(filters)
+        if filters.dtype != x.dtype:
+            raise ValueError("`filters` must have the dtype of `x` "
+                             f"({x.dtype.name}). Received: filters.dtype={filters.dtype.name}")
+        channels = x.shape[-1] if x.shape.rank is not None else None
+        if groups is None:
+            depth = filters.shape[2] if filters.shape.rank == 4 else None
+            if channels is None or depth is None or depth == 0 or channels % depth:
+                raise ValueError("`groups=None` needs static input channels divisible by the "
+                                 "filter depth `filters.shape[2]`; pass `groups` explicitly. "
+                                 f"Received: groups=None, x.shape={x.shape}, "
+                                 f"filters.shape={filters.shape}")
+            groups = channels // depth
+        if channels is not None:
+            if channels % groups:
+                raise ValueError(f"`groups` must divide the input channels ({channels}). "
+                                 f"Received: groups={groups}")
+            if channels % shuffle_groups:
+                raise ValueError(f"`shuffle_groups` must divide the input channels ({channels}). "
+                                 f"Received: shuffle_groups={shuffle_groups}")
+
+        lib = None if _stock_only() else _loader.load_library()
+        if lib is None:
+            return reference_grouped_depthwise_conv2d(x, filters, strides, padding, dilations,
+                                                      groups, shuffle_groups)
+        compute_dtype = tf.float32 if x.dtype == tf.float16 else x.dtype
+        y = lib.keras_cnns_grouped_depthwise_conv2d(
+            tf.cast(x, compute_dtype), tf.cast(filters, compute_dtype), strides=list(strides),
+            padding=padding, dilations=list(dilations), groups=groups,
+            shuffle_groups=shuffle_groups)
+        return tf.cast(y, x.dtype)
