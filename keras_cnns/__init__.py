@@ -10,17 +10,28 @@ Quick start::
     keras_cnns.profile(model)                                 # per-layer params / mult-adds
 """
 
-from keras_cnns import layers, models, ops  # noqa: E402
+from keras_cnns import data, export, layers, models, ops  # noqa: E402
 from keras_cnns.models import create_model, list_models, model_info  # noqa: E402
+from keras_cnns.models._keras_apps import from_keras_applications  # noqa: E402
+from keras_cnns.models.mobilenet import MobileNet  # noqa: E402
+from keras_cnns.models.squeezenet import SqueezeNet  # noqa: E402
+from keras_cnns.profiler import Profile, profile  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "MobileNet",
+    "Profile",
+    "SqueezeNet",
     "create_model",
+    "data",
+    "export",
+    "from_keras_applications",
     "layers",
     "list_models",
     "model_info",
     "models",
     "ops",
+    "profile",
 ]
