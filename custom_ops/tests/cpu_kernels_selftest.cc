@@ -15,6 +15,9 @@
 #include <thread>
 #include <vector>
 
+// Production builds use non-temporal stores only for outputs of 1 GiB and more; lower the
+// threshold so that the > 16 MiB cases below take (and check) that code path.
+#define KCNN_STREAMING_STORE_BYTES (int64_t{16} << 20)
 #include "grouped_conv_cpu_kernels_impl.h"
 
 using keras_cnns::GroupedConvParams;
