@@ -263,40 +263,25 @@ def SqueezeNet(
 
 _NOTE = "REFERENCE.md section 6 (SqueezeNet rows)"
 
-register_model(
-    "squeezenet1_0", family="SqueezeNet", paper=PAPER, builder=SqueezeNet,
-    default_input_shape=(224, 224, 3), min_input_size=MIN_INPUT_SIZE["1_0"],
-    reference_params=1_248_424, reference_params_kind="trainable", reference_macs=819e6,
-    reference_note=_NOTE + "; torchvision meta. MACs with torchvision's ceil-mode pooling "
-                   "(REFERENCE.md's 777.2 M assumes floor pooling).",
-    version="1_0", bypass="none",
-)
-register_model(
-    "squeezenet1_1", family="SqueezeNet", paper=PAPER, builder=SqueezeNet,
-    default_input_shape=(224, 224, 3), min_input_size=MIN_INPUT_SIZE["1_1"],
-    reference_params=1_235_496, reference_params_kind="trainable", reference_macs=349.2e6,
-    reference_note=_NOTE + "; torchvision meta (0.349 GFLOPS).",
-    version="1_1", bypass="none",
-)
-register_model(
-    "squeezenet1_0_simple_bypass", family="SqueezeNet", paper=PAPER, builder=SqueezeNet,
-    default_input_shape=(224, 224, 3), min_input_size=MIN_INPUT_SIZE["1_0"],
-    reference_params=1_248_424, reference_params_kind="trainable", reference_macs=819e6,
-    reference_note=_NOTE + " (simple bypass adds no parameters; paper 4.8 MB).",
-    version="1_0", bypass="simple",
-)
-register_model(
-    "squeezenet1_0_complex_bypass", family="SqueezeNet", paper=PAPER, builder=SqueezeNet,
-    default_input_shape=(224, 224, 3), min_input_size=MIN_INPUT_SIZE["1_0"],
-    reference_params=1_589_672, reference_params_kind="trainable", reference_macs=None,
-    reference_note=_NOTE + " and section 9: 1,589,672 computed for the Fig. 2 layout; the paper's "
-                   "7.7 MB (~1.9-2.0 M params) is not reproduced.",
-    version="1_0", bypass="complex",
-)
-register_model(
-    "squeezenet1_1_simple_bypass", family="SqueezeNet", paper=PAPER, builder=SqueezeNet,
-    default_input_shape=(224, 224, 3), min_input_size=MIN_INPUT_SIZE["1_1"],
-    reference_params=1_235_496, reference_params_kind="trainable", reference_macs=349.2e6,
-    reference_note=_NOTE + " (simple bypass adds no parameters).",
-    version="1_1", bypass="simple",
-)
+
+def _register(name, version, bypass, params, macs, note):
+    register_model(
+        name, family="SqueezeNet", paper=PAPER, builder=SqueezeNet,
+        default_input_shape=(224, 224, 3), min_input_size=MIN_INPUT_SIZE[version],
+        reference_params=params, reference_params_kind="trainable", reference_macs=macs,
+        reference_note=_NOTE + note, version=version, bypass=bypass,
+    )
+
+
+_register("squeezenet1_0", "1_0", "none", 1_248_424, 819e6,
+          "; torchvision meta. MACs with torchvision's ceil-mode pooling "
+          "(REFERENCE.md's 777.2 M assumes floor pooling).")
+_register("squeezenet1_1", "1_1", "none", 1_235_496, 349.2e6,
+          "; torchvision meta (0.349 GFLOPS).")
+_register("squeezenet1_0_simple_bypass", "1_0", "simple", 1_248_424, 819e6,
+          " (simple bypass adds no parameters; paper 4.8 MB).")
+_register("squeezenet1_0_complex_bypass", "1_0", "complex", 1_589_672, None,
+          " and section 9: 1,589,672 computed for the Fig. 2 layout; the paper's "
+          "7.7 MB (~1.9-2.0 M params) is not reproduced.")
+_register("squeezenet1_1_simple_bypass", "1_1", "simple", 1_235_496, 349.2e6,
+          " (simple bypass adds no parameters).")
