@@ -413,6 +413,21 @@ inline void DepthwisePixelBlock(const T* const* rows, const int64_t* khs, int64_
   }
 }
 
+// The input rows (through `source`) that the output row whose first tap reads input row ih0
+// touches, and their kernel rows; returns how many are inside the image.
+template <typename T>
+inline int64_t ValidRows(const GroupedConvParams& p, DepthwiseRows<T>& source, int64_t ih0,
+                         const T** rows, int64_t* khs) {
+  int64_t n_rows = 0;
+  for (int64_t kh = 0; kh < p.k_h; ++kh) {
+    const int64_t ih = ih0 + kh * p.dil_h;
+    if (ih < 0 || ih >= p.in_h) continue;
+    rows[n_rows] = source.Row(ih);
+    khs[n_rows++] = kh;
+  }
+  return n_rows;
+}
+
 // Depthwise forward; `map` says how the (gathered) input channels are read.
 template <typename T>
 void DepthwiseForward(const GroupedConvParams& p, const T* x, const T* f, T* y,
@@ -430,14 +445,8 @@ void DepthwiseForward(const GroupedConvParams& p, const T* x, const T* f, T* y,
       blocks.Range(u, &n, &oh0, &oh1);
       source.SetImage(n);
       for (int64_t oh = oh0; oh < oh1; ++oh) {
-        int64_t n_rows = 0;
         const int64_t ih0 = oh * p.stride_h - p.pad_top;
-        for (int64_t kh = 0; kh < p.k_h; ++kh) {
-          const int64_t ih = ih0 + kh * p.dil_h;
-          if (ih < 0 || ih >= p.in_h) continue;
-          rows[n_rows] = source.Row(ih);
-          khs[n_rows++] = kh;
-        }
+        const int64_t n_rows = ValidRows(p, source, ih0, rows.data(), khs.data());
         T* yrow = y + (n * p.out_h + oh) * p.out_w * cout;
         // The first new input row of output row oh + 1, gathered while this row is computed.
         const int64_t next_ih = ih0 + p.stride_h + (p.k_h - 1) * p.dil_h;
@@ -675,14 +684,8 @@ void DepthwiseBackpropFilter(const GroupedConvParams& p, const T* x, const T* dy
       blocks.Range(u, &n, &oh0, &oh1);
       source.SetImage(n);
       for (int64_t oh = oh0; oh < oh1; ++oh) {
-        int64_t n_rows = 0;
         const int64_t ih0 = oh * p.stride_h - p.pad_top;
-        for (int64_t kh = 0; kh < p.k_h; ++kh) {
-          const int64_t ih = ih0 + kh * p.dil_h;
-          if (ih < 0 || ih >= p.in_h) continue;
-          rows[n_rows] = source.Row(ih);
-          khs[n_rows++] = kh;
-        }
+        const int64_t n_rows = ValidRows(p, source, ih0, rows.data(), khs.data());
         const T* dyrow = dy + (n * p.out_h + oh) * p.out_w * cout;
         const int64_t next_ih = ih0 + p.stride_h + (p.k_h - 1) * p.dil_h;
         int64_t c_done = 0;  // channels handled by the register-tiled 3x3 path
