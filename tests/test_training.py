@@ -152,3 +152,66 @@ def test_cli_unknown_model_arg_names_it(capsys):
     assert cli.main(["train", "mobilenet", "--model-arg", "widht=0.5", "--no-export"]) == 2
     err = capsys.readouterr().err
     assert "widht" in err and "alpha" in err and "Received:" in err
+
+
+def _bn_model():
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(4)(x))
+
+
+def test_recalibrate_batch_norm_is_the_exact_average_of_batch_statistics():
+    import keras
+
+    model = _bn_model()
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(2.0, 3.0, (5, 8, 8, 3)).astype("float32") for _ in range(3)]
+    assert training.recalibrate_batch_norm(model, batches) == 3
+    conv = keras.Model(model.input, model.get_layer("conv").output)
+    outs = [np.asarray(conv(b)) for b in batches]  # NumPy reference of the per-batch moments
+    mean = np.mean([o.mean(axis=(0, 1, 2)) for o in outs], axis=0)
+    var = np.mean([o.var(axis=(0, 1, 2)) for o in outs], axis=0)
+    bn = model.get_layer("bn")
+    np.testing.assert_allclose(bn.moving_mean.numpy(), mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), var, rtol=1e-4, atol=1e-5)
+    assert bn.momentum == 0.99  # restored
+
+
+def test_recalibrated_inference_equals_training_mode_on_the_calibration_batch():
+    model = _bn_model()
+    x = np.random.default_rng(1).normal(5.0, 4.0, (16, 8, 8, 3)).astype("float32")
+    stale = np.asarray(model(x, training=False))
+    fresh_train = np.asarray(model(x, training=True))
+    assert not np.allclose(stale, fresh_train, atol=1e-3)  # moving stats start at 0 / 1
+    assert training.recalibrate_batch_norm(model, [(x, np.zeros(16))], max_batches=5) == 1
+    np.testing.assert_allclose(np.asarray(model(x, training=False)), fresh_train, atol=1e-4)
+
+
+def test_recalibrate_batch_norm_without_bn_and_bad_arguments():
+    import keras
+
+    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    assert training.recalibrate_batch_norm(plain, [np.zeros((1, 4), "float32")]) == 0
+    with pytest.raises(ValueError, match="max_batches"):
+        training.recalibrate_batch_norm(_bn_model(), [np.zeros((1, 8, 8, 3))], max_batches=0)
+    with pytest.raises(ValueError, match="dataset"):
+        training.recalibrate_batch_norm(_bn_model(), [])
+
+
+def test_train_uses_precise_batch_norm_for_bn_models():
+    """A BN model's final statistics are the data's, not Keras' half-decayed moving averages."""
+    result = train("mobilenet_0_25", epochs=1, image_size=32, export=False, verbose=0)
+    bn = [l for l in result.model.layers if l.__class__.__name__ == "BatchNormalization"]
+    assert len(bn) == 27
+    variances = [float(l.moving_variance.numpy().mean()) for l in bn]
+    # After one epoch (23 steps) Keras' EMA still holds 0.99**23 = 0.79 of the initial variance 1,
+    # so without recalibration every layer's moving variance would be >= 0.79. The depthwise
+    # layers' real activations vary far less than that.
+    assert all(np.isfinite(variances))
+    assert max(variances) < 0.79 * 0.8, variances
+    assert min(variances) < 0.1, variances
