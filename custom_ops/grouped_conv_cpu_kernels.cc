@@ -2,7 +2,7 @@
 //
 // Built as its own translation unit, without TensorFlow headers, so it can take the CPU's
 // vector ISA flags (-mavx2 -mfma, chosen at build time from /proc/cpuinfo) and hidden
-// visibility (its Eigen instantiations never clash with TensorFlow's own).
+// visibility (its template instantiations never clash with TensorFlow's own symbols).
 
 #include "grouped_conv_cpu_kernels_impl.h"
 

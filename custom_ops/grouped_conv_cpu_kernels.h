@@ -3,8 +3,8 @@
 // Framework-free: plain C++17 functions over raw NHWC pointers plus a GroupedConvParams.
 // Parallelism is injected through ParallelRunner, which the TensorFlow glue implements with the
 // op's intra-op thread pool and a test harness may implement serially. This header only
-// declares; the templates live in grouped_conv_cpu_kernels_impl.h (which also needs Eigen/Core,
-// header-only, for the per-group matrix products) and are instantiated for float and double in
+// declares; the templates live in grouped_conv_cpu_kernels_impl.h (C++17 and the compiler's
+// vector extensions only) and are instantiated for float and double in
 // grouped_conv_cpu_kernels.cc.
 //
 // Strategy
@@ -12,8 +12,8 @@
 //    innermost in fixed-size blocks that the compiler vectorises; when the input needs a gather
 //    (channel shuffle and/or multiplier > 1) the input rows a task touches are gathered once into
 //    a small ring buffer (cache resident, KH rows), never a full-tensor memory pass.
-//  * grouped (C / groups > 1): per group a GEMM (Eigen, single threaded per task) on strided maps
-//    of the NHWC tensors; 1x1 stride-1 convolutions without shuffle read the tensors in place,
+//  * grouped (C / groups > 1): per group a register-tiled GEMM (single threaded per task) on
+//    strided maps of the NHWC tensors; 1x1 stride-1 convolutions without shuffle read the tensors in place,
 //    everything else goes through a per-task im2col buffer built with the shuffle as index
 //    arithmetic.
 //  * backprop to the input is computed in "gather" form per input row (no atomics, no zeroing
