@@ -13,9 +13,9 @@
 //    (channel shuffle and/or multiplier > 1) the input rows a task touches are gathered once into
 //    a small ring buffer (cache resident, KH rows), never a full-tensor memory pass.
 //  * grouped (C / groups > 1): per group a register-tiled GEMM (single threaded per task) on
-//    strided maps of the NHWC tensors; 1x1 stride-1 convolutions without shuffle read the tensors in place,
-//    everything else goes through a per-task im2col buffer built with the shuffle as index
-//    arithmetic.
+//    strided maps of the NHWC tensors; 1x1 stride-1 convolutions without shuffle read the
+//    tensors in place, everything else goes through a per-task im2col buffer built with the
+//    shuffle as index arithmetic.
 //  * backprop to the input is computed in "gather" form per input row (no atomics, no zeroing
 //    pass) and scattered through the inverse shuffle; backprop to the filter accumulates into one
 //    partial filter per worker, summed at the end.
