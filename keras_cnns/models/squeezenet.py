@@ -20,7 +20,14 @@ from keras_cnns.models._builder import begin, make_input, make_model, pool_featu
 from keras_cnns.models._registry import register_model
 from keras_cnns.models._validation import check_choice, check_probability
 
-__all__ = ["SqueezeNet", "CeilModeMaxPooling2D", "VERSIONS", "BYPASSES", "CONV10_KERNEL_INITIALIZER", "CONV10_BIAS_INITIALIZER"]
+__all__ = [
+    "BYPASSES",
+    "CONV10_BIAS_INITIALIZER",
+    "CONV10_KERNEL_INITIALIZER",
+    "CeilModeMaxPooling2D",
+    "SqueezeNet",
+    "VERSIONS",
+]
 
 PAPER = ("Iandola et al., SqueezeNet: AlexNet-level accuracy with 50x fewer parameters and "
          "<0.5MB model size, 2016 (arXiv:1602.07360)")
