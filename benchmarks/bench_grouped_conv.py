@@ -30,14 +30,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _timing import interleaved as _interleaved  # noqa: E402
 
 
 def _parse_args(argv=None):
@@ -48,24 +49,6 @@ def _parse_args(argv=None):
     parser.add_argument("--channels", type=int, default=240, help="channels C (default 240)")
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions per case")
     return parser.parse_args(argv)
-
-
-def _interleaved(fn_ours, fn_theirs, reps, warmup=3):
-    """Median times (ms) of both sides and the median per-iteration ratio theirs / ours."""
-    for _ in range(warmup):
-        fn_ours()
-        fn_theirs()
-    t_ours, t_theirs, ratios = [], [], []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn_ours()
-        t1 = time.perf_counter()
-        fn_theirs()
-        t2 = time.perf_counter()
-        t_ours.append((t1 - t0) * 1e3)
-        t_theirs.append((t2 - t1) * 1e3)
-        ratios.append((t2 - t1) / (t1 - t0))
-    return statistics.median(t_ours), statistics.median(t_theirs), statistics.median(ratios)
 
 
 def main(argv=None) -> int:

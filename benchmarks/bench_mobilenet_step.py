@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _timing import interleaved  # noqa: E402
 
 
 def _parse_args(argv=None):
@@ -87,27 +88,15 @@ def main(argv=None) -> int:
         print(f"tracing did not separate the paths (custom-op layers traced: ours {traced_ours}, "
               f"stock {traced_stock})")
         return 1
-    for _ in range(2):
-        step_ours()
-        step_stock()
-    t_ours, t_stock, ratios = [], [], []
-    for _ in range(args.reps):
-        t0 = time.perf_counter()
-        step_ours()
-        t1 = time.perf_counter()
-        step_stock()
-        t2 = time.perf_counter()
-        t_ours.append((t1 - t0) * 1e3)
-        t_stock.append((t2 - t1) * 1e3)
-        ratios.append((t2 - t1) / (t1 - t0))
+    med_ours, med_stock, ratio = interleaved(step_ours, step_stock, args.reps, warmup=2)
     print(f"\nMobileNet alpha={args.alpha:g}, {args.size}x{args.size}, batch {args.batch}, SGD "
           f"train step, TF {tf.__version__} (CPU, {os.cpu_count()} cores), {args.reps} "
           "interleaved steps per side\n")
     print(f"{'depthwise path':<34}{'median step ms':>16}")
-    print(f"{'custom op (KerasCnns>...)':<34}{statistics.median(t_ours):>16.1f}")
-    print(f"{'stock (tf.nn.depthwise_conv2d)':<34}{statistics.median(t_stock):>16.1f}")
+    print(f"{'custom op (KerasCnns>...)':<34}{med_ours:>16.1f}")
+    print(f"{'stock (tf.nn.depthwise_conv2d)':<34}{med_stock:>16.1f}")
     print(f"(depthwise layers traced through the custom op: {traced_ours} in ours, 0 in stock)")
-    print(f"\nratio stock / ours (median of per-step ratios): {statistics.median(ratios):.3f}x")
+    print(f"\nratio stock / ours (median of per-step ratios): {ratio:.3f}x")
     return 0
 
 
