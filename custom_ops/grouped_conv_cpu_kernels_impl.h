@@ -501,13 +501,7 @@ inline int64_t GradTaps(int64_t i, int64_t pad, int64_t k, int64_t dil, int64_t 
 template <typename T>
 void DepthwiseBackpropInputAsForward(const GroupedConvParams& p, const T* dy, const T* f, T* dx,
                                      const ParallelRunner& runner) {
-  GroupedConvParams q = p;
-  q.in_h = p.out_h;
-  q.in_w = p.out_w;
-  q.out_h = p.in_h;
-  q.out_w = p.in_w;
-  q.pad_top = (p.k_h - 1) * p.dil_h - p.pad_top;
-  q.pad_left = (p.k_w - 1) * p.dil_w - p.pad_left;
+  const GroupedConvParams q = InputGradientAsForward(p);
   const int64_t taps = p.k_h * p.k_w, c = p.out_c, g = p.shuffle_groups;
   std::vector<T> flipped(static_cast<size_t>(taps * c));
   for (int64_t t = 0; t < taps; ++t) {

@@ -287,13 +287,7 @@ cudaError_t BackpropInput(const GroupedConvParams& p, const T* dy, const T* f, T
   if (p.in_per_group() == 1 && p.out_per_group() == 1 && p.stride_h == 1 && p.stride_w == 1 &&
       p.output_size() > 0) {
     // Depthwise, multiplier 1, stride 1: a flipped-filter forward pass over dy (swapped geometry).
-    GroupedConvParams q = p;
-    q.in_h = p.out_h;
-    q.in_w = p.out_w;
-    q.out_h = p.in_h;
-    q.out_w = p.in_w;
-    q.pad_top = (p.k_h - 1) * p.dil_h - p.pad_top;
-    q.pad_left = (p.k_w - 1) * p.dil_w - p.pad_left;
+    const GroupedConvParams q = InputGradientAsForward(p);
     switch (p.k_w) {
       case 1: return DepthwiseForward<T, Idx, 1, true>(q, dy, f, dx, s);
       case 3: return DepthwiseForward<T, Idx, 3, true>(q, dy, f, dx, s);

@@ -63,6 +63,20 @@ KCNN_HOST_DEVICE inline int64_t ShuffleDestination(int64_t c, int64_t channels, 
   return (c % per) * g + c / per;
 }
 
+// For stride 1 the input gradient of a depthwise convolution is a forward pass over dy with the
+// spatially flipped filter: these are that pass's geometry (dy is its input, dx its output,
+// and the padding is the complement of the forward's). Shared by the CPU and CUDA kernels.
+inline GroupedConvParams InputGradientAsForward(const GroupedConvParams& p) {
+  GroupedConvParams q = p;
+  q.in_h = p.out_h;
+  q.in_w = p.out_w;
+  q.out_h = p.in_h;
+  q.out_w = p.in_w;
+  q.pad_top = (p.k_h - 1) * p.dil_h - p.pad_top;
+  q.pad_left = (p.k_w - 1) * p.dil_w - p.pad_left;
+  return q;
+}
+
 // TensorFlow's output size and leading padding for one spatial dimension.
 // Returns false (and leaves outputs untouched) for invalid arguments.
 inline bool ComputeConvOutputSize(int64_t in, int64_t k, int64_t stride, int64_t dilation,
