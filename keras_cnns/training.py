@@ -37,6 +37,9 @@ from typing import Any, Dict, Optional
 
 import keras
 
+from keras_cnns.models._validation import fail, is_int
+from keras_cnns.models.squeezenet import BYPASSES
+
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_RECIPE",
@@ -53,7 +56,6 @@ __all__ = [
 DEFAULT_MODEL = "squeezenet1_1"
 DEFAULT_DATASET = "digits"
 OPTIMIZERS = ("adam", "adamw", "sgd")
-BYPASSES = ("none", "simple", "complex")
 
 #: The defaults of :func:`train` (per dataset where they differ).
 DEFAULT_RECIPE: Dict[str, Any] = {
@@ -168,12 +170,8 @@ class TrainResult:
 
 
 def _fail(arg: str, allowed: str, value: Any, flags: bool) -> None:
-    name = _FLAGS.get(arg, arg) if flags else arg
-    raise ValueError(f"`{name}` {allowed}. Received: {name}={value!r}")
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+    """:func:`fail`, naming the CLI flag instead of the argument when ``flags``."""
+    fail(_FLAGS.get(arg, arg) if flags else arg, allowed, value)
 
 
 def _validate(values: Dict[str, Any], flags: bool = False) -> None:
@@ -185,11 +183,11 @@ def _validate(values: Dict[str, Any], flags: bool = False) -> None:
     if not isinstance(v["dataset"], str) or not v["dataset"].strip():
         _fail("dataset", "must be 'digits' or a tensorflow-datasets name (e.g. mnist, cifar10)",
               v["dataset"], flags)
-    if v["epochs"] is not None and (not _is_int(v["epochs"]) or v["epochs"] < 1):
+    if v["epochs"] is not None and (not is_int(v["epochs"]) or v["epochs"] < 1):
         _fail("epochs", "must be an integer >= 1", v["epochs"], flags)
-    if not _is_int(v["batch_size"]) or v["batch_size"] < 1:
+    if not is_int(v["batch_size"]) or v["batch_size"] < 1:
         _fail("batch_size", "must be an integer >= 1", v["batch_size"], flags)
-    if v["image_size"] is not None and (not _is_int(v["image_size"]) or v["image_size"] < 1):
+    if v["image_size"] is not None and (not is_int(v["image_size"]) or v["image_size"] < 1):
         _fail("image_size", "must be a positive integer", v["image_size"], flags)
     lr = v["learning_rate"]
     if lr is not None and (not isinstance(lr, numbers.Real) or isinstance(lr, bool)
@@ -197,7 +195,7 @@ def _validate(values: Dict[str, Any], flags: bool = False) -> None:
         _fail("learning_rate", "must be a finite number > 0", lr, flags)
     if v["optimizer"] not in OPTIMIZERS:
         _fail("optimizer", f"must be one of {list(OPTIMIZERS)}", v["optimizer"], flags)
-    if not _is_int(v["seed"]) or v["seed"] < 0:
+    if not is_int(v["seed"]) or v["seed"] < 0:
         _fail("seed", "must be an integer >= 0", v["seed"], flags)
     we = v["warmup_epochs"]
     if we is not None and (not isinstance(we, numbers.Real) or isinstance(we, bool)
@@ -308,7 +306,7 @@ def recalibrate_batch_norm(model, dataset, max_batches: Optional[int] = None) ->
     layers = _batch_norm_layers(model)
     if not layers:
         return 0
-    if max_batches is not None and (not _is_int(max_batches) or max_batches < 1):
+    if max_batches is not None and (not is_int(max_batches) or max_batches < 1):
         raise ValueError(f"`max_batches` must be None or an integer >= 1. "
                          f"Received: max_batches={max_batches!r}")
     saved = [layer.momentum for layer in layers]

@@ -15,6 +15,7 @@ import keras
 
 __all__ = [
     "fail",
+    "is_int",
     "check_bool",
     "check_positive_int",
     "check_positive_float",
@@ -31,6 +32,11 @@ def fail(arg: str, allowed: str, value: Any) -> None:
     raise ValueError(f"`{arg}` {allowed}. Received: {arg}={value!r}")
 
 
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an integer (Python or NumPy), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_bool(arg: str, value: Any) -> bool:
     if not isinstance(value, bool):
         fail(arg, "must be True or False", value)
@@ -38,7 +44,7 @@ def check_bool(arg: str, value: Any) -> bool:
 
 
 def check_positive_int(arg: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+    if not is_int(value) or value < minimum:
         fail(arg, f"must be an integer >= {minimum}", value)
     return int(value)
 
