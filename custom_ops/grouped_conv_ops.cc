@@ -5,6 +5,11 @@
 
 #define EIGEN_USE_THREADS
 
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -13,7 +18,6 @@
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/platform/threadpool.h"
-#include "tensorflow/core/util/work_sharder.h"
 
 #include "grouped_conv_cpu_kernels.h"
 #include "grouped_conv_op_kernels.h"
@@ -194,24 +198,57 @@ using CPUDevice = Eigen::ThreadPoolDevice;
 
 namespace {
 
-// ParallelRunner over the op's intra-op thread pool.
+// ParallelRunner over the op's intra-op thread pool. Exactly NumThreads() threads work on a call:
+// the calling thread and NumThreads() - 1 pool threads, each taking one unit at a time from a
+// shared counter. (TF's ParallelFor also runs shards on the caller besides every pool thread, so
+// on 2 cores 3 threads competed; measured, grouped 1x1 forward [32, 28, 28, 240], 3 groups,
+// interleaved with tf.nn.conv2d: ratio 0.95-0.96 -> 0.98-0.99.) The caller waits only for
+// helpers that took a unit: one that starts after all units are taken returns at once without
+// touching `fn`, so a late helper (pool busy with other ops) never delays the op.
 class TfCpuRunner final : public cpu::ParallelRunner {
  public:
   explicit TfCpuRunner(tensorflow::OpKernelContext* ctx)
       : pool_(ctx->device()->tensorflow_cpu_worker_threads()->workers) {}
-  int num_workers() const override { return pool_->NumThreads() + 1; }
-  int concurrency() const override { return pool_->NumThreads(); }
+  int num_workers() const override { return std::max(1, pool_->NumThreads()); }
+  int concurrency() const override { return std::max(1, pool_->NumThreads()); }
   void For(int64_t total, const std::function<void(int64_t, int64_t, int)>& fn) const override {
     if (total <= 0) return;
-    if (total == 1 || pool_->NumThreads() <= 1) {
+    const int helpers = static_cast<int>(std::min<int64_t>(total, num_workers())) - 1;
+    if (helpers <= 0) {
       fn(0, total, 0);
       return;
     }
-    pool_->ParallelForWithWorkerId(
-        total, tensorflow::thread::ThreadPool::SchedulingParams::Fixed(1), fn);
+    auto state = std::make_shared<SharedFor>(total, &fn);
+    for (int w = 1; w <= helpers; ++w) {
+      pool_->Schedule([state, w] {
+        {
+          std::lock_guard<std::mutex> lock(state->mu);
+          if (state->next.load() >= state->total) return;  // nothing left; fn may be gone
+          ++state->active;
+        }
+        state->Work(w);
+        std::lock_guard<std::mutex> lock(state->mu);
+        if (--state->active == 0) state->idle.notify_all();
+      });
+    }
+    state->Work(0);
+    std::unique_lock<std::mutex> lock(state->mu);
+    state->idle.wait(lock, [&] { return state->active == 0; });
   }
 
  private:
+  struct SharedFor {
+    SharedFor(int64_t n, const std::function<void(int64_t, int64_t, int)>* f) : total(n), fn(f) {}
+    void Work(int worker) {
+      for (int64_t u = next.fetch_add(1); u < total; u = next.fetch_add(1)) (*fn)(u, u + 1, worker);
+    }
+    const int64_t total;
+    const std::function<void(int64_t, int64_t, int)>* const fn;  // valid while active > 0
+    std::atomic<int64_t> next{0};
+    std::mutex mu;
+    std::condition_variable idle;
+    int active = 0;
+  };
   tensorflow::thread::ThreadPool* pool_;
 };
 

@@ -293,6 +293,45 @@ def test_large_tensors_match_reference(op_lib, groups, shuffle, k):
         np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=tol, atol=tol)
 
 
+def test_concurrent_calls_from_many_threads(op_lib):
+    # Several Python threads run the op (forward and both gradients) at once, so the intra-op
+    # pool is busy and the kernels' helper tasks often start late or after the caller has taken
+    # every unit: results must still be exact and no call may hang or touch a finished call.
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(11)
+    cases = []
+    for i in range(6):
+        groups, shuffle = [(16, 2), (4, 1), (16, 1)][i % 3]
+        x = rng.standard_normal((2 + i % 3, 9, 7, 16)).astype(np.float32)
+        f = rng.standard_normal((3, 3, 16 // groups, 16)).astype(np.float32)
+        dy = rng.standard_normal((x.shape[0], 9, 7, 16)).astype(np.float32)
+        cfg = dict(strides=(1, 1), padding="SAME", dilations=(1, 1), groups=groups,
+                   shuffle_groups=shuffle)
+        cases.append((x, f, dy, cfg, np_conv(x, f, dy=dy, **cfg)))
+
+    def run(case):
+        x, f, dy, cfg, _ = case
+        out = []
+        for _ in range(15):
+            xt, ft = tf.constant(x), tf.constant(f)
+            with tf.GradientTape() as tape:
+                tape.watch([xt, ft])
+                y = ops.grouped_depthwise_conv2d(xt, ft, **cfg)
+            dx, df = tape.gradient(y, [xt, ft], output_gradients=tf.constant(dy))
+            out.append((y.numpy(), dx.numpy(), df.numpy()))
+        return out
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(run, cases * 2))
+    for case, runs in zip(cases * 2, results):
+        y_ref, dx_ref, df_ref = case[4]
+        for y, dx, df in runs:
+            np.testing.assert_allclose(y, y_ref, rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(dx, dx_ref, rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(df, df_ref, rtol=1e-4, atol=1e-4)
+
+
 # ------------------------------------------------------------------------------------------------
 # Empty tensors.
 
