@@ -157,9 +157,9 @@ def grouped_depthwise_conv2d(x, filters, strides=1, padding="SAME", dilations=1,
         if lib is None:
             return reference_grouped_depthwise_conv2d(x, filters, strides, padding, dilations,
                                                       groups, shuffle_groups)
-        compute_dtype = tf.float32 if x.dtype == tf.float16 else x.dtype
+        half = x.dtype == tf.float16
         y = lib.keras_cnns_grouped_depthwise_conv2d(
-            tf.cast(x, compute_dtype), tf.cast(filters, compute_dtype), strides=list(strides),
-            padding=padding, dilations=list(dilations), groups=groups,
+            tf.cast(x, tf.float32) if half else x, tf.cast(filters, tf.float32) if half else filters,
+            strides=list(strides), padding=padding, dilations=list(dilations), groups=groups,
             shuffle_groups=shuffle_groups)
-        return tf.cast(y, x.dtype)
+        return tf.cast(y, tf.float16) if half else y
