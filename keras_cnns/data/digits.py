@@ -24,6 +24,7 @@ from typing import Tuple
 import numpy as np
 import tensorflow as tf
 
+from keras_cnns._checks import fail, is_int
 from keras_cnns.data.splits import DatasetSplits
 
 __all__ = ["load_digits", "DIGITS_RESIZE_METHODS"]
@@ -34,38 +35,32 @@ _NUM_CLASSES = 10
 _MAX_VALUE = 16.0
 
 
-def _fail(arg, allowed, value):
-    raise ValueError(f"`{arg}` {allowed}. Received: {arg}={value!r}")
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def _validate(image_size, channels, validation_split, seed, batch_size, shuffle, augment,
               resize_method):
-    if not _is_int(image_size) or image_size < 8:
-        _fail("image_size", "must be an integer >= 8", image_size)
-    if not _is_int(channels) or channels not in (1, 3):
-        _fail("channels", "must be 1 or 3", channels)
+    if not is_int(image_size) or image_size < 8:
+        fail("image_size", "must be an integer >= 8", image_size)
+    if not is_int(channels) or channels not in (1, 3):
+        fail("channels", "must be 1 or 3", channels)
     if (not isinstance(validation_split, numbers.Real) or isinstance(validation_split, bool)
             or not 0 < validation_split < 1):
-        _fail("validation_split", "must be a number strictly between 0 and 1", validation_split)
+        fail("validation_split", "must be a number strictly between 0 and 1", validation_split)
     n_val = int(np.ceil(validation_split * _NUM_EXAMPLES))
     if n_val < _NUM_CLASSES or _NUM_EXAMPLES - n_val < _NUM_CLASSES:
-        _fail("validation_split",
+        fail("validation_split",
               f"must leave at least {_NUM_CLASSES} examples (one per class) in each split of the "
               f"{_NUM_EXAMPLES} digits", validation_split)
-    if not _is_int(seed):
-        _fail("seed", "must be an integer", seed)
-    if not _is_int(batch_size) or batch_size < 1:
-        _fail("batch_size", "must be an integer >= 1", batch_size)
+    if not is_int(seed):
+        fail("seed", "must be an integer", seed)
+    if not is_int(batch_size) or batch_size < 1:
+        fail("batch_size", "must be an integer >= 1", batch_size)
     if not isinstance(shuffle, bool):
-        _fail("shuffle", "must be True or False", shuffle)
+        fail("shuffle", "must be True or False", shuffle)
     if not isinstance(augment, bool):
-        _fail("augment", "must be True or False", augment)
+        fail("augment", "must be True or False", augment)
     if resize_method not in DIGITS_RESIZE_METHODS:
-        _fail("resize_method", f"must be one of {DIGITS_RESIZE_METHODS}", resize_method)
+        fail("resize_method", f"must be one of {DIGITS_RESIZE_METHODS}", resize_method)
 
 
 def _resize01(images16, image_size: int, method: str):

@@ -8,46 +8,40 @@ scale to [0, 1] float32, batch, prefetch. Images are NOT mean/std-normalised unl
 
 from __future__ import annotations
 
-import numbers
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
+from keras_cnns._checks import fail, is_int
 from keras_cnns.data.splits import DatasetSplits, DatasetUnavailableError
 
 __all__ = ["load_tfds"]
 
 
-def _fail(arg, allowed, value):
-    raise ValueError(f"`{arg}` {allowed}. Received: {arg}={value!r}")
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def _validate(name, image_size, channels, batch_size, train_split, val_split, shuffle, seed,
               download, cache, normalize, shuffle_buffer):
     if not isinstance(name, str) or not name.strip():
-        _fail("name", "must be a non-empty tensorflow-datasets name, e.g. 'cifar10'", name)
-    if image_size is not None and (not _is_int(image_size) or image_size < 1):
-        _fail("image_size", "must be None (native size) or an integer >= 1", image_size)
-    if channels is not None and (not _is_int(channels) or channels not in (1, 3)):
-        _fail("channels", "must be None (native), 1 or 3", channels)
-    if not _is_int(batch_size) or batch_size < 1:
-        _fail("batch_size", "must be an integer >= 1", batch_size)
+        fail("name", "must be a non-empty tensorflow-datasets name, e.g. 'cifar10'", name)
+    if image_size is not None and (not is_int(image_size) or image_size < 1):
+        fail("image_size", "must be None (native size) or an integer >= 1", image_size)
+    if channels is not None and (not is_int(channels) or channels not in (1, 3)):
+        fail("channels", "must be None (native), 1 or 3", channels)
+    if not is_int(batch_size) or batch_size < 1:
+        fail("batch_size", "must be an integer >= 1", batch_size)
     for arg, value in (("train_split", train_split), ("val_split", val_split)):
         if not isinstance(value, str) or not value:
-            _fail(arg, "must be a tensorflow-datasets split string, e.g. 'train[:90%]'", value)
+            fail(arg, "must be a tensorflow-datasets split string, e.g. 'train[:90%]'", value)
     for arg, value in (("shuffle", shuffle), ("download", download), ("cache", cache),
                        ("normalize", normalize)):
         if not isinstance(value, bool):
-            _fail(arg, "must be True or False", value)
-    if not _is_int(seed):
-        _fail("seed", "must be an integer", seed)
-    if not _is_int(shuffle_buffer) or shuffle_buffer < 1:
-        _fail("shuffle_buffer", "must be an integer >= 1", shuffle_buffer)
+            fail(arg, "must be True or False", value)
+    if not is_int(seed):
+        fail("seed", "must be an integer", seed)
+    if not is_int(shuffle_buffer) or shuffle_buffer < 1:
+        fail("shuffle_buffer", "must be an integer >= 1", shuffle_buffer)
 
 
 def _tfds_load(name, splits, data_dir, download, shuffle, seed):

@@ -24,6 +24,8 @@ import shutil
 import uuid
 from typing import Iterable, List, Optional
 
+from keras_cnns._checks import fail
+
 __all__ = [
     "CUSTOM_OP_NAMESPACE",
     "CustomOpInGraphError",
@@ -135,31 +137,28 @@ def _rename_noreplace(src: str, dst: str) -> None:
 
 
 # --------------------------------------------------------------------------- export
-def _fail(arg, allowed, value):
-    raise ValueError(f"`{arg}` {allowed}. Received: {arg}={value!r}")
-
 
 def _validate(model, base_dir, model_name, version, metadata):
     import keras
 
     if not isinstance(model, keras.Model):
-        _fail("model", "must be a keras.Model", type(model).__name__)
+        fail("model", "must be a keras.Model", type(model).__name__)
     if not isinstance(base_dir, (str, os.PathLike)) or not os.fspath(base_dir):
-        _fail("base_dir", "must be a non-empty path", base_dir)
+        fail("base_dir", "must be a non-empty path", base_dir)
     if model_name is not None and (not isinstance(model_name, str) or not _NAME_RE.match(model_name)
                                    or model_name in (".", "..")):
-        _fail("model_name", "must be None (use model.name) or a directory name of letters, "
+        fail("model_name", "must be None (use model.name) or a directory name of letters, "
               "digits, '_', '.', '-' (no leading '.' or '-')", model_name)
     if version is not None and (isinstance(version, bool)
                                 or not isinstance(version, numbers.Integral) or version < 1):
-        _fail("version", "must be None (next free version) or a positive integer", version)
+        fail("version", "must be None (next free version) or a positive integer", version)
     if metadata is not None:
         if not isinstance(metadata, dict):
-            _fail("metadata", "must be None or a JSON-serialisable dict", type(metadata).__name__)
+            fail("metadata", "must be None or a JSON-serialisable dict", type(metadata).__name__)
         try:
             json.dumps(metadata)
         except (TypeError, ValueError):
-            _fail("metadata", "must be None or a JSON-serialisable dict", metadata)
+            fail("metadata", "must be None or a JSON-serialisable dict", metadata)
 
 
 def export_saved_model(model, base_dir="saved_models", model_name: Optional[str] = None,
@@ -195,7 +194,7 @@ def export_saved_model(model, base_dir="saved_models", model_name: Optional[str]
 
     name = model_name if model_name is not None else model.name
     if not _NAME_RE.match(name or ""):
-        _fail("model_name", "must be given when model.name is not a valid directory name", name)
+        fail("model_name", "must be given when model.name is not a valid directory name", name)
     model_dir = os.path.join(os.fspath(base_dir), name)
     explicit = version is not None
     target_version = int(version) if explicit else (max(list_versions(model_dir), default=0) + 1)

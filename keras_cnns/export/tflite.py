@@ -18,13 +18,12 @@ from typing import Optional
 
 import numpy as np
 
+from keras_cnns._checks import fail
+
 __all__ = ["QUANTIZATIONS", "export_tflite", "run_tflite"]
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 
-
-def _fail(arg, allowed, value):
-    raise ValueError(f"`{arg}` {allowed}. Received: {arg}={value!r}")
 
 
 def _single_examples(representative_dataset, limit):
@@ -96,17 +95,17 @@ def export_tflite(model, path, quantization: Optional[str] = None,
     if quantization is None:
         quantization = "float32"
     if quantization not in QUANTIZATIONS:
-        _fail("quantization", f"must be None or one of {QUANTIZATIONS}", quantization)
+        fail("quantization", f"must be None or one of {QUANTIZATIONS}", quantization)
     if not isinstance(model, keras.Model):
-        _fail("model", "must be a keras.Model", type(model).__name__)
+        fail("model", "must be a keras.Model", type(model).__name__)
     if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
-        _fail("path", "must be a non-empty file path", path)
+        fail("path", "must be a non-empty file path", path)
     if quantization == "int8" and representative_dataset is None:
-        _fail("representative_dataset", "is required for full-integer (int8) quantization",
+        fail("representative_dataset", "is required for full-integer (int8) quantization",
               representative_dataset)
     if (isinstance(num_calibration_examples, bool) or not isinstance(num_calibration_examples, int)
             or num_calibration_examples < 1):
-        _fail("num_calibration_examples", "must be a positive integer", num_calibration_examples)
+        fail("num_calibration_examples", "must be a positive integer", num_calibration_examples)
     path = os.fspath(path)
     if os.path.lexists(path):
         raise FileExistsError(errno.EEXIST, "refusing to overwrite an existing file", path)

@@ -2,37 +2,9 @@
 
 from __future__ import annotations
 
+from keras_cnns._checks import check_pair, check_positive_int
 
-def check_positive_int(arg, value, allow_none=False):
-    """Return ``value`` if it is a positive ``int`` (or ``None`` when allowed), else raise.
-
-    Raises:
-        ValueError: ``value`` is not a positive integer. The message names ``arg``.
-    """
-    if value is None and allow_none:
-        return value
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        kind = "None or a positive integer" if allow_none else "a positive integer"
-        raise ValueError(f"`{arg}` must be {kind}. Received: {arg}={value!r}")
-    return value
-
-
-def check_pair(arg, value):
-    """Normalise an int or a pair of positive ints to a 2-tuple.
-
-    Raises:
-        ValueError: not a positive int nor a pair of them.
-    """
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    try:
-        pair = tuple(value)
-    except TypeError:
-        pair = None
-    if (pair is None or len(pair) != 2
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in pair)):
-        raise ValueError(f"`{arg}` must be a positive integer or a pair of them. Received: {arg}={value!r}")
-    return pair
+__all__ = ["check_pair", "check_positive_int", "check_float", "sub"]
 
 
 def check_float(arg, value, low=None, high=None, low_inclusive=True, high_inclusive=True):

@@ -13,6 +13,8 @@ from typing import Any, Iterable, Optional, Sequence, Tuple
 
 import keras
 
+from keras_cnns._checks import fail, is_int
+
 __all__ = [
     "fail",
     "is_int",
@@ -25,16 +27,6 @@ __all__ = [
     "check_common_args",
     "resolve_input_shape",
 ]
-
-
-def fail(arg: str, allowed: str, value: Any) -> None:
-    """Raise the library's standard ``ValueError`` for argument ``arg``."""
-    raise ValueError(f"`{arg}` {allowed}. Received: {arg}={value!r}")
-
-
-def is_int(value: Any) -> bool:
-    """Whether ``value`` is an integer (Python or NumPy), not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_bool(arg: str, value: Any) -> bool:

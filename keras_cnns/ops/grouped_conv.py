@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
+from keras_cnns._checks import check_pair, check_positive_int
 from keras_cnns.ops import _loader
 from keras_cnns.ops._reference import reference_grouped_depthwise_conv2d
 
@@ -47,40 +48,6 @@ def custom_op_available() -> bool:
         to the pure-TensorFlow reference (``keras_cnns.ops._loader.load_error()`` says why).
     """
     return _loader.load_library() is not None
-
-
-def _is_int(v) -> bool:
-    import numpy as np
-
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _pair(name: str, value) -> tuple[int, int]:
-    """A positive int or a pair of them, as a pair; ValueError naming ``name`` otherwise."""
-    if _is_int(value):
-        pair = (int(value), int(value))
-    else:
-        try:
-            pair = tuple(value)
-        except TypeError:
-            pair = ()
-        if len(pair) != 2 or not all(_is_int(v) for v in pair):
-            raise ValueError(f"`{name}` must be a positive integer or a pair of positive integers. "
-                             f"Received: {name}={value!r}")
-        pair = (int(pair[0]), int(pair[1]))
-    if min(pair) < 1:
-        raise ValueError(f"`{name}` must be a positive integer or a pair of positive integers. "
-                         f"Received: {name}={value!r}")
-    return pair
-
-
-def _positive_int(name: str, value, allow_none: bool = False):
-    if value is None and allow_none:
-        return None
-    if not _is_int(value) or value < 1:
-        kind = "None or a positive integer" if allow_none else "a positive integer"
-        raise ValueError(f"`{name}` must be {kind}. Received: {name}={value!r}")
-    return int(value)
 
 
 def grouped_depthwise_conv2d(x, filters, strides=1, padding="SAME", dilations=1, groups=None,
@@ -122,10 +89,10 @@ def grouped_depthwise_conv2d(x, filters, strides=1, padding="SAME", dilations=1,
     if not isinstance(padding, str) or padding.upper() not in ("SAME", "VALID"):
         raise ValueError(f"`padding` must be 'SAME' or 'VALID'. Received: padding={padding!r}")
     padding = padding.upper()
-    strides = _pair("strides", strides)
-    dilations = _pair("dilations", dilations)
-    groups = _positive_int("groups", groups, allow_none=True)
-    shuffle_groups = _positive_int("shuffle_groups", shuffle_groups)
+    strides = check_pair("strides", strides)
+    dilations = check_pair("dilations", dilations)
+    groups = check_positive_int("groups", groups, allow_none=True)
+    shuffle_groups = check_positive_int("shuffle_groups", shuffle_groups)
 
     with tf.name_scope(name or "grouped_depthwise_conv2d"):
         x = tf.convert_to_tensor(x)
