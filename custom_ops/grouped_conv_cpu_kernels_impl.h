@@ -878,13 +878,61 @@ inline void GemmTile(int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T*
   }
 }
 
+// Memory a GEMM prefetches while it runs, a slice before each register tile: lines the caller
+// reads next and lines it writes next (for ownership). The grouped kernels walk their tensors in
+// group-sized slices of each pixel, which the hardware prefetchers follow poorly; each GEMM of a
+// chunk prefetches its share of the next chunk's input and output lines, and spread over the
+// tiles those memory reads overlap the arithmetic. (Measured, C++ harness, grouped 1x1 forward
+// [32, 28, 28, 240], interleaved A/B over 200 calls: vs one burst of prefetches at the start of
+// each chunk, 8 groups 2.2 -> 1.85 ms; vs computing a whole image group by group with the
+// hardware prefetchers alone, 3 groups ~4% faster.)
+struct TilePrefetch {
+  struct Range {
+    const char* next = nullptr;
+    int64_t left = 0;  // bytes still to prefetch
+    int64_t step = 0;  // bytes per tile
+  };
+  Range read, write;
+
+  // Share `part` of `parts` of the bytes [p, p + bytes), in whole cache lines.
+  static Range Share(const void* p, int64_t bytes, int64_t part, int64_t parts) {
+    Range r;
+    const int64_t share = CeilDiv(bytes, parts * 64) * 64;
+    if (bytes > 0 && part * share < bytes) {
+      r.next = static_cast<const char*>(p) + part * share;
+      r.left = std::min(share, bytes - part * share);
+    }
+    return r;
+  }
+  // Spreads what is left over `tiles` tiles.
+  void Plan(int64_t tiles) {
+    read.step = CeilDiv(read.left, std::max<int64_t>(1, tiles) * 64) * 64;
+    write.step = CeilDiv(write.left, std::max<int64_t>(1, tiles) * 64) * 64;
+  }
+  void Tile() {
+    if (read.left > 0) {
+      const int64_t n = std::min(read.left, read.step);
+      for (int64_t b = 0; b < n; b += 64) __builtin_prefetch(read.next + b, 0, 3);
+      read.next += n;
+      read.left -= n;
+    }
+    if (write.left > 0) {
+      const int64_t n = std::min(write.left, write.step);
+      for (int64_t b = 0; b < n; b += 64) __builtin_prefetch(write.next + b, 1, 3);
+      write.next += n;
+      write.left -= n;
+    }
+  }
+};
+
 template <typename T, int NV>
 inline void GemmRows(int64_t m, int64_t k, const T* a, int64_t a_rs, int64_t a_cs,
                      const T* panel, T* c, int64_t c_rs, int64_t ncols, bool accumulate,
-                     bool stream) {
+                     bool stream, TilePrefetch* prefetch) {
   int64_t i = 0;
   constexpr int kRows = TileRows<NV>();
   for (; i + kRows <= m; i += kRows) {
+    if (prefetch != nullptr) prefetch->Tile();
     GemmTile<T, kRows, NV>(k, a + i * a_rs, a_rs, a_cs, panel, c + i * c_rs, c_rs, ncols,
                                accumulate, stream);
   }
@@ -906,11 +954,12 @@ inline void GemmRows(int64_t m, int64_t k, const T* a, int64_t a_rs, int64_t a_c
 
 // C[M, N] = A * B (or C += A * B). A(m, k) = a[m * a_rs + k * a_cs]; C row m at c + m * c_rs.
 // `stream` (only without `accumulate`, with C rows and column panels vector-aligned) writes the
-// full vectors of C with non-temporal stores.
+// full vectors of C with non-temporal stores. `prefetch` (optional) is spread over the tiles.
 template <typename T>
 void Gemm(int64_t m, const T* a, int64_t a_rs, int64_t a_cs, const PackedB<T>& b, T* c,
-          int64_t c_rs, bool accumulate, bool stream = false) {
+          int64_t c_rs, bool accumulate, bool stream = false, TilePrefetch* prefetch = nullptr) {
   constexpr int64_t kL = Simd<T>::kLanes, kW = PackedB<T>::kWidth;
+  if (prefetch != nullptr) prefetch->Plan(b.panels() * (m / kTileRows));
   // Rows per pass, so one pass of A stays in L1/L2 while the panels cycle.
   const int64_t rows_per_pass = std::max<int64_t>(kTileRows, ((int64_t{1} << 15) / sizeof(T)) /
                                                                  std::max<int64_t>(1, b.k()));
@@ -923,22 +972,26 @@ void Gemm(int64_t m, const T* a, int64_t a_rs, int64_t a_cs, const PackedB<T>& b
       // As few vectors as the panel's columns need (the last panel may be narrower).
       switch ((ncols + kL - 1) / kL) {
         case 1:
-          GemmRows<T, 1>(rows, b.k(), ar, a_rs, a_cs, b.panel(j), cr, c_rs, ncols, accumulate, stream);
+          GemmRows<T, 1>(rows, b.k(), ar, a_rs, a_cs, b.panel(j), cr, c_rs, ncols, accumulate,
+                         stream, prefetch);
           break;
         case 2:
-          GemmRows<T, 2>(rows, b.k(), ar, a_rs, a_cs, b.panel(j), cr, c_rs, ncols, accumulate, stream);
+          GemmRows<T, 2>(rows, b.k(), ar, a_rs, a_cs, b.panel(j), cr, c_rs, ncols, accumulate,
+                         stream, prefetch);
           break;
 #if defined(__AVX512F__)
         case 3:
-          GemmRows<T, 3>(rows, b.k(), ar, a_rs, a_cs, b.panel(j), cr, c_rs, ncols, accumulate, stream);
+          GemmRows<T, 3>(rows, b.k(), ar, a_rs, a_cs, b.panel(j), cr, c_rs, ncols, accumulate,
+                         stream, prefetch);
           break;
         case 4:
-          GemmRows<T, 4>(rows, b.k(), ar, a_rs, a_cs, b.panel(j), cr, c_rs, ncols, accumulate, stream);
+          GemmRows<T, 4>(rows, b.k(), ar, a_rs, a_cs, b.panel(j), cr, c_rs, ncols, accumulate,
+                         stream, prefetch);
           break;
 #endif
         default:
           GemmRows<T, kPanelVectors>(rows, b.k(), ar, a_rs, a_cs, b.panel(j), cr, c_rs, ncols,
-                                     accumulate, stream);
+                                     accumulate, stream, prefetch);
           break;
       }
     }
@@ -1014,13 +1067,6 @@ void GroupedForward(const GroupedConvParams& p, const T* x, const T* f, T* y,
   const int64_t kc = p.k_h * p.k_w * cpg;
   const std::vector<int64_t> src = ShuffleSourceMap(p);
   const bool in_place = IsPointwise(p) && p.shuffle_groups == 1;
-  // Group by group over a whole unit when every group's slice of a pixel is whole cache lines:
-  // W_g then stays in L1 for all the unit's pixels and no line of x or y is touched by two
-  // groups. (Measured, [32, 28, 28, 240]: 3 groups, 80 channels = 5 lines each, 4.2 -> 3.6 ms;
-  // with 8 groups of 30 channels (120 B, lines shared between groups) the group-outer order
-  // made the forward+backward 10.0 -> 11.3 ms, so those keep the chunked order.)
-  const bool group_outer = in_place && (cpg * static_cast<int64_t>(sizeof(T))) % 64 == 0 &&
-                           (opg * static_cast<int64_t>(sizeof(T))) % 64 == 0;
   // W_g[(kh, kw, ci), o] = f[kh, kw, ci, g * opg + o].
   std::vector<PackedB<T>> w(p.groups);
   for (int64_t g = 0; g < p.groups; ++g) w[g].Pack(f + g * opg, kc, opg, cout, 1);
@@ -1035,24 +1081,20 @@ void GroupedForward(const GroupedConvParams& p, const T* x, const T* f, T* y,
       blocks.Range(u, &n, &r0, &r1);
       const int64_t q_begin = (n * p.out_h + r0) * p.out_w;
       const int64_t q_end = (n * p.out_h + r1) * p.out_w;
-      if (group_outer) {
-        for (int64_t g = 0; g < p.groups; ++g) {
-          Gemm<T>(q_end - q_begin, x + q_begin * cin + g * cpg, cin, 1, w[g],
-                  y + q_begin * cout + g * opg, cout, false, stream);
-        }
-        continue;
-      }
       for (int64_t q = q_begin; q < q_end; q += chunk) {
         const int64_t m = std::min(chunk, q_end - q);
-        const int64_t next = std::min(chunk, q_end - q - m);
-        if (in_place && next > 0) {
-          PrefetchRange(x + (q + m) * cin, next * cin * sizeof(T), false);
-          if (!stream) PrefetchRange(y + (q + m) * cout, next * cout * sizeof(T), true);
-        }
+        const int64_t next = in_place ? std::min(chunk, q_end - q - m) : 0;
         for (int64_t g = 0; g < p.groups; ++g) {
           T* yg = y + q * cout + g * opg;
           if (in_place) {
-            Gemm<T>(m, x + q * cin + g * cpg, cin, 1, w[g], yg, cout, false, stream);
+            TilePrefetch prefetch;
+            prefetch.read = TilePrefetch::Share(x + (q + m) * cin, next * cin * sizeof(T), g,
+                                                p.groups);
+            if (!stream) {
+              prefetch.write = TilePrefetch::Share(y + (q + m) * cout, next * cout * sizeof(T),
+                                                   g, p.groups);
+            }
+            Gemm<T>(m, x + q * cin + g * cpg, cin, 1, w[g], yg, cout, false, stream, &prefetch);
           } else {
             buf.resize(static_cast<size_t>(m * kc));
             Im2Col(p, x, src.data(), q, q + m, g, buf.data());
@@ -1102,11 +1144,7 @@ void GroupedBackpropInput(const GroupedConvParams& p, const T* dy, const T* f, T
       const int64_t q_end = (n * p.in_h + r1) * p.in_w;
       for (int64_t q = (n * p.in_h + r0) * p.in_w; q < q_end; q += chunk) {
         const int64_t m = std::min(chunk, q_end - q);
-        const int64_t next = std::min(chunk, q_end - q - m);
-        if (pointwise && next > 0) {
-          PrefetchRange(dy + (q + m) * cout, next * cout * sizeof(T), false);
-          if (!stream) PrefetchRange(dx + (q + m) * cin, next * cin * sizeof(T), true);
-        }
+        const int64_t next = pointwise ? std::min(chunk, q_end - q - m) : 0;
         // Result in shuffled channel order: written in place when there is no shuffle.
         T* res = dx + q * cin;
         if (!direct_out) {
@@ -1116,7 +1154,15 @@ void GroupedBackpropInput(const GroupedConvParams& p, const T* dy, const T* f, T
         for (int64_t g = 0; g < p.groups; ++g) {
           T* dxg = res + g * cpg;
           if (pointwise) {
-            Gemm<T>(m, dy + q * cout + g * opg, cout, 1, wt[g], dxg, cin, false, stream);
+            TilePrefetch prefetch;  // the next chunk's share of dy and (unless streaming) dx
+            prefetch.read = TilePrefetch::Share(dy + (q + m) * cout, next * cout * sizeof(T), g,
+                                                p.groups);
+            if (!stream) {
+              prefetch.write = TilePrefetch::Share(dx + (q + m) * cin, next * cin * sizeof(T), g,
+                                                   p.groups);
+            }
+            Gemm<T>(m, dy + q * cout + g * opg, cout, 1, wt[g], dxg, cin, false, stream,
+                    &prefetch);
             continue;
           }
           // col[pixel, (kh, kw, o)] = dy at the output pixel that tap (kh, kw) of this input
