@@ -8,14 +8,19 @@
 // group keeps (j % g, j / g) incrementally, so no division sits in the inner loop and no
 // shuffled copy of the input is ever materialised.
 //
-//  * forward: depthwise (C / groups == 1, KW in {1, 3, 5, 7}) uses one thread per channel and
-//    strip of 4 output columns with the kernel row in registers; otherwise one thread per output
-//    element (channel fastest: coalesced writes and filter reads).
-//  * backprop input: stride-1 multiplier-1 depthwise runs the depthwise forward kernel over dy
+//  * grouped (C / groups > 1), all three ops: shared-memory tiled GEMMs per group with an
+//    implicit im2col (grouped_conv_cuda_tiles.h, which tests/cuda_tiles_selftest.cc checks on
+//    the CPU); the filter gradient splits its pixel reduction over blocks that add their tiles
+//    atomically into the zeroed gradient.
+//  * forward, depthwise (C / groups == 1, KW in {1, 3, 5, 7}): one thread per channel and strip of
+//    4 output columns with the kernel row in registers; otherwise (and as the fallback when a
+//    tiled grid would be too large) one thread per output element (channel fastest: coalesced
+//    writes and filter reads).
+//  * backprop input, depthwise: stride-1 multiplier-1 runs the depthwise forward kernel over dy
 //    (flipped filter); otherwise one thread per input-gradient element in the ORIGINAL channel
 //    order (the inverse shuffle applied to the thread's channel), gather form, no atomics.
-//  * backprop filter: threads over (filter element, chunk of output pixels); each thread reduces
-//    its chunk in registers and adds it to the zeroed filter gradient with one atomicAdd.
+//  * backprop filter, depthwise: threads over (filter element, chunk of output pixels); each
+//    thread reduces its chunk in registers and adds it to the zeroed gradient with one atomicAdd.
 
 #ifndef KERAS_CNNS_CUSTOM_OPS_GROUPED_CONV_CUDA_CUH_
 #define KERAS_CNNS_CUSTOM_OPS_GROUPED_CONV_CUDA_CUH_
@@ -26,41 +31,11 @@
 #include <cstdint>
 #include <limits>
 
+#include "grouped_conv_cuda_tiles.h"
 #include "grouped_conv_params.h"
 
 namespace keras_cnns {
 namespace cuda {
-
-// Geometry in the kernel's index type (int32 when every tensor is small enough).
-template <typename Idx>
-struct KernelParams {
-  Idx n, h, w, c, kh, kw, cout, oh, ow, sh, sw, dh, dw, pt, pl, cpg, opg, sg, cs;
-};
-
-template <typename Idx>
-inline KernelParams<Idx> ToKernelParams(const GroupedConvParams& p) {
-  KernelParams<Idx> k;
-  k.n = static_cast<Idx>(p.batch);
-  k.h = static_cast<Idx>(p.in_h);
-  k.w = static_cast<Idx>(p.in_w);
-  k.c = static_cast<Idx>(p.in_c);
-  k.kh = static_cast<Idx>(p.k_h);
-  k.kw = static_cast<Idx>(p.k_w);
-  k.cout = static_cast<Idx>(p.out_c);
-  k.oh = static_cast<Idx>(p.out_h);
-  k.ow = static_cast<Idx>(p.out_w);
-  k.sh = static_cast<Idx>(p.stride_h);
-  k.sw = static_cast<Idx>(p.stride_w);
-  k.dh = static_cast<Idx>(p.dil_h);
-  k.dw = static_cast<Idx>(p.dil_w);
-  k.pt = static_cast<Idx>(p.pad_top);
-  k.pl = static_cast<Idx>(p.pad_left);
-  k.cpg = static_cast<Idx>(p.in_per_group());
-  k.opg = static_cast<Idx>(p.out_per_group());
-  k.sg = static_cast<Idx>(p.shuffle_groups);
-  k.cs = static_cast<Idx>(p.in_c / p.shuffle_groups);
-  return k;
-}
 
 // Whether every index of the problem fits in int32.
 inline bool FitsInt32(const GroupedConvParams& p) {
@@ -239,9 +214,62 @@ __global__ void GroupedConvBackpropFilterKernel(KernelParams<Idx> p, const T* __
   atomicAdd(df + fi, acc);
 }
 
+// One block of a tiled GEMM (see grouped_conv_cuda_tiles.h): op's group is the block's.
+template <class Shape, class Op, typename T, typename Idx>
+__global__ void __launch_bounds__(Shape::kThreads)
+    TiledGemmKernel(Op op, Idx n_tiles, Idx k_chunk) {
+  __shared__ T as[Shape::kASize];
+  __shared__ T bs[Shape::kBSize];
+  const tiles::BlockWork<Shape, Idx> work(static_cast<Idx>(blockIdx.x),
+                                          static_cast<Idx>(blockIdx.y),
+                                          static_cast<Idx>(blockIdx.z), n_tiles, k_chunk, op.K());
+  op.g = work.g;
+  const int tid = static_cast<int>(threadIdx.x);
+  T acc[4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[i][j] = T(0);
+  }
+  for (Idx k0 = work.k_begin; k0 < work.k_end; k0 += Shape::kBK) {
+    tiles::LoadSlice<Shape>(op, tid, work.m0, work.n0, k0, work.k_end, as, bs);
+    __syncthreads();
+    tiles::MultiplySlice<Shape>(tid, as, bs, acc);
+    __syncthreads();
+  }
+  tiles::StoreTile<Shape>(op, tid, work.m0, work.n0, acc);
+}
+
 namespace detail {
 
 constexpr int kThreads = 256;
+
+// Launches the tiled GEMM of `op` for every group; `split` spreads the reduction over blocks
+// (atomic stores). Returns false (nothing launched) when the grid would exceed CUDA's limits.
+template <class Shape, class Op, typename T, typename Idx>
+bool LaunchTiled(Op op, int64_t groups, bool split, cudaStream_t s, cudaError_t* err) {
+  const tiles::GridPlan<Shape> plan(op.M(), op.N(), op.K(), groups, split);
+  if (!plan.fits) return false;
+  *err = cudaSuccess;
+  if (plan.empty) return true;
+  const dim3 grid(static_cast<unsigned int>(plan.m_tiles),
+                  static_cast<unsigned int>(groups * plan.n_tiles),
+                  static_cast<unsigned int>(plan.splits));
+  TiledGemmKernel<Shape, Op, T, Idx><<<grid, Shape::kThreads, 0, s>>>(
+      op, static_cast<Idx>(plan.n_tiles), static_cast<Idx>(plan.k_chunk));
+  *err = cudaGetLastError();
+  return true;
+}
+
+// LaunchTiled with 64 or 32 output columns per block, whichever wastes fewer.
+template <class Op, typename T, typename Idx>
+bool LaunchTiledAnyWidth(const Op& op, int64_t groups, bool split, cudaStream_t s,
+                         cudaError_t* err) {
+  if (tiles::ColumnsPerBlock(op.N()) == 32) {
+    return LaunchTiled<tiles::Tile<64, 32, 16>, Op, T, Idx>(op, groups, split, s, err);
+  }
+  return LaunchTiled<tiles::Tile<64, 64, 16>, Op, T, Idx>(op, groups, split, s, err);
+}
 
 inline unsigned int GridFor(int64_t total) {
   const int64_t blocks = (total + kThreads - 1) / kThreads;
@@ -273,6 +301,12 @@ cudaError_t Forward(const GroupedConvParams& p, const T* x, const T* f, T* y, cu
       case 7: return DepthwiseForward<T, Idx, 7>(p, x, f, y, s);
       default: break;
     }
+  } else {
+    const tiles::ForwardOp<T, Idx> op{ToKernelParams<Idx>(p), x, f, y, 0};
+    cudaError_t err;
+    if (LaunchTiledAnyWidth<tiles::ForwardOp<T, Idx>, T, Idx>(op, p.groups, false, s, &err)) {
+      return err;
+    }
   }
   GroupedConvForwardKernel<T, Idx><<<GridFor(total), kThreads, 0, s>>>(
       ToKernelParams<Idx>(p), x, f, y, static_cast<Idx>(total));
@@ -296,6 +330,14 @@ cudaError_t BackpropInput(const GroupedConvParams& p, const T* dy, const T* f, T
       default: break;
     }
   }
+  if (p.in_per_group() > 1) {
+    const tiles::BackpropInputOp<T, Idx> op{ToKernelParams<Idx>(p), dy, f, dx, 0};
+    cudaError_t err;
+    if (LaunchTiledAnyWidth<tiles::BackpropInputOp<T, Idx>, T, Idx>(op, p.groups, false, s,
+                                                                   &err)) {
+      return err;
+    }
+  }
   GroupedConvBackpropInputKernel<T, Idx><<<GridFor(total), kThreads, 0, s>>>(
       ToKernelParams<Idx>(p), dy, f, dx, static_cast<Idx>(total));
   return cudaGetLastError();
@@ -309,6 +351,13 @@ cudaError_t BackpropFilter(const GroupedConvParams& p, const T* x, const T* dy, 
   if (err != cudaSuccess) return err;
   const int64_t pixels = p.batch * p.out_h * p.out_w;
   if (pixels == 0 || ftotal == 0) return cudaSuccess;
+  if (p.in_per_group() > 1) {
+    const tiles::BackpropFilterOp<T, Idx> op{ToKernelParams<Idx>(p), x, dy, df, 0};
+    if (LaunchTiledAnyWidth<tiles::BackpropFilterOp<T, Idx>, T, Idx>(op, p.groups, true, s,
+                                                                    &err)) {
+      return err;
+    }
+  }
   // About 2M threads in all, at most 65535 pixel chunks of at least 16 pixels.
   int64_t chunks = std::max<int64_t>(1, (int64_t{1} << 21) / ftotal);
   chunks = std::min<int64_t>({chunks, 65535, (pixels + 15) / 16});

@@ -56,7 +56,7 @@ CPU_SOURCES = (
     "grouped_conv_op_kernels.h",
     "grouped_conv_ops.cc",
 )
-GPU_SOURCES = ("grouped_conv_cuda.cuh", "grouped_conv_ops.cu.cc")
+GPU_SOURCES = ("grouped_conv_cuda.cuh", "grouped_conv_cuda_tiles.h", "grouped_conv_ops.cu.cc")
 DISABLE_ENV = "KERAS_CNNS_DISABLE_CUSTOM_OP"
 CACHE_ENV = "KERAS_CNNS_CACHE_DIR"
 COMPILE_TIMEOUT_S = 900
