@@ -104,7 +104,7 @@ __global__ void DepthwiseForwardKernel(KernelParams<Idx> p, const T* __restrict_
     fch = src;
   } else {
     const Idx j = o / p.opg;  // shuffled input channel (cpg == 1)
-    src = (j % p.sg) * p.cs + j / p.sg;
+    src = tiles::ShuffleSource(p, j);
     fch = o;
   }
   for (Idx r = blockIdx.y; r < rows_total; r += gridDim.y) {
@@ -191,7 +191,7 @@ __global__ void GroupedConvBackpropFilterKernel(KernelParams<Idx> p, const T* __
   const Idx kw = t % p.kw;
   const Idx kh = t / p.kw;
   const Idx j = (o / p.opg) * p.cpg + ci;
-  const Idx src = (j % p.sg) * p.cs + j / p.sg;
+  const Idx src = tiles::ShuffleSource(p, j);
   Idx ow = p_begin % p.ow;
   Idx rest = p_begin / p.ow;
   Idx oh = rest % p.oh;
@@ -215,7 +215,7 @@ __global__ void GroupedConvBackpropFilterKernel(KernelParams<Idx> p, const T* __
 }
 
 // One block of a tiled GEMM (see grouped_conv_cuda_tiles.h): op's group is the block's.
-template <class Shape, class Op, typename T, typename Idx>
+template <class Shape, class Op, typename T = typename Op::Value, typename Idx = typename Op::Index>
 __global__ void __launch_bounds__(Shape::kThreads)
     TiledGemmKernel(Op op, Idx n_tiles, Idx k_chunk) {
   __shared__ T as[Shape::kASize];
@@ -246,8 +246,9 @@ constexpr int kThreads = 256;
 
 // Launches the tiled GEMM of `op` for every group; `split` spreads the reduction over blocks
 // (atomic stores). Returns false (nothing launched) when the grid would exceed CUDA's limits.
-template <class Shape, class Op, typename T, typename Idx>
-bool LaunchTiled(Op op, int64_t groups, bool split, cudaStream_t s, cudaError_t* err) {
+template <class Shape, class Op>
+bool LaunchTiled(const Op& op, int64_t groups, bool split, cudaStream_t s, cudaError_t* err) {
+  using Idx = typename Op::Index;
   const tiles::GridPlan<Shape> plan(op.M(), op.N(), op.K(), groups, split);
   if (!plan.fits) return false;
   *err = cudaSuccess;
@@ -255,20 +256,20 @@ bool LaunchTiled(Op op, int64_t groups, bool split, cudaStream_t s, cudaError_t*
   const dim3 grid(static_cast<unsigned int>(plan.m_tiles),
                   static_cast<unsigned int>(groups * plan.n_tiles),
                   static_cast<unsigned int>(plan.splits));
-  TiledGemmKernel<Shape, Op, T, Idx><<<grid, Shape::kThreads, 0, s>>>(
+  TiledGemmKernel<Shape, Op><<<grid, Shape::kThreads, 0, s>>>(
       op, static_cast<Idx>(plan.n_tiles), static_cast<Idx>(plan.k_chunk));
   *err = cudaGetLastError();
   return true;
 }
 
 // LaunchTiled with 64 or 32 output columns per block, whichever wastes fewer.
-template <class Op, typename T, typename Idx>
+template <class Op>
 bool LaunchTiledAnyWidth(const Op& op, int64_t groups, bool split, cudaStream_t s,
                          cudaError_t* err) {
   if (tiles::ColumnsPerBlock(op.N()) == 32) {
-    return LaunchTiled<tiles::Tile<64, 32, 16>, Op, T, Idx>(op, groups, split, s, err);
+    return LaunchTiled<tiles::Tile<64, 32, 16>>(op, groups, split, s, err);
   }
-  return LaunchTiled<tiles::Tile<64, 64, 16>, Op, T, Idx>(op, groups, split, s, err);
+  return LaunchTiled<tiles::Tile<64, 64, 16>>(op, groups, split, s, err);
 }
 
 inline unsigned int GridFor(int64_t total) {
@@ -304,9 +305,7 @@ cudaError_t Forward(const GroupedConvParams& p, const T* x, const T* f, T* y, cu
   } else {
     const tiles::ForwardOp<T, Idx> op{ToKernelParams<Idx>(p), x, f, y, 0};
     cudaError_t err;
-    if (LaunchTiledAnyWidth<tiles::ForwardOp<T, Idx>, T, Idx>(op, p.groups, false, s, &err)) {
-      return err;
-    }
+    if (LaunchTiledAnyWidth(op, p.groups, false, s, &err)) return err;
   }
   GroupedConvForwardKernel<T, Idx><<<GridFor(total), kThreads, 0, s>>>(
       ToKernelParams<Idx>(p), x, f, y, static_cast<Idx>(total));
@@ -333,10 +332,7 @@ cudaError_t BackpropInput(const GroupedConvParams& p, const T* dy, const T* f, T
   if (p.in_per_group() > 1) {
     const tiles::BackpropInputOp<T, Idx> op{ToKernelParams<Idx>(p), dy, f, dx, 0};
     cudaError_t err;
-    if (LaunchTiledAnyWidth<tiles::BackpropInputOp<T, Idx>, T, Idx>(op, p.groups, false, s,
-                                                                   &err)) {
-      return err;
-    }
+    if (LaunchTiledAnyWidth(op, p.groups, false, s, &err)) return err;
   }
   GroupedConvBackpropInputKernel<T, Idx><<<GridFor(total), kThreads, 0, s>>>(
       ToKernelParams<Idx>(p), dy, f, dx, static_cast<Idx>(total));
@@ -353,10 +349,7 @@ cudaError_t BackpropFilter(const GroupedConvParams& p, const T* x, const T* dy, 
   if (pixels == 0 || ftotal == 0) return cudaSuccess;
   if (p.in_per_group() > 1) {
     const tiles::BackpropFilterOp<T, Idx> op{ToKernelParams<Idx>(p), x, dy, df, 0};
-    if (LaunchTiledAnyWidth<tiles::BackpropFilterOp<T, Idx>, T, Idx>(op, p.groups, true, s,
-                                                                    &err)) {
-      return err;
-    }
+    if (LaunchTiledAnyWidth(op, p.groups, true, s, &err)) return err;
   }
   // About 2M threads in all, at most 65535 pixel chunks of at least 16 pixels.
   int64_t chunks = std::max<int64_t>(1, (int64_t{1} << 21) / ftotal);

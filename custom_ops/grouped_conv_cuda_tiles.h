@@ -73,9 +73,23 @@ KCNN_HD inline Idx ShuffleSource(const KernelParams<Idx>& p, Idx j) {
   return (j % p.sg) * p.cs + j / p.sg;
 }
 
+// The im2col element of group g that the forward pass and the filter gradient share: input x at
+// output pixel `pixel` (flat over N, OH, OW) and row `row` = (kh, kw, ci) of the group's filter,
+// through the shuffle; 0 in the padding.
+template <typename T, typename Idx>
+KCNN_HD inline T Im2ColInput(const KernelParams<Idx>& p, const T* x, Idx g, Idx pixel, Idx row) {
+  const Idx ow = pixel % p.ow, t = pixel / p.ow, oh = t % p.oh, n = t / p.oh;
+  const Idx ci = row % p.cpg, tap = row / p.cpg, kw = tap % p.kw, kh = tap / p.kw;
+  const Idx ih = oh * p.sh - p.pt + kh * p.dh, iw = ow * p.sw - p.pl + kw * p.dw;
+  if (ih < 0 || ih >= p.h || iw < 0 || iw >= p.w) return T(0);
+  return x[((n * p.h + ih) * p.w + iw) * p.c + ShuffleSource(p, g * p.cpg + ci)];
+}
+
 // Operands of the forward GEMM of group g: M = output pixels, N = opg, K = KH * KW * cpg.
 template <typename T, typename Idx>
 struct ForwardOp {
+  using Value = T;
+  using Index = Idx;
   static constexpr bool kAMajorM = false;  // A's contiguous index is k (input channels)
   static constexpr bool kBMajorK = false;  // B's contiguous index is n (output channels)
   static constexpr bool kAtomicStore = false;
@@ -87,13 +101,7 @@ struct ForwardOp {
   KCNN_HD Idx M() const { return p.n * p.oh * p.ow; }
   KCNN_HD Idx N() const { return p.opg; }
   KCNN_HD Idx K() const { return p.kh * p.kw * p.cpg; }
-  KCNN_HD T A(Idx m, Idx k) const {
-    const Idx ow = m % p.ow, t = m / p.ow, oh = t % p.oh, n = t / p.oh;
-    const Idx ci = k % p.cpg, tap = k / p.cpg, kw = tap % p.kw, kh = tap / p.kw;
-    const Idx ih = oh * p.sh - p.pt + kh * p.dh, iw = ow * p.sw - p.pl + kw * p.dw;
-    if (ih < 0 || ih >= p.h || iw < 0 || iw >= p.w) return T(0);
-    return x[((n * p.h + ih) * p.w + iw) * p.c + ShuffleSource(p, g * p.cpg + ci)];
-  }
+  KCNN_HD T A(Idx m, Idx k) const { return Im2ColInput(p, x, g, m, k); }
   KCNN_HD T B(Idx k, Idx nn) const { return f[k * p.cout + g * p.opg + nn]; }
   KCNN_HD void Store(Idx m, Idx nn, T v) const { y[m * p.cout + g * p.opg + nn] = v; }
 };
@@ -101,6 +109,8 @@ struct ForwardOp {
 // Backprop input of group g: M = input pixels, N = cpg, K = KH * KW * opg.
 template <typename T, typename Idx>
 struct BackpropInputOp {
+  using Value = T;
+  using Index = Idx;
   static constexpr bool kAMajorM = false;  // k = (tap, o): o contiguous in dy
   static constexpr bool kBMajorK = true;   // B(k, ci) = f[(tap, ci), o]: o (in k) contiguous
   static constexpr bool kAtomicStore = false;
@@ -133,6 +143,8 @@ struct BackpropInputOp {
 // Backprop filter of group g: M = KH * KW * cpg, N = opg, K = output pixels (split over blocks).
 template <typename T, typename Idx>
 struct BackpropFilterOp {
+  using Value = T;
+  using Index = Idx;
   static constexpr bool kAMajorM = true;   // m = (tap, ci): ci contiguous in x
   static constexpr bool kBMajorK = false;  // dy[pixel, o]: o contiguous
   static constexpr bool kAtomicStore = true;
@@ -144,13 +156,7 @@ struct BackpropFilterOp {
   KCNN_HD Idx M() const { return p.kh * p.kw * p.cpg; }
   KCNN_HD Idx N() const { return p.opg; }
   KCNN_HD Idx K() const { return p.n * p.oh * p.ow; }
-  KCNN_HD T A(Idx m, Idx k) const {
-    const Idx ci = m % p.cpg, tap = m / p.cpg, kw = tap % p.kw, kh = tap / p.kw;
-    const Idx ow = k % p.ow, t = k / p.ow, oh = t % p.oh, n = t / p.oh;
-    const Idx ih = oh * p.sh - p.pt + kh * p.dh, iw = ow * p.sw - p.pl + kw * p.dw;
-    if (ih < 0 || ih >= p.h || iw < 0 || iw >= p.w) return T(0);
-    return x[((n * p.h + ih) * p.w + iw) * p.c + ShuffleSource(p, g * p.cpg + ci)];
-  }
+  KCNN_HD T A(Idx m, Idx k) const { return Im2ColInput(p, x, g, k, m); }
   KCNN_HD T B(Idx k, Idx nn) const { return dy[k * p.cout + g * p.opg + nn]; }
   KCNN_HD T* StoreAddress(Idx m, Idx nn) const { return df + m * p.cout + g * p.opg + nn; }
 };
