@@ -16,51 +16,16 @@
 
 #include "grouped_conv_cuda_tiles.h"
 #include "grouped_conv_params.h"
+#include "tests/naive_reference.h"
 
 using keras_cnns::GroupedConvParams;
 using keras_cnns::MakeGroupedConvParams;
 namespace tiles = keras_cnns::cuda::tiles;
 using keras_cnns::cuda::KernelParams;
 using keras_cnns::cuda::ToKernelParams;
+using keras_cnns::testing::Reference;
 
 namespace {
-
-int64_t Src(const GroupedConvParams& p, int64_t j) {  // shuffled channel j reads this one
-  const int64_t g = p.shuffle_groups, per = p.in_c / g;
-  return (j % g) * per + j / g;
-}
-
-// Naive float64 forward and gradients (dy given), straight from the definition.
-void Reference(const GroupedConvParams& p, const std::vector<float>& x, const std::vector<float>& f,
-               const std::vector<float>& dy, std::vector<double>* y, std::vector<double>* dx,
-               std::vector<double>* df) {
-  const int64_t cpg = p.in_per_group(), opg = p.out_per_group();
-  y->assign(p.output_size(), 0.0);
-  dx->assign(p.input_size(), 0.0);
-  df->assign(p.filter_size(), 0.0);
-  for (int64_t n = 0; n < p.batch; ++n)
-    for (int64_t oh = 0; oh < p.out_h; ++oh)
-      for (int64_t ow = 0; ow < p.out_w; ++ow)
-        for (int64_t o = 0; o < p.out_c; ++o) {
-          const int64_t yi = ((n * p.out_h + oh) * p.out_w + ow) * p.out_c + o;
-          const int64_t g = o / opg;
-          double acc = 0;
-          for (int64_t kh = 0; kh < p.k_h; ++kh)
-            for (int64_t kw = 0; kw < p.k_w; ++kw) {
-              const int64_t ih = oh * p.stride_h - p.pad_top + kh * p.dil_h;
-              const int64_t iw = ow * p.stride_w - p.pad_left + kw * p.dil_w;
-              if (ih < 0 || ih >= p.in_h || iw < 0 || iw >= p.in_w) continue;
-              for (int64_t ci = 0; ci < cpg; ++ci) {
-                const int64_t xi = ((n * p.in_h + ih) * p.in_w + iw) * p.in_c + Src(p, g * cpg + ci);
-                const int64_t fi = ((kh * p.k_w + kw) * cpg + ci) * p.out_c + o;
-                acc += double(x[xi]) * f[fi];
-                (*dx)[xi] += double(dy[yi]) * f[fi];
-                (*df)[fi] += double(dy[yi]) * x[xi];
-              }
-            }
-          (*y)[yi] = acc;
-        }
-}
 
 // Runs every block of the grid LaunchTiled would use for `op` (split: reduction over blocks).
 template <class Shape, class Op>
@@ -117,13 +82,15 @@ bool Check(const Config& cfg, int force_width, std::mt19937* rng) {
     std::printf("bad config: %s\n", err.c_str());
     return false;
   }
+  // Float operands; the reference sees exactly the same values in float64.
   std::normal_distribution<float> nd;
   std::vector<float> x(p.input_size()), f(p.filter_size()), dy(p.output_size());
   for (auto& v : x) v = nd(*rng);
   for (auto& v : f) v = nd(*rng);
   for (auto& v : dy) v = nd(*rng);
   std::vector<double> y_ref, dx_ref, df_ref;
-  Reference(p, x, f, dy, &y_ref, &dx_ref, &df_ref);
+  Reference(p, {x.begin(), x.end()}, {f.begin(), f.end()}, {dy.begin(), dy.end()}, &y_ref,
+            &dx_ref, &df_ref);
 
   const KernelParams<int64_t> kp = ToKernelParams<int64_t>(p);
   std::vector<float> y(p.output_size(), NAN), dx(p.input_size(), NAN), df(p.filter_size(), 0.f);
