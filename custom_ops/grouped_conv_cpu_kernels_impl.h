@@ -452,6 +452,29 @@ inline int64_t ValidRows(const GroupedConvParams& p, DepthwiseRows<T>& source, i
   return n_rows;
 }
 
+// Calls row(n, oh, rows, khs, n_rows, next_ih) for every output row of the units [begin, end) of
+// `blocks`: `source` is set to the row's image, rows / khs hold the n_rows input rows (through
+// source) the output row reads and their kernel rows, and next_ih is the first new input row of
+// output row oh + 1 (which the caller gathers while it computes this one).
+template <typename T, typename RowFn>
+void ForEachOutputRow(const GroupedConvParams& p, const RowBlocks& blocks, int64_t begin,
+                      int64_t end, DepthwiseRows<T>& source, RowFn&& row) {
+  std::vector<const T*> rows(p.k_h);
+  std::vector<int64_t> khs(p.k_h);
+  for (int64_t u = begin; u < end; ++u) {
+    int64_t n, oh0, oh1;
+    blocks.Range(u, &n, &oh0, &oh1);
+    source.SetImage(n);
+    for (int64_t oh = oh0; oh < oh1; ++oh) {
+      const int64_t ih0 = oh * p.stride_h - p.pad_top;
+      const int64_t n_rows = ValidRows(p, source, ih0, rows.data(), khs.data());
+      const T* const* row_ptrs = rows.data();
+      const int64_t* row_khs = khs.data();
+      row(n, oh, row_ptrs, row_khs, n_rows, ih0 + p.stride_h + (p.k_h - 1) * p.dil_h);
+    }
+  }
+}
+
 // Depthwise forward; `map` says how the (gathered) input channels are read.
 template <typename T>
 void DepthwiseForward(const GroupedConvParams& p, const T* x, const T* f, T* y,
@@ -462,42 +485,31 @@ void DepthwiseForward(const GroupedConvParams& p, const T* x, const T* f, T* y,
   runner.For(blocks.units, [&](int64_t begin, int64_t end, int) {
     DepthwiseRows<T> source(p, x, map);
     const int64_t ps = source.pixel_stride();
-    std::vector<const T*> rows(p.k_h);
-    std::vector<int64_t> khs(p.k_h);
-    for (int64_t u = begin; u < end; ++u) {
-      int64_t n, oh0, oh1;
-      blocks.Range(u, &n, &oh0, &oh1);
-      source.SetImage(n);
-      for (int64_t oh = oh0; oh < oh1; ++oh) {
-        const int64_t ih0 = oh * p.stride_h - p.pad_top;
-        const int64_t n_rows = ValidRows(p, source, ih0, rows.data(), khs.data());
-        T* yrow = y + (n * p.out_h + oh) * p.out_w * cout;
-        // The first new input row of output row oh + 1, gathered while this row is computed.
-        const int64_t next_ih = ih0 + p.stride_h + (p.k_h - 1) * p.dil_h;
-        for (int64_t ow = 0; ow < p.out_w; ++ow) {
-          source.GatherAhead(next_ih, ow, p.out_w);
-          const int64_t iw0 = ow * p.stride_w - p.pad_left;
-          int64_t kw_lo, kw_hi;
-          ValidTaps(iw0, p.k_w, p.dil_w, p.in_w, &kw_lo, &kw_hi);
-          T* out = yrow + ow * cout;
-          const int64_t tail = ForVectorBlocks<T>(cout, [&](auto nv, int64_t c0) {
-            if (stream) {
-              DepthwisePixelBlock<T, decltype(nv)::value, true>(
-                  rows.data(), khs.data(), n_rows, iw0, kw_lo, kw_hi, p.dil_w, ps, f, p.k_w,
-                  cout, c0, out);
-            } else {
-              DepthwisePixelBlock<T, decltype(nv)::value>(rows.data(), khs.data(), n_rows, iw0,
-                                                          kw_lo, kw_hi, p.dil_w, ps, f, p.k_w,
-                                                          cout, c0, out);
-            }
-          });
-          if (tail < cout) {
-            DepthwisePixelBlock<T, 0>(rows.data(), khs.data(), n_rows, iw0, kw_lo, kw_hi,
-                                      p.dil_w, ps, f, p.k_w, cout, tail, out);
+    ForEachOutputRow(p, blocks, begin, end, source, [&](int64_t n, int64_t oh,
+                                                        const T* const* rows, const int64_t* khs,
+                                                        int64_t n_rows, int64_t next_ih) {
+      T* yrow = y + (n * p.out_h + oh) * p.out_w * cout;
+      for (int64_t ow = 0; ow < p.out_w; ++ow) {
+        source.GatherAhead(next_ih, ow, p.out_w);
+        const int64_t iw0 = ow * p.stride_w - p.pad_left;
+        int64_t kw_lo, kw_hi;
+        ValidTaps(iw0, p.k_w, p.dil_w, p.in_w, &kw_lo, &kw_hi);
+        T* out = yrow + ow * cout;
+        const int64_t tail = ForVectorBlocks<T>(cout, [&](auto nv, int64_t c0) {
+          if (stream) {
+            DepthwisePixelBlock<T, decltype(nv)::value, true>(
+                rows, khs, n_rows, iw0, kw_lo, kw_hi, p.dil_w, ps, f, p.k_w, cout, c0, out);
+          } else {
+            DepthwisePixelBlock<T, decltype(nv)::value>(rows, khs, n_rows, iw0, kw_lo, kw_hi,
+                                                        p.dil_w, ps, f, p.k_w, cout, c0, out);
           }
+        });
+        if (tail < cout) {
+          DepthwisePixelBlock<T, 0>(rows, khs, n_rows, iw0, kw_lo, kw_hi, p.dil_w, ps, f,
+                                    p.k_w, cout, tail, out);
         }
       }
-    }
+    });
     if (stream) StreamFence();
   });
 }
@@ -692,67 +704,57 @@ void DepthwiseBackpropFilter(const GroupedConvParams& p, const T* x, const T* dy
     T* part = parts.Get(worker);
     DepthwiseRows<T> source(p, x, map);
     const int64_t ps = source.pixel_stride();
-    std::vector<const T*> rows(p.k_h);
-    std::vector<int64_t> khs(p.k_h);
-    for (int64_t u = begin; u < end; ++u) {
-      int64_t n, oh0, oh1;
-      blocks.Range(u, &n, &oh0, &oh1);
-      source.SetImage(n);
-      for (int64_t oh = oh0; oh < oh1; ++oh) {
-        const int64_t ih0 = oh * p.stride_h - p.pad_top;
-        const int64_t n_rows = ValidRows(p, source, ih0, rows.data(), khs.data());
-        const T* dyrow = dy + (n * p.out_h + oh) * p.out_w * cout;
-        const int64_t next_ih = ih0 + p.stride_h + (p.k_h - 1) * p.dil_h;
-        int64_t c_done = 0;  // channels handled by the register-tiled 3x3 path
-        if (p.k_h == 3 && p.k_w == 3) {
-          // 2 vectors with AVX-512 (18 + 2 of 32 registers), 1 with AVX2/SSE (10 of 16).
-          constexpr int kNV = kVectorBytes == 64 ? 2 : 1;
-          constexpr int64_t kL = Simd<T>::kLanes;
-          const int64_t chunks = std::max<int64_t>(1, cout / (kNV * kL));
-          for (; c_done + kNV * kL <= cout; c_done += kNV * kL) {
-            source.GatherAhead(next_ih, c_done / (kNV * kL), chunks);
-            DepthwiseFilterRow<T, 3, 3, kNV>(p, rows.data(), khs.data(), n_rows, dyrow, ps,
-                                             c_done, part);
-          }
-          for (; c_done + kL <= cout; c_done += kL) {
-            DepthwiseFilterRow<T, 3, 3, 1>(p, rows.data(), khs.data(), n_rows, dyrow, ps,
-                                           c_done, part);
-          }
+    ForEachOutputRow(p, blocks, begin, end, source, [&](int64_t n, int64_t oh,
+                                                        const T* const* rows, const int64_t* khs,
+                                                        int64_t n_rows, int64_t next_ih) {
+      const T* dyrow = dy + (n * p.out_h + oh) * p.out_w * cout;
+      int64_t c_done = 0;  // channels handled by the register-tiled 3x3 path
+      if (p.k_h == 3 && p.k_w == 3) {
+        // 2 vectors with AVX-512 (18 + 2 of 32 registers), 1 with AVX2/SSE (10 of 16).
+        constexpr int kNV = kVectorBytes == 64 ? 2 : 1;
+        constexpr int64_t kL = Simd<T>::kLanes;
+        const int64_t chunks = std::max<int64_t>(1, cout / (kNV * kL));
+        for (; c_done + kNV * kL <= cout; c_done += kNV * kL) {
+          source.GatherAhead(next_ih, c_done / (kNV * kL), chunks);
+          DepthwiseFilterRow<T, 3, 3, kNV>(p, rows, khs, n_rows, dyrow, ps, c_done, part);
         }
-        for (int64_t ow = 0; ow < p.out_w && c_done < cout; ++ow) {
-          source.GatherAhead(next_ih, ow, p.out_w);
-          const int64_t iw0 = ow * p.stride_w - p.pad_left;
-          int64_t kw_lo, kw_hi;
-          ValidTaps(iw0, p.k_w, p.dil_w, p.in_w, &kw_lo, &kw_hi);
-          const T* g = dyrow + ow * cout + c_done;
-          using S = Simd<T>;
-          const int64_t tail = c_done + ForVectorBlocks<T>(cout - c_done, [&](auto nv, int64_t c0) {
-            constexpr int NV = decltype(nv)::value;
-            typename S::V gb[NV];
-            for (int v = 0; v < NV; ++v) gb[v] = S::Load(g + c0 + v * S::kLanes);
-            for (int64_t t = 0; t < n_rows; ++t) {
-              for (int64_t kw = kw_lo; kw < kw_hi; ++kw) {
-                const T* xp = rows[t] + (iw0 + kw * p.dil_w) * ps + c_done + c0;
-                T* pp = part + (khs[t] * p.k_w + kw) * cout + c_done + c0;
-                for (int v = 0; v < NV; ++v) {
-                  S::Store(pp + v * S::kLanes, S::Load(pp + v * S::kLanes) +
-                                                   S::Load(xp + v * S::kLanes) * gb[v]);
-                }
+        for (; c_done + kL <= cout; c_done += kL) {
+          DepthwiseFilterRow<T, 3, 3, 1>(p, rows, khs, n_rows, dyrow, ps, c_done, part);
+        }
+      }
+      for (int64_t ow = 0; ow < p.out_w && c_done < cout; ++ow) {
+        source.GatherAhead(next_ih, ow, p.out_w);
+        const int64_t iw0 = ow * p.stride_w - p.pad_left;
+        int64_t kw_lo, kw_hi;
+        ValidTaps(iw0, p.k_w, p.dil_w, p.in_w, &kw_lo, &kw_hi);
+        const T* g = dyrow + ow * cout + c_done;
+        using S = Simd<T>;
+        const int64_t tail = c_done + ForVectorBlocks<T>(cout - c_done, [&](auto nv, int64_t c0) {
+          constexpr int NV = decltype(nv)::value;
+          typename S::V gb[NV];
+          for (int v = 0; v < NV; ++v) gb[v] = S::Load(g + c0 + v * S::kLanes);
+          for (int64_t t = 0; t < n_rows; ++t) {
+            for (int64_t kw = kw_lo; kw < kw_hi; ++kw) {
+              const T* xp = rows[t] + (iw0 + kw * p.dil_w) * ps + c_done + c0;
+              T* pp = part + (khs[t] * p.k_w + kw) * cout + c_done + c0;
+              for (int v = 0; v < NV; ++v) {
+                S::Store(pp + v * S::kLanes, S::Load(pp + v * S::kLanes) +
+                                                 S::Load(xp + v * S::kLanes) * gb[v]);
               }
             }
-          });
-          if (tail < cout) {
-            for (int64_t t = 0; t < n_rows; ++t) {
-              for (int64_t kw = kw_lo; kw < kw_hi; ++kw) {
-                const T* xp = rows[t] + (iw0 + kw * p.dil_w) * ps;
-                T* pp = part + (khs[t] * p.k_w + kw) * cout;
-                for (int64_t c = tail; c < cout; ++c) pp[c] += xp[c] * g[c - c_done];
-              }
+          }
+        });
+        if (tail < cout) {
+          for (int64_t t = 0; t < n_rows; ++t) {
+            for (int64_t kw = kw_lo; kw < kw_hi; ++kw) {
+              const T* xp = rows[t] + (iw0 + kw * p.dil_w) * ps;
+              T* pp = part + (khs[t] * p.k_w + kw) * cout;
+              for (int64_t c = tail; c < cout; ++c) pp[c] += xp[c] * g[c - c_done];
             }
           }
         }
       }
-    }
+    });
   });
   parts.SumInto(df);
 }
