@@ -8,7 +8,7 @@ topological order, and the totals::
     print(p.to_table())            # layer, type, output shape, memory, params, mult-adds
     p.total_params, p.total_macs, p.total_activation_bytes
 
-What is counted (``REFERENCE.md`` section 8):
+What is counted:
 
 * **Multiply-adds (MACs)**: one multiply-accumulate counts once (the "FLOPs" / "mult-adds" of the
   ResNet, MobileNet, ShuffleNet and EfficientNet papers). Only convolutions and dense layers
@@ -31,8 +31,9 @@ What is counted (``REFERENCE.md`` section 8):
   batch included) times ``bytes_per_element``, plus the model's input tensors. Layers that only
   re-view their input at inference (``Flatten``, ``Reshape``, the ``Dropout`` family,
   ``GaussianNoise``, ``Identity``, ``ActivityRegularization``) allocate nothing and count 0. The
-  total is what a forward pass writes, as in CS231n's VGG table (seed 003); training roughly
-  doubles it (gradients).
+  total is what a forward pass writes, as in the VGG-16 table of the CS231n notes ("VGGNet in
+  detail", https://cs231n.github.io/convolutional-networks/); training roughly doubles it
+  (gradients).
 
 Nested models (a functional or ``Sequential`` model used as a layer) are entered: their layers
 appear as rows named ``outer/inner``, traced with the shapes they actually receive.
@@ -339,7 +340,7 @@ def _install_default_rules() -> None:
     register_mac_rule(BaseSeparableConv, _separable_macs)
     register_mac_rule(BaseConvTranspose, _transpose_macs)
     register_mac_rule(keras.layers.Dense, _dense_macs)
-    # Weighted layers that cost no multiply-adds by REFERENCE.md section 8's convention.
+    # Weighted layers that cost no multiply-adds by the convention of the module docstring.
     for cls in (keras.layers.BatchNormalization, keras.layers.LayerNormalization,
                 keras.layers.GroupNormalization, keras.layers.Normalization,
                 keras.layers.PReLU, keras.layers.Embedding):
@@ -523,7 +524,7 @@ def profile(model, batch_size: int = 1, bytes_per_element: int = 4, input_shape=
 
 
 # ---------------------------------------------------------------------------------------------
-# Closed-form layer costs (MobileNet paper, formula (6) of seed 000)
+# Closed-form layer costs (MobileNet paper, Howard et al. 2017, eqs. (2) and (7))
 # ---------------------------------------------------------------------------------------------
 
 
@@ -548,7 +549,7 @@ def conv_cost(d_k: int, m: int, n: int, d_f: int, alpha: float = 1.0, rho: float
 
 def depthwise_separable_cost(d_k: int, m: int, n: int, d_f: int, alpha: float = 1.0,
                              rho: float = 1.0) -> LayerCost:
-    """A depthwise separable convolution: MobileNet's formula (6) (Howard et al. 2017, eq. 6).
+    """A depthwise separable convolution: MobileNet's formula (Howard et al. 2017, eq. (7)).
 
     ``D_K * D_K * aM * rD_F * rD_F + aM * aN * rD_F * rD_F`` mult-adds and
     ``D_K * D_K * aM + aM * aN`` weights (``aM = int(alpha * M)``, ``rD_F = round(rho * D_F)``).

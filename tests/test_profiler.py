@@ -1,13 +1,14 @@
 """``keras_cnns.profiler``: totals against independent references.
 
-* VGG-16 (REFERENCE.md section 1): 138,357,544 params, 15,470,264,320 MACs [K], both recomputed
-  here from the 13 conv + 3 FC layer shapes; activation memory = the sum of the output elements
-  of the input and every conv / pool / FC layer (seed 003's CS231n table, recomputed: 15,237,608
-  elements = 61.0 MB at 4 bytes, not the seed's "24M * 4 bytes ~= 93MB").
-* MobileNet v1 (REFERENCE.md section 6): 568.7 / 325.4 / 149.5 / 41.0 M MACs for alpha 1 / 0.75 /
-  0.5 / 0.25, and the paper / TF-slim resolution table 569 / 418 / 291 / 186 M at alpha 1.
-* Seed 000, formula (6) and Fig. 30: one 14x14x512 -> 512 layer, standard vs depthwise separable
-  vs alpha=0.75 vs rho=0.714.
+* VGG-16 (torchvision vgg16 / keras.applications VGG16): 138,357,544 params, 15,470,264,320
+  MACs, both recomputed here from the 13 conv + 3 FC layer shapes; activation memory = the sum of
+  the output elements of the input and every conv / pool / FC layer (the CS231n notes' "VGGNet in
+  detail" table, recomputed: 15,237,608 elements = 61.0 MB at 4 bytes, not the notes'
+  "24M * 4 bytes ~= 93MB").
+* MobileNet v1 (keras.applications MobileNet): 568.7 / 325.4 / 149.5 / 41.0 M MACs for alpha 1 /
+  0.75 / 0.5 / 0.25, and the paper / TF-slim resolution table 569 / 418 / 291 / 186 M at alpha 1.
+* MobileNet paper (Howard et al. 2017, arXiv:1704.04861), eq. (7) and Tables 3-4: one
+  14x14x512 -> 512 layer, standard vs depthwise separable vs alpha=0.75 vs rho=0.714.
 """
 
 import argparse
@@ -51,9 +52,9 @@ def _vgg16_reference():
 
 def test_vgg16_reference_arithmetic():
     params, macs, elements = _vgg16_reference()
-    assert params == 138_357_544  # REFERENCE.md section 1
-    assert macs == 15_470_264_320  # REFERENCE.md section 1 [K] "15.47 G"
-    assert elements == 15_237_608  # seed 003's "24M" is wrong; 61.0 MB at 4 bytes, not ~93 MB
+    assert params == 138_357_544  # torchvision vgg16 num_params = keras.applications VGG16
+    assert macs == 15_470_264_320  # torchvision vgg16 meta "15.47" GFLOPS (= MACs)
+    assert elements == 15_237_608  # CS231n's "24M" is wrong; 61.0 MB at 4 bytes, not ~93 MB
     assert round(elements * 4 / 1e6, 1) == 61.0
 
 
@@ -120,12 +121,12 @@ def test_mobilenet_resolution_table():
 
 
 # --------------------------------------------------------------------------------------------
-# Seed 000: formula (6) and Fig. 30
+# MobileNet paper: eq. (7), Table 3 (one layer) and Table 4 (Conv MobileNet)
 # --------------------------------------------------------------------------------------------
 
 
-def _formula6(d_k, m, n, d_f, alpha=1.0, rho=1.0):
-    # D_K*D_K*aM*rD_F*rD_F + aM*aN*rD_F*rD_F  (seed 000 lines 480-497; Howard et al. eq. 6)
+def _eq7(d_k, m, n, d_f, alpha=1.0, rho=1.0):
+    # D_K*D_K*aM*rD_F*rD_F + aM*aN*rD_F*rD_F  (Howard et al. 2017, eq. (7))
     am, an, df = int(alpha * m), int(alpha * n), round(rho * d_f)
     return d_k * d_k * am * df * df + am * an * df * df
 
@@ -144,9 +145,9 @@ def _separable(d_f, c, custom_op):
     return keras.Model(inp, keras.layers.Conv2D(c, 1, use_bias=False)(x))
 
 
-def test_fig30_standard_convolution():
+def test_table3_standard_convolution():
     p = profile(_standard(14, 512))
-    assert round(p.total_macs / 1e6) == 462  # Fig. 30: 462 million mult-adds
+    assert round(p.total_macs / 1e6) == 462  # Table 3: 462 million mult-adds
     assert round(p.total_params / 1e6, 2) == 2.36  # 2.36 million parameters
     assert p.total_macs == 3 * 3 * 512 * 512 * 14 * 14 == conv_cost(3, 512, 512, 14).macs
     assert p.total_params == conv_cost(3, 512, 512, 14).params
@@ -160,27 +161,27 @@ def test_fig30_standard_convolution():
         ("rho = 0.714", 10, 384, 0.75, 0.714, 15.1, 0.15, True),
     ],
 )
-def test_fig30_depthwise_separable(label, d_f, channels, alpha, rho, macs_m, params_m, custom_op):
+def test_table3_depthwise_separable(label, d_f, channels, alpha, rho, macs_m, params_m, custom_op):
     assert int(512 * alpha) == channels and round(14 * rho) == d_f
     p = profile(_separable(d_f, channels, custom_op))
     assert round(p.total_macs / 1e6, 1) == macs_m, label
     assert round(p.total_params / 1e6, 2) == params_m, label
-    # and exactly formula (6), evaluated directly and through the library helper
-    assert p.total_macs == _formula6(3, 512, 512, 14, alpha, rho)
+    # and exactly eq. (7), evaluated directly and through the library helper
+    assert p.total_macs == _eq7(3, 512, 512, 14, alpha, rho)
     cost = depthwise_separable_cost(3, 512, 512, 14, alpha=alpha, rho=rho)
     assert (cost.macs, cost.params) == (p.total_macs, p.total_params)
 
 
-def test_fig30_reduction_factor():
-    # "8-9 times fewer computations" (seed 000) for a 3x3 kernel: 1/N + 1/D_K^2
+def test_table3_reduction_factor():
+    # "8 to 9 times less computation" (paper Sec. 3.1) for a 3x3 kernel: 1/N + 1/D_K^2
     std = profile(_standard(14, 512)).total_macs
     sep = profile(_separable(14, 512, True)).total_macs
     assert 8 < std / sep < 9
     assert sep / std == pytest.approx(1 / 512 + 1 / 9)
 
 
-def test_fig30_conv_mobilenet_params():
-    # Fig. 30 "Conv MobileNet": every block a full 3x3 conv -> 29.3 M params, ~4866 M mult-adds
+def test_table4_conv_mobilenet_params():
+    # Table 4 "Conv MobileNet": every block a full 3x3 conv -> 29.3 M params, ~4866 M mult-adds
     widths = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [(1024, 2), (1024, 1)]
     inp = keras.Input((224, 224, 3))
     x = keras.layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False)(inp)

@@ -5,7 +5,7 @@
 * :func:`load_tfds` -- any tensorflow-datasets image-classification dataset (CIFAR-10/100, SVHN,
   MNIST, ImageNet...), which must be downloadable or already prepared in ``data_dir``.
 * :func:`load_dataset` -- ``"digits"`` or a tensorflow-datasets name.
-* :func:`top_k_accuracy` -- top-1 / top-K accuracy (seed 004's definition).
+* :func:`top_k_accuracy` -- top-1 / top-K accuracy (the ILSVRC definition).
 """
 
 from __future__ import annotations

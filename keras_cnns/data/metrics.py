@@ -1,4 +1,4 @@
-"""Classification accuracy as seed 004 defines it (top-1 and top-K)."""
+"""Classification accuracy as ILSVRC defines it (top-1 and top-K)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ __all__ = ["top_k_accuracy"]
 def top_k_accuracy(y_true, y_pred, k: int = 5) -> float:
     """Fraction of examples whose true class is among the ``k`` highest scores.
 
-    Seed 004: ``topK = (1/S) * sum_j 1[l_j in {i_1^j, ..., i_K^j}]`` where ``i_1^j..i_K^j`` are
-    the classes with the K largest confidences ``p^j`` of example ``j`` and ``l_j`` its label.
-    Ties at the K-th score count in the example's favour (as ``tf.math.in_top_k``): the example is
-    a hit when fewer than ``k`` classes score strictly higher than the true class. ``k = 1`` is
-    ordinary (top-1) accuracy; ``k >= N`` gives 1.
+    ILSVRC (Russakovsky et al., "ImageNet Large Scale Visual Recognition Challenge", IJCV 2015,
+    arXiv:1409.0575): ``topK = (1/S) * sum_j 1[l_j in {i_1^j, ..., i_K^j}]`` where
+    ``i_1^j..i_K^j`` are the classes with the K largest confidences ``p^j`` of example ``j`` and
+    ``l_j`` its label. Ties at the K-th score count in the example's favour (as
+    ``tf.math.in_top_k``): the example is a hit when fewer than ``k`` classes score strictly
+    higher than the true class. ``k = 1`` is ordinary (top-1) accuracy; ``k >= N`` gives 1.
 
     Args:
         y_true: ``(S,)`` integer labels, or ``(S, N)`` one-hot / probability targets (argmax).

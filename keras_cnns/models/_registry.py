@@ -2,7 +2,8 @@
 
 Every architecture variant is registered under a lowercase snake_case name together with the
 facts the generic tests check it against (the paper, the default and the minimum input size, the
-reference parameter count from ``REFERENCE.md``).  ``create_model(name, **kwargs)`` calls the
+reference parameter count of the reference implementation or the paper's layer table, named in
+``reference_note``).  ``create_model(name, **kwargs)`` calls the
 family builder with the variant's fixed keyword arguments, overridden by ``kwargs``.
 """
 

@@ -252,15 +252,15 @@ def AlexNetV1(
     (:class:`~keras_cnns.layers.GroupedDepthwiseConv2D`). 60,965,224 parameters.
 
     The paper writes 224x224 inputs, but its 55x55 conv1 map needs 227 (``(227 - 11) / 4 + 1 =
-    55``), as Caffe's reference model and seed 003 note. LRN uses the paper's ``k=2, n=5,
-    alpha=1e-4, beta=0.75`` in the convention of the released Caffe model and torchvision's
+    55``), as Caffe's reference model (BVLC ``models/bvlc_alexnet``, 227 crop) and the CS231n notes
+    (https://cs231n.github.io/convolutional-networks/) point out. LRN uses the paper's ``k=2,
+    n=5, alpha=1e-4, beta=0.75`` in the convention of the released Caffe model and torchvision's
     ``LocalResponseNorm`` (the window sum is scaled by ``alpha / n``; see
     :class:`~keras_cnns.layers.LocalResponseNormalization`).
 
     Args:
         groups: number of towers of conv2/4/5 (2 in the paper; 1 gives the single-tower network
-            of REFERENCE.md, 62,378,344 params = imgclsmob ``alexnet``). Must divide 96, 256
-            and 384.
+            of imgclsmob ``alexnet``, 62,378,344 params). Must divide 96, 256 and 384.
         lrn: whether to apply local response normalization after conv1 and conv2.
         dropout: dropout rate after ``fc1`` and ``fc2`` (default 0.5; 0 removes the layers).
         include_top: whether to include the fully connected head (``flatten``, ``fc1``, ``fc2``,
@@ -317,9 +317,10 @@ def ZFNet(
     (13 -> 6), then ``fc1 4096 -> fc2 4096`` with ReLU and dropout, ``predictions``: the sizes of
     the paper's Fig. 3 and 62,357,608 parameters.
 
-    Follows imgclsmob ``zfnet`` (the REFERENCE.md row): single tower, LRN (``n=5, k=2``) after
-    the ReLU and *before* the pool (the paper normalises after the pool), and pools with PyTorch's
-    ``ceil_mode=True`` (needed for the paper's 110 -> 55 and 26 -> 13).
+    Follows imgclsmob ``zfnet`` (osmr/imgclsmob ``gluon/gluoncv2/models/zfnet.py``): single
+    tower, LRN (``n=5, k=2``) after the ReLU and *before* the pool (the paper normalises after the
+    pool), and pools with PyTorch's ``ceil_mode=True`` (needed for the paper's 110 -> 55 and
+    26 -> 13).
 
     Args:
         dropout: dropout rate after ``fc1`` and ``fc2`` (default 0.5; 0 removes the layers).
@@ -367,7 +368,7 @@ register_model(
     reference_params=61_100_840,
     reference_params_kind="trainable",
     reference_macs=714.2e6,
-    reference_note='REFERENCE.md section 1, "AlexNet (torchvision)"',
+    reference_note="torchvision alexnet.py, AlexNet_Weights meta (num_params)",
 )
 
 register_model(
@@ -380,7 +381,7 @@ register_model(
     reference_params=60_965_224,
     reference_params_kind="trainable",
     reference_macs=724.4e6,
-    reference_note='REFERENCE.md section 1, "AlexNet (original, 2 GPUs)"',
+    reference_note="counted from the paper's layer description (Sec. 3.5, Fig. 2)",
 )
 
 register_model(
@@ -393,5 +394,5 @@ register_model(
     reference_params=62_357_608,
     reference_params_kind="trainable",
     reference_macs=1168.0e6,
-    reference_note='REFERENCE.md section 1, "ZFNet" (= imgclsmob zfnet)',
+    reference_note="imgclsmob zfnet (osmr/imgclsmob gluon/gluoncv2/models/zfnet.py)",
 )

@@ -4,11 +4,11 @@ LeCun, Bottou, Bengio & Haffner, "Gradient-Based Learning Applied to Document Re
 Proc. IEEE 86(11), 1998.
 
 The paper's network has a sparse C3 connection table, trainable sub-sampling coefficients in S2/S4
-and an RBF output layer (60,000 trainable parameters, REFERENCE.md section 1, "LeNet-5
-(original)"). This module builds the variant everyone trains today, REFERENCE.md's "LeNet-5
-(modern)" row: every C3 map sees all six S2 maps, sub-sampling is a plain 2x2 average pool, and the
-head is ``Dense(120) -> Dense(84) -> Dense(classes)``. With a 32x32x1 input and 10 classes it has
-exactly **61,706** parameters::
+and an RBF output layer (60,000 trainable parameters, counted from the paper's layer description
+in Sec. II-B). This module builds the "modern" variant everyone trains today: every C3 map sees
+all six S2 maps, sub-sampling is a plain 2x2 average pool, and the head is ``Dense(120) ->
+Dense(84) -> Dense(classes)``. With a 32x32x1 input and 10 classes it has exactly **61,706**
+parameters::
 
     input 32x32x1
     conv1   6@5x5 valid  -> 28x28x6     156
@@ -129,6 +129,6 @@ register_model(
     reference_params=61_706,
     reference_params_kind="trainable",
     reference_macs=416_520.0,
-    reference_note='REFERENCE.md section 1, "LeNet-5 (modern)" (10 classes)',
+    reference_note="counted from the layer table in keras_cnns.models.lenet (10 classes)",
     default_classes=10,
 )

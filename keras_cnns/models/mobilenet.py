@@ -5,7 +5,7 @@ Applications", 2017 (https://arxiv.org/abs/1704.04861). Table 1 body: a standard
 convolution, then 13 depthwise separable blocks (depthwise 3x3 -> BN -> ReLU6 -> pointwise 1x1 ->
 BN -> ReLU6), global average pooling and a classifier. The width multiplier ``alpha`` thins every
 layer (``alpha * M`` input, ``alpha * N`` output channels), the resolution multiplier ``rho``
-shrinks the input side (``224 * rho``); a block then costs (formula (6) of seed 000)
+shrinks the input side (``224 * rho``); a block then costs (the paper's eq. (7))
 ``D_K * D_K * aM * rD_F * rD_F + aM * aN * rD_F * rD_F`` mult-adds.
 
 The layer sequence, the channel rounding ``int(filters * alpha)``, the stride-2 padding
@@ -18,11 +18,12 @@ ours: ``conv1`` -> ``conv1_conv``, ``conv1_bn`` -> ``conv1_bn``, ``conv_dw_i[_bn
 The depthwise convolutions are :class:`~keras_cnns.layers.GroupedDepthwiseConv2D` (the library's
 custom op; kernel ``[3, 3, 1, C * depth_multiplier]``).
 
-Reference figures (REFERENCE.md section 6, computed with keras.applications): alpha 1.0 /
-0.75 / 0.5 / 0.25 -> 4,231,976 / 2,585,560 / 1,331,592 / 470,072 trainable parameters and
-568.7 / 325.4 / 149.5 / 41.0 M mult-adds at 224. REFERENCE.md section 9 notes that TF-slim's MAC
-table for alpha 0.75 (317 M) disagrees with the paper (325 M); we follow keras.applications,
-whose architecture reproduces the paper's 325 M.
+Reference figures (``keras.applications.MobileNet``, ``keras/src/applications/mobilenet.py``,
+``weights=None``; mult-adds of its conv and dense layers): alpha 1.0 / 0.75 / 0.5 / 0.25 ->
+4,231,976 / 2,585,560 / 1,331,592 / 470,072 trainable parameters and 568.7 / 325.4 / 149.5 /
+41.0 M mult-adds at 224. TF-slim's MAC table (tensorflow/models
+``research/slim/nets/mobilenet_v1.md``) for alpha 0.75 (317 M) disagrees with the paper (325 M);
+we follow keras.applications, whose architecture reproduces the paper's 325 M.
 """
 
 from __future__ import annotations
@@ -167,8 +168,8 @@ def MobileNet(
     return make_model(inputs, x, name, weights)
 
 
-_NOTE = ("REFERENCE.md section 6, MobileNet v1 (Keras MobileNet, [K]); trainable count; "
-         "MACs [C] at 224")
+_NOTE = ("keras.applications MobileNet (keras/src/applications/mobilenet.py, weights=None); "
+         "trainable count; conv/dense MACs at 224")
 
 register_model(
     "mobilenet", family="MobileNet", paper=_PAPER, builder=MobileNet,

@@ -15,9 +15,9 @@ no fully connected layer::
     block3  192@3x3, 192@1x1                  ->  8x8x192
     top     classes@1x1 + ReLU, global average pool, softmax
 
-**966,986** parameters at 10 classes. The layout is imgclsmob ``nin_cifar10`` (the REFERENCE.md
-row; it equals the authors' Caffe CIFAR-10 model in widths): pools of PyTorch's
-``padding=1`` (the average pool counts the zero padding, PyTorch's default
+**966,986** parameters at 10 classes. The layout is imgclsmob ``nin_cifar10`` (osmr/imgclsmob
+``gluon/gluoncv2/models/nin_cifar.py``; it equals the authors' Caffe CIFAR-10 model in widths):
+pools of PyTorch's ``padding=1`` (the average pool counts the zero padding, PyTorch's default
 ``count_include_pad=True``), and a ReLU on the class maps before the global pool, as in the
 original model. ``include_top=False`` ends at block 3 (192 maps): the class convolution is the
 classifier.
@@ -130,6 +130,6 @@ register_model(
     reference_params=966_986,
     reference_params_kind="trainable",
     reference_macs=222.5e6,
-    reference_note='REFERENCE.md section 5, "NiN (CIFAR-10)" (= imgclsmob nin_cifar10)',
+    reference_note="imgclsmob nin_cifar10 (osmr/imgclsmob gluon/gluoncv2/models/nin_cifar.py)",
     default_classes=10,
 )

@@ -1,8 +1,8 @@
 """SqueezeNet 1.0 / 1.1 with optional simple or complex bypass.
 
 Iandola, Han, Moskewicz, Ashraf, Dally, Keutzer, "SqueezeNet: AlexNet-level accuracy with 50x
-fewer parameters and <0.5MB model size", 2016 (https://arxiv.org/abs/1602.07360); seed 000,
-section 3.3.2 (Fig. 35 the Fire module, Fig. 36 the bypass table).
+fewer parameters and <0.5MB model size", 2016 (https://arxiv.org/abs/1602.07360): Fig. 1 the
+Fire module, Fig. 2 the bypasses, Table 1 the layers, Table 3 the bypass comparison.
 
 The file reads top to bottom: the per-version layer tables, the small blocks (ceil-mode max-pool,
 the bypass around a Fire module, the conv10 classifier), the generic builder :func:`SqueezeNet`,
@@ -166,16 +166,16 @@ def SqueezeNet(
     Pooling follows the reference implementations: torchvision's ``MaxPool2d(3, 2,
     ceil_mode=True)`` and Caffe's (ceil) pooling, so a 224 input gives 13x13 maps at fire9 in both
     versions (1.0: conv1 109x109, 1.1: conv1 111x111; a 227 Caffe input gives conv1 111x111 in
-    1.0). REFERENCE.md's 777.2 M MACs for 1.0 assume floor pooling; with ceil pooling the conv
+    1.0). A count of 777.2 M MACs for 1.0 assumes floor pooling; with ceil pooling the conv
     MACs at 224 are 819 M, torchvision's 0.819 GFLOPS. Parameter counts do not depend on it.
 
-    Bypass (paper Sec. 6, Fig. 2; seed 000 Fig. 36): ``"simple"`` adds identity shortcuts
+    Bypass (paper Sec. 6, Fig. 2, Table 3): ``"simple"`` adds identity shortcuts
     (``Add`` after the Fire's concat) around fires 3, 5, 7 and 9, the Fires whose input and output
     widths match; in 1.1 these are the same Fires (128, 256, 384, 512 channels), so 1.1 uses the
     same rule. It adds no parameters. ``"complex"`` additionally puts a 1x1 convolution (with
     bias, no activation) shortcut around fires 2, 4, 6 and 8, where the widths differ:
-    +341,248 parameters in 1.0 (1,589,672 in all, 6.36 MB in float32). **Conflict (REFERENCE.md
-    section 9):** the paper's table gives 7.7 MB for complex bypass, i.e. about 1.9-2.0 M
+    +341,248 parameters in 1.0 (1,589,672 in all, 6.36 MB in float32). **Conflict with the
+    paper:** its Table 3 gives 7.7 MB for complex bypass, i.e. about 1.9-2.0 M
     parameters, which this Fig. 2 layout does not reproduce; we follow the figure.
 
     Initialisation: every convolution but conv10 is torchvision's ``kaiming_uniform_`` (Keras
@@ -268,7 +268,7 @@ def SqueezeNet(
 # Registered variants
 # ----------------------------------------------------------------------------------------------
 
-_NOTE = "REFERENCE.md section 6 (SqueezeNet rows)"
+_NOTE = "SqueezeNet paper (arXiv:1602.07360, Table 3) and torchvision squeezenet.py"
 
 
 def _register(name, version, bypass, params, macs, note):
@@ -282,13 +282,13 @@ def _register(name, version, bypass, params, macs, note):
 
 _register("squeezenet1_0", "1_0", "none", 1_248_424, 819e6,
           "; torchvision meta. MACs with torchvision's ceil-mode pooling "
-          "(REFERENCE.md's 777.2 M assumes floor pooling).")
+          "(a floor-pooling count gives 777.2 M).")
 _register("squeezenet1_1", "1_1", "none", 1_235_496, 349.2e6,
           "; torchvision meta (0.349 GFLOPS).")
 _register("squeezenet1_0_simple_bypass", "1_0", "simple", 1_248_424, 819e6,
           " (simple bypass adds no parameters; paper 4.8 MB).")
 _register("squeezenet1_0_complex_bypass", "1_0", "complex", 1_589_672, None,
-          " and section 9: 1,589,672 computed for the Fig. 2 layout; the paper's "
+          "; 1,589,672 computed for the Fig. 2 layout; the paper's "
           "7.7 MB (~1.9-2.0 M params) is not reproduced.")
 _register("squeezenet1_1_simple_bypass", "1_1", "simple", 1_235_496, 349.2e6,
           " (simple bypass adds no parameters).")

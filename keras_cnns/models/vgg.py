@@ -4,9 +4,11 @@ Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image Re
 ICLR 2015 (arXiv:1409.1556).
 
 Five blocks of 3x3 "same" convolutions (64, 128, 256, 512, 512 filters; 1-4 per block) with ReLU,
-each closed by a 2x2/2 max-pool, then ``Flatten -> fc1 4096 -> fc2 4096 -> predictions``. Seed
-003's per-layer table for VGG-16 (224x224x64 ... 7x7x512, 138M parameters) is what the default
-configuration reproduces: **138,357,544** parameters for VGG-16 and **143,667,240** for VGG-19.
+each closed by a 2x2/2 max-pool, then ``Flatten -> fc1 4096 -> fc2 4096 -> predictions``. The
+per-layer VGG-16 table of the CS231n notes ("VGGNet in detail",
+https://cs231n.github.io/convolutional-networks/; 224x224x64 ... 7x7x512, 138M parameters) is
+what the default configuration reproduces: **138,357,544** parameters for VGG-16 and
+**143,667,240** for VGG-19.
 
 Layer names are those of ``keras.applications.VGG16`` / ``VGG19`` (``block{b}_conv{i}``,
 ``block{b}_pool``, ``flatten``, ``fc1``, ``fc2``, ``predictions``), so weights copy layer for
@@ -145,10 +147,10 @@ VGG19 = _variant(19)
 
 # (name, depth, batch_norm, trainable params at 224x224x3 / 1000 classes, MACs, where from)
 _VARIANTS = (
-    ("vgg11", 11, False, 132_863_336, None, "torchvision vgg11 num_params (not in REFERENCE.md)"),
-    ("vgg13", 13, False, 133_047_848, None, "torchvision vgg13 num_params (not in REFERENCE.md)"),
-    ("vgg16", 16, False, 138_357_544, 15.47e9, 'REFERENCE.md section 1, "VGG-16"'),
-    ("vgg19", 19, False, 143_667_240, 19.63e9, 'REFERENCE.md section 1, "VGG-19"'),
+    ("vgg11", 11, False, 132_863_336, None, "torchvision vgg11 num_params"),
+    ("vgg13", 13, False, 133_047_848, None, "torchvision vgg13 num_params"),
+    ("vgg16", 16, False, 138_357_544, 15.47e9, "keras.applications VGG16 (= torchvision)"),
+    ("vgg19", 19, False, 143_667_240, 19.63e9, "keras.applications VGG19 (= torchvision)"),
     ("vgg11_bn", 11, True, 132_868_840, None, "torchvision vgg11_bn num_params"),
     ("vgg13_bn", 13, True, 133_053_736, None, "torchvision vgg13_bn num_params"),
     ("vgg16_bn", 16, True, 138_365_992, None, "torchvision vgg16_bn num_params"),

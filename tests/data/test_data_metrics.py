@@ -1,4 +1,4 @@
-"""top_k_accuracy: seed 004's top-K definition, against hand computations."""
+"""top_k_accuracy: the ILSVRC top-K definition, against hand computations."""
 
 import numpy as np
 import pytest

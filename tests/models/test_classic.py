@@ -2,9 +2,10 @@
 
 The generic matrix (test_models_generic.py) already builds every registered name at its default
 size and compares the parameter count with the registry. These tests pin what is specific to the
-families against independent references: REFERENCE.md's figures, the papers' layer tables (seed
-003's VGG-16 table, ZFNet's Fig. 3, AlexNet's 55-27-13-6 maps), keras.applications.VGG16, and
-NumPy / ``tf.nn.conv2d`` re-computations of the grouped convolutions and the pools.
+families against independent references: published parameter counts (torchvision, imgclsmob),
+the papers' layer tables (ZFNet's Fig. 3, AlexNet's 55-27-13-6 maps), the CS231n notes' VGG-16
+table, keras.applications.VGG16, and NumPy / ``tf.nn.conv2d`` re-computations of the grouped
+convolutions and the pools.
 Big networks are built (cheap) but run only at small inputs.
 """
 
@@ -19,8 +20,9 @@ from keras_cnns.models import alexnet as alexnet_mod
 from keras_cnns.models import lenet as lenet_mod
 from keras_cnns.models import vgg as vgg_mod
 
-# Trainable parameters at the default input size (REFERENCE.md sections 1 and 5; the VGG-11/13
-# and *_bn figures are torchvision's published num_params).
+# Trainable parameters at the default input size: torchvision's published num_params (alexnet,
+# VGG; keras.applications agrees for VGG-16/19), imgclsmob (zfnet, nin), and counts of the layer
+# tables (lenet5, alexnet_v1).
 REFERENCE = {
     "lenet5": 61_706,
     "alexnet": 61_100_840,
@@ -150,7 +152,7 @@ def test_lenet5_layer_table():
     model = keras_cnns.create_model("lenet5")
     assert model.output_shape == (None, 10)
     assert _trainable(model) == REFERENCE["lenet5"]
-    # REFERENCE.md "LeNet-5 (modern)": C1 156, C3 2,416 (full 6->16), F5 48,120, F6 10,164, out 850
+    # Modern LeNet-5, by hand: C1 156, C3 2,416 (full 6->16), F5 48,120, F6 10,164, out 850
     assert [_layer_params(model, n) for n in ("conv1", "conv2", "fc1", "fc2", "predictions")] == [
         156, 2_416, 48_120, 10_164, 850]
     assert [_side(model, n) for n in ("conv1", "pool1", "conv2", "pool2")] == [28, 14, 10, 5]
@@ -249,7 +251,7 @@ def test_alexnet_v1_grouped_conv_is_two_independent_towers(alexnet_v1_227, name)
 
 
 def test_alexnet_v1_single_tower_option():
-    # REFERENCE.md "AlexNet, single tower": 62,378,344 (= imgclsmob alexnet)
+    # Single tower: 62,378,344 = imgclsmob alexnet (gluon/gluoncv2/models/alexnet.py)
     model = keras_cnns.create_model("alexnet_v1", groups=1)
     assert _trainable(model) == 62_378_344
     assert not any(isinstance(layer, GroupedDepthwiseConv2D) for layer in model.layers)
@@ -358,9 +360,10 @@ def _weighted(model):
     return [layer for layer in model.layers if layer.weights]
 
 
-def test_vgg16_matches_seed_003_table(vgg16_224_pair):
+def test_vgg16_matches_cs231n_table(vgg16_224_pair):
     model, _ = vgg16_224_pair
-    # Seed 003 ("VGGNet in detail"): output of each layer and its weights (biases not counted).
+    # CS231n notes, "VGGNet in detail" (https://cs231n.github.io/convolutional-networks/):
+    # output of each layer and its weights (biases not counted).
     table = [
         ("block1_conv1", (224, 224, 64), 3 * 3 * 3 * 64),        # 1,728
         ("block1_conv2", (224, 224, 64), 36_864),

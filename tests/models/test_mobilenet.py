@@ -15,7 +15,7 @@ import keras_cnns
 from keras_cnns.layers import GroupedDepthwiseConv2D
 from keras_cnns.models.mobilenet import MobileNet
 
-# REFERENCE.md section 6, MobileNet v1 rows [K]: Keras total / trainable.
+# keras.applications.MobileNet(weights=None) at 224, 1000 classes: count_params() / trainable.
 REFERENCE = {
     "mobilenet": (1.0, 4_253_864, 4_231_976),
     "mobilenet_0_75": (0.75, 2_601_976, 2_585_560),

@@ -1,11 +1,11 @@
 """The generic test matrix: every registered model, no per-model test code.
 
 For each name in ``keras_cnns.list_models()``: the parameter count at the default input size
-equals ``REFERENCE.md`` (via the registry's ``reference_params``); forward at the default and at
-the minimum input size (shape, finite); backward (every trainable weight gets a finite
-gradient); ``include_top=False`` with ``pooling=None|"avg"|"max"``; ``input_tensor`` reuse;
-``get_config``/``from_config``, ``.keras`` save/load and ``weights=<path>`` reproduce outputs;
-invalid arguments raise ``ValueError`` naming the argument.
+equals the registry's ``reference_params`` (each model's ``reference_note`` names its source);
+forward at the default and at the minimum input size (shape, finite); backward (every trainable
+weight gets a finite gradient); ``include_top=False`` with ``pooling=None|"avg"|"max"``;
+``input_tensor`` reuse; ``get_config``/``from_config``, ``.keras`` save/load and
+``weights=<path>`` reproduce outputs; invalid arguments raise ``ValueError`` naming the argument.
 """
 
 import numpy as np
@@ -55,7 +55,7 @@ def test_default_size_params_and_forward(name):
     assert tuple(model.input_shape[1:]) == tuple(info.default_input_shape)
     if info.reference_params is not None:
         assert _count(model, info.reference_params_kind) == info.reference_params, (
-            f"{name}: {info.reference_params_kind} params differ from REFERENCE.md"
+            f"{name}: {info.reference_params_kind} params differ from reference_params"
         )
     y = _run(model, _x(info.default_input_shape, batch=1))
     assert y.shape == (1, info.default_classes)

@@ -1,9 +1,9 @@
 """SqueezeNet-specific tests: parameter counts, bypass wiring, reference shapes, ceil-mode pooling,
 the conv10 initialisation that keeps every class map alive, argument validation.
 
-Independent references: REFERENCE.md section 6 (torchvision meta / computed counts), layer shapes
-computed by hand from torchvision's ``squeezenet.py`` (no padding on conv1, ``MaxPool2d(3, 2,
-ceil_mode=True)``), a NumPy ceil-mode max-pool.
+Independent references: torchvision's ``SqueezeNet1_0/1_1_Weights`` meta and hand counts, layer
+shapes computed by hand from torchvision's ``squeezenet.py`` (no padding on conv1,
+``MaxPool2d(3, 2, ceil_mode=True)``), a NumPy ceil-mode max-pool.
 """
 
 import numpy as np
@@ -15,8 +15,8 @@ from keras_cnns.models import squeezenet as sq
 from keras_cnns.models.squeezenet import SqueezeNet
 
 # (version, bypass) -> trainable parameters at 224x224, 1000 classes.
-# REFERENCE.md section 6: 1.0 1,248,424 [R torchvision]; 1.1 1,235,496 [R]; simple bypass adds
-# nothing [C]; 1.0 complex 1,589,672 [C]. 1.1 complex (not in REFERENCE.md): the 1.1 count plus
+# torchvision squeezenet.py meta: 1.0 1,248,424; 1.1 1,235,496. Simple bypass adds nothing;
+# 1.0 complex 1,589,672 (counted for the paper's Fig. 2 layout). 1.1 complex: the 1.1 count plus
 # four 1x1 convs with bias, 64->128, 128->256, 256->384, 384->512, computed here by hand.
 _V11_COMPLEX = 1_235_496 + sum(cin * cout + cout for cin, cout in
                                [(64, 128), (128, 256), (256, 384), (384, 512)])
