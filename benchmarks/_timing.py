@@ -1,9 +1,25 @@
-"""Side-by-side timing shared by the benchmark scripts."""
+"""Side-by-side timing and the oneDNN on/off runs shared by the benchmark scripts.
+
+TensorFlow picks its CPU kernels at import: oneDNN's with ``TF_ENABLE_ONEDNN_OPTS=1`` (the
+default on Intel CPUs), its own Eigen kernels with ``=0`` (the default on AMD CPUs). The stock
+side of a benchmark therefore differs by setting, so each benchmark runs itself once per setting
+in a child process (:func:`run_per_onednn_setting`) and compares the custom op against the faster
+stock side (the smaller of the two interleaved ratios).
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+SETTINGS = {"off": "0", "on": "1"}
 
 
 def interleaved(fn_ours, fn_theirs, reps: int, warmup: int = 3):
@@ -24,3 +40,91 @@ def interleaved(fn_ours, fn_theirs, reps: int, warmup: int = 3):
         t_theirs.append((t2 - t1) * 1e3)
         ratios.append((t2 - t1) / (t1 - t0))
     return statistics.median(t_ours), statistics.median(t_theirs), statistics.median(ratios)
+
+
+def fastest_runnable(candidates, errors, reps: int = 3):
+    """``(name, fn)`` of the fastest of ``candidates`` (a dict name -> callable) that runs in
+    this process (some stock formulations exist only with oneDNN on, e.g. gradients of a grouped
+    ``tf.nn.conv2d``), by the best of ``reps`` timed calls after one warm-up call. ``errors``
+    are the exception types that mean "this kernel does not exist here". Returns ``(None, None)``
+    when none runs."""
+    best = (None, None, float("inf"))
+    for name, fn in candidates.items():
+        try:
+            fn()
+        except errors:
+            continue
+        t = min(_time_once(fn) for _ in range(reps))
+        if t < best[2]:
+            best = (name, fn, t)
+    return best[0], best[1]
+
+
+def _time_once(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def environment_line() -> str:
+    """Which stock kernels this process compares against: oneDNN on/off, CPU model and ISA."""
+    import tensorflow as tf
+
+    from keras_cnns.environment import cpu_description, onednn_enabled
+
+    cpu = cpu_description()
+    onednn = {True: "on", False: "off", None: "unknown"}[onednn_enabled()]
+    return (f"stock TF {tf.__version__} CPU kernels: oneDNN {onednn} "
+            f"({ONEDNN_ENV}={os.environ.get(ONEDNN_ENV, '(unset)')}); CPU: {cpu['model']} "
+            f"[{cpu['vendor'] or '?'}], {os.cpu_count()} cores, ISA: {' '.join(cpu['isa']) or '-'}")
+
+
+def add_onednn_arguments(parser) -> None:
+    parser.add_argument("--onednn", choices=["both", "on", "off", "current"], default="both",
+                        help="stock kernels to compare against: run once with TF's oneDNN "
+                             "kernels and once with its Eigen kernels, each in its own process "
+                             "(default both), one of them, or this process's setting (current)")
+    parser.add_argument("--json-out", default=None, help=argparse.SUPPRESS)  # child -> parent
+
+
+def run_per_onednn_setting(script: str, argv, settings):
+    """Run ``script argv --onednn current`` once per setting (``"off"``/``"on"``) in a child
+    process with ``TF_ENABLE_ONEDNN_OPTS`` set, echo its output, and return the JSON results the
+    children wrote (a dict setting -> result), or ``None`` if a child failed."""
+    argv = _without_option(list(argv), "--onednn")
+    results = {}
+    for setting in settings:
+        env = dict(os.environ, **{ONEDNN_ENV: SETTINGS[setting]})
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "result.json")
+            cmd = [sys.executable, script, *argv, "--onednn", "current", "--json-out", out]
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            print(f"\n=== {ONEDNN_ENV}={SETTINGS[setting]} (oneDNN {setting}) ===")
+            print(proc.stdout.rstrip())
+            if proc.returncode != 0 or not os.path.exists(out):
+                print(f"child run failed with exit code {proc.returncode}:\n"
+                      + "\n".join(proc.stderr.strip().splitlines()[-20:]))
+                return None
+            with open(out) as fh:
+                results[setting] = json.load(fh)
+    return results
+
+
+def _without_option(argv, option):
+    """``argv`` without ``option VALUE`` / ``option=VALUE``."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == option:
+            skip = True
+        elif not a.startswith(option + "="):
+            out.append(a)
+    return out
+
+
+def write_json(path, payload) -> None:
+    if path:
+        with open(path, "w") as fh:
+            json.dump(payload, fh)

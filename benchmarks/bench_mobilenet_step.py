@@ -12,6 +12,10 @@ compiled ``KerasCnns>GroupedDepthwiseConv2D`` op), the other inside
 are timed interleaved (ours, stock, ours, ...) in one process; the table gives median step
 times and the median per-pair ratio ``t_stock / t_ours`` (> 1 means the op is faster).
 
+TensorFlow's stock kernels depend on ``TF_ENABLE_ONEDNN_OPTS`` (read at import), so by default
+the script runs this comparison once per setting, each in its own process (``--onednn both``),
+and reports the ratio against the faster stock side; ``--onednn on|off|current`` runs one.
+
 The op's kernel-level gains (``bench_grouped_conv.py``) are diluted here: in MobileNet the
 depthwise layers are a small part of the multiply-adds and of the time, the pointwise 1x1
 convolutions dominate.
@@ -28,7 +32,13 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _timing import interleaved  # noqa: E402
+from _timing import (  # noqa: E402
+    add_onednn_arguments,
+    environment_line,
+    interleaved,
+    run_per_onednn_setting,
+    write_json,
+)
 
 
 def _parse_args(argv=None):
@@ -37,6 +47,7 @@ def _parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
     parser.add_argument("--alpha", type=float, default=1.0, help="width multiplier (default 1)")
     parser.add_argument("--reps", type=int, default=10, help="timed steps per side (default 10)")
+    add_onednn_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -46,6 +57,21 @@ def main(argv=None) -> int:
         if getattr(args, name) < 1:
             print(f"--{name} must be >= 1. Received: --{name}={getattr(args, name)}")
             return 2
+    if args.onednn != "current":
+        # The stock kernels (and the pointwise convolutions of both sides) depend on oneDNN:
+        # run once per setting, each in its own process.
+        settings = ["off", "on"] if args.onednn == "both" else [args.onednn]
+        results = run_per_onednn_setting(os.path.abspath(__file__),
+                                         argv if argv is not None else sys.argv[1:], settings)
+        if results is None:
+            return 1
+        if len(results) > 1:
+            print("\n=== summary: ratio stock / ours per setting; against the faster stock side: "
+                  f"{min(r['ratio'] for r in results.values()):.3f}x ===")
+            for setting, r in results.items():
+                print(f"  oneDNN {setting}: ours {r['ours_ms']:.1f} ms, stock {r['stock_ms']:.1f} ms, "
+                      f"ratio {r['ratio']:.3f}x")
+        return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import tensorflow as tf
@@ -91,12 +117,16 @@ def main(argv=None) -> int:
     med_ours, med_stock, ratio = interleaved(step_ours, step_stock, args.reps, warmup=2)
     print(f"\nMobileNet alpha={args.alpha:g}, {args.size}x{args.size}, batch {args.batch}, SGD "
           f"train step, TF {tf.__version__} (CPU, {os.cpu_count()} cores), {args.reps} "
-          "interleaved steps per side\n")
+          "interleaved steps per side")
+    env = environment_line()
+    print(env + "\n")
     print(f"{'depthwise path':<34}{'median step ms':>16}")
     print(f"{'custom op (KerasCnns>...)':<34}{med_ours:>16.1f}")
     print(f"{'stock (tf.nn.depthwise_conv2d)':<34}{med_stock:>16.1f}")
     print(f"(depthwise layers traced through the custom op: {traced_ours} in ours, 0 in stock)")
     print(f"\nratio stock / ours (median of per-step ratios): {ratio:.3f}x")
+    write_json(args.json_out, {"environment": env, "ours_ms": med_ours, "stock_ms": med_stock,
+                               "ratio": ratio})
     return 0
 
 

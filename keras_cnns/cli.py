@@ -7,6 +7,8 @@ Subcommands:
     profile NAME     per-layer output shape, parameters, multiply-adds and activation memory
     list [PATTERN]   registered model names
     info NAME        what the registry knows about a model
+    info --env       the environment for a bug report (TF/Keras versions, oneDNN on/off, CPU
+                     model and vector ISA, custom op compiled and loaded, CUDA visible)
 """
 
 from __future__ import annotations
@@ -31,6 +33,14 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_info(args) -> int:
+    if args.env:
+        from keras_cnns.environment import format_environment
+
+        print(format_environment())
+        if args.name is None:
+            return 0
+    if args.name is None:
+        raise ValueError("`info` needs a model NAME (see `keras-cnns list`) or --env")
     from keras_cnns import model_info
 
     print(json.dumps(model_info(args.name).as_dict(), indent=2, default=str))
@@ -59,8 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'vgg*'")
     p_list.set_defaults(func=_cmd_list)
 
-    p_info = sub.add_parser("info", help="registry facts about one model")
-    p_info.add_argument("name")
+    p_info = sub.add_parser("info", help="registry facts about one model, or the environment")
+    p_info.add_argument("name", nargs="?", default=None, help="a registered model name")
+    p_info.add_argument("--env", action="store_true",
+                        help="print the environment for a bug report (versions, oneDNN, CPU ISA, "
+                             "custom op, CUDA)")
     p_info.set_defaults(func=_cmd_info)
     return parser
 

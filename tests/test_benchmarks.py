@@ -17,21 +17,47 @@ def _load(name):
 
 
 def test_grouped_conv_benchmark_prints_every_case(capsys):
+    # Default: one child process per oneDNN setting, then the summary against the faster side.
     bench = _load("bench_grouped_conv")
     assert bench.main(["--batch", "2", "--size", "8", "--channels", "48", "--reps", "2"]) == 0
     out = capsys.readouterr().out
     for case in ("depthwise 3x3 fwd", "depthwise 3x3 fwd+bwd", "shuffle(3)+dw 3x3 fwd+bwd",
                  "grouped 1x1 g=3 fwd", "grouped 1x1 g=8 fwd+bwd", "dw fwd bandwidth vs copy"):
-        assert case in out, out
+        rows = [line for line in out.splitlines() if line.startswith(case + " ")]
+        assert len(rows) == 3, out   # both settings' tables and the summary
     assert "x  >= 1.0x" in out and "%  >= 60%" in out
+    # Each table says which stock kernels it measured, and they are the ones asked for.
+    assert "=== TF_ENABLE_ONEDNN_OPTS=0 (oneDNN off) ===" in out
+    assert "=== TF_ENABLE_ONEDNN_OPTS=1 (oneDNN on) ===" in out
+    assert "CPU kernels: oneDNN off (TF_ENABLE_ONEDNN_OPTS=0)" in out
+    assert "CPU kernels: oneDNN on (TF_ENABLE_ONEDNN_OPTS=1)" in out
+    assert "ISA:" in out and "=== summary" in out
+    # Without oneDNN, TF has no gradient of a grouped conv2d: the per-group stock side is used.
+    off_table = out.split("(oneDNN off) ===")[1].split("===")[0]
+    assert "(per-group conv2d)" in off_table.split("grouped 1x1 g=3 fwd+bwd")[1].splitlines()[0]
+
+
+@pytest.mark.parametrize("argv", [["--batch", "0"], ["--channels", "40"]])
+def test_grouped_conv_benchmark_rejects_bad_sizes(argv, capsys):
+    assert _load("bench_grouped_conv").main(argv) == 2
+    assert "--" + argv[0].lstrip("-") in capsys.readouterr().out
 
 
 def test_mobilenet_step_benchmark_separates_the_two_paths(capsys):
     bench = _load("bench_mobilenet_step")
     assert bench.main(["--size", "32", "--batch", "2", "--alpha", "0.25", "--reps", "1"]) == 0
     out = capsys.readouterr().out
-    assert "traced through the custom op: 13 in ours, 0 in stock" in out, out
-    assert "ratio stock / ours" in out
+    assert out.count("traced through the custom op: 13 in ours, 0 in stock") == 2, out
+    assert "CPU kernels: oneDNN off" in out and "CPU kernels: oneDNN on" in out
+    assert "ratio stock / ours" in out and "against the faster stock side" in out
+
+
+def test_mobilenet_step_benchmark_runs_one_setting_in_process(capsys):
+    bench = _load("bench_mobilenet_step")
+    assert bench.main(["--size", "32", "--batch", "2", "--alpha", "0.25", "--reps", "1",
+                       "--onednn", "current"]) == 0
+    out = capsys.readouterr().out
+    assert "=== TF_ENABLE_ONEDNN_OPTS" not in out and "stock TF" in out
 
 
 @pytest.mark.parametrize("argv", [["--batch", "0"], ["--reps", "0"]])

@@ -87,3 +87,36 @@ def test_bad_arguments(model, tmp_path, kwargs, arg):
     args.update(kwargs)
     with pytest.raises(ValueError, match=rf"`{arg}`.*Received: {arg}="):
         export_tflite(**args)
+
+
+@pytest.mark.parametrize("layer_kwargs", [
+    dict(kernel_size=5, strides=(2, 1)),                                   # depthwise, unequal strides
+    dict(kernel_size=3, strides=2, dilation_rate=2),                       # depthwise, stride + dilation
+    dict(filters=12, kernel_size=3, groups=3, shuffle_groups=3),           # grouped 3x3 + shuffle
+    dict(filters=6, kernel_size=3, groups=3, strides=(1, 2), dilation_rate=(2, 1)),  # grouped, both
+], ids=["dw_s21", "dw_s2_d2", "grouped_shuffle", "grouped_s12_d21"])
+def test_oneDNN_only_convolutions_export_and_train_on_every_cpu(layer_kwargs, tmp_path):
+    # These are the convolutions TF's stock kernels run only with oneDNN (unequal depthwise
+    # strides, grouped or dilated conv2d gradients). The stock lowering must export them to
+    # TFLite and train them (the no-compiler fallback) with oneDNN on and off alike.
+    import tensorflow as tf
+
+    from keras_cnns import ops
+
+    init = keras.initializers.RandomNormal(stddev=1.0, seed=0)
+    inputs = keras.Input((11, 10, 6))
+    x = GroupedDepthwiseConv2D(kernel_initializer=init, **layer_kwargs)(inputs)
+    outputs = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, outputs)
+    x = np.random.default_rng(0).random((4, 11, 10, 6)).astype("float32")
+    path = export_tflite(model, tmp_path / "m.tflite")
+    np.testing.assert_allclose(run_tflite(path, x), model.predict(x, verbose=0), atol=1e-5)
+    with ops.stock_ops_only(), tf.GradientTape() as tape:
+        loss = tf.reduce_sum(model(x, training=True) ** 2)
+    grads = tape.gradient(loss, model.trainable_variables)
+    with tf.GradientTape() as tape:
+        loss_op = tf.reduce_sum(model(x, training=True) ** 2)
+    grads_op = tape.gradient(loss_op, model.trainable_variables)
+    for g, g_op in zip(grads, grads_op):
+        assert np.all(np.isfinite(g.numpy())) and np.abs(g.numpy()).sum() > 0
+        np.testing.assert_allclose(g.numpy(), g_op.numpy(), rtol=1e-4, atol=1e-4)
