@@ -8,6 +8,8 @@ activations, which are registered).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import keras
 
 from keras_cnns.layers._validation import check_float, check_pair, check_positive_int, sub
@@ -44,15 +46,36 @@ def _check_padding(padding):
                      f"((top, bottom), (left, right)). Received: padding={padding!r}")
 
 
+_ROLES = ("pad", "conv", "bn", "act")
+
+
+def _layer_names(name, layer_names):
+    """``{role: layer name}``: ``{name}_{role}`` unless ``layer_names`` names the role."""
+    names = {role: sub(name, role) for role in _ROLES}
+    if layer_names is None:
+        return names
+    if not isinstance(layer_names, Mapping):
+        raise ValueError("`layer_names` must be None or a mapping from a role "
+                         f"{list(_ROLES)} to a layer name. Received: layer_names={layer_names!r}")
+    for role, value in layer_names.items():
+        if role not in _ROLES or not (value is None or (isinstance(value, str) and value)):
+            raise ValueError(f"`layer_names` maps the roles {list(_ROLES)} to non-empty names "
+                             f"(or None). Received: layer_names={layer_names!r}")
+        names[role] = value
+    return names
+
+
 def conv_bn_act(x, filters, kernel_size, strides=1, padding="same", groups=1, use_bias=False,
                 use_bn=True, activation="relu", bn_momentum=0.99, bn_epsilon=1e-3,
-                kernel_initializer="he_normal", dilation_rate=1, name=None):
+                kernel_initializer="he_normal", dilation_rate=1, name=None, layer_names=None):
     """Conv2D [+ BatchNormalization] [+ activation].
 
     Layers (when ``name`` is given): ``{name}_pad`` (``ZeroPadding2D``, only for explicit
     padding), ``{name}_conv`` (``Conv2D``), ``{name}_bn`` (``BatchNormalization(axis=-1)``,
     when ``use_bn``) and ``{name}_act`` (see :func:`activation_layer`, skipped when
-    ``activation`` is ``None`` or ``"linear"``).
+    ``activation`` is ``None`` or ``"linear"``). ``layer_names`` gives any of them a free name
+    instead (e.g. keras.applications ResNet's ``conv1_relu``:
+    ``name="conv1", layer_names={"act": "conv1_relu"}``).
 
     Args:
         x: input tensor ``[N, H, W, C]`` (channels last).
@@ -73,6 +96,9 @@ def conv_bn_act(x, filters, kernel_size, strides=1, padding="same", groups=1, us
         kernel_initializer: convolution kernel initializer.
         dilation_rate: int or pair.
         name: layer-name prefix, or ``None`` for Keras' automatic names.
+        layer_names: optional mapping from a role (``"pad"``, ``"conv"``, ``"bn"``, ``"act"``)
+            to that layer's full name, overriding ``{name}_{role}`` (a ``None`` value: Keras'
+            automatic name). Roles not in it keep the default.
 
     Returns:
         The output tensor.
@@ -82,6 +108,7 @@ def conv_bn_act(x, filters, kernel_size, strides=1, padding="same", groups=1, us
             ``groups``.
     """
     check_positive_int("filters", filters)
+    names = _layer_names(name, layer_names)
     kernel_size = check_pair("kernel_size", kernel_size)
     strides = check_pair("strides", strides)
     dilation_rate = check_pair("dilation_rate", dilation_rate)
@@ -95,16 +122,16 @@ def conv_bn_act(x, filters, kernel_size, strides=1, padding="same", groups=1, us
     if channels is not None and channels % groups:
         raise ValueError(f"Input channels ({channels}) must be divisible by `groups`. Received: groups={groups}")
     if not isinstance(padding, str):
-        x = keras.layers.ZeroPadding2D(padding, name=sub(name, "pad"))(x)
+        x = keras.layers.ZeroPadding2D(padding, name=names["pad"])(x)
         padding = "valid"
     x = keras.layers.Conv2D(
         filters, kernel_size, strides=strides, padding=padding, groups=groups,
         dilation_rate=dilation_rate, use_bias=use_bias, kernel_initializer=kernel_initializer,
-        name=sub(name, "conv"),
+        name=names["conv"],
     )(x)
     if use_bn:
         x = keras.layers.BatchNormalization(axis=-1, momentum=bn_momentum, epsilon=bn_epsilon,
-                                            name=sub(name, "bn"))(x)
+                                            name=names["bn"])(x)
     if not is_identity(activation):
-        x = activation_layer(activation, name=sub(name, "act"))(x)
+        x = activation_layer(activation, name=names["act"])(x)
     return x

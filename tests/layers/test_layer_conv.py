@@ -101,3 +101,22 @@ def test_invalid_arguments(kwargs, arg):
     args.update(kwargs)
     with pytest.raises(ValueError, match=rf"{arg}.*Received: .*{arg}="):
         conv_bn_act(keras.Input((8, 8, 4)), **args)
+
+
+def test_layer_names_option_gives_free_names_and_keeps_the_defaults():
+    m = _model(lambda t: conv_bn_act(t, 6, 3, strides=2, padding=1, name="conv1",
+                                     layer_names={"act": "conv1_relu"}))
+    assert [l.name for l in m.layers[1:]] == ["conv1_pad", "conv1_conv", "conv1_bn", "conv1_relu"]
+    m = _model(lambda t: conv_bn_act(t, 6, 1, layer_names={"conv": "free", "bn": None}))
+    conv, bn, act = m.layers[1:]
+    assert conv.name == "free" and bn.name.startswith("batch_normalization") and act.name
+    # without the option (or with an empty mapping) the names are those of existing callers
+    m = _model(lambda t: conv_bn_act(t, 6, 3, padding=1, name="s", layer_names={}))
+    assert [l.name for l in m.layers[1:]] == ["s_pad", "s_conv", "s_bn", "s_act"]
+
+
+@pytest.mark.parametrize("layer_names", [["act"], {"relu": "x"}, {"act": ""}, {"act": 3}])
+def test_layer_names_option_rejects_bad_values(layer_names):
+    inp = keras.Input((8, 8, 4))
+    with pytest.raises(ValueError, match="layer_names"):
+        conv_bn_act(inp, 6, 1, name="c", layer_names=layer_names)
