@@ -111,6 +111,21 @@ def run_per_onednn_setting(script: str, argv, settings):
     return results
 
 
+def dispatch_onednn_runs(args, argv, script, summarize):
+    """Unless ``--onednn current``: run ``script`` once per requested oneDNN setting in child
+    processes, call ``summarize(results)`` when both ran, and return the exit code. Returns
+    ``None`` when this process is to run the benchmark itself."""
+    if args.onednn == "current":
+        return None
+    settings = ["off", "on"] if args.onednn == "both" else [args.onednn]
+    results = run_per_onednn_setting(script, argv if argv is not None else sys.argv[1:], settings)
+    if results is None:
+        return 1
+    if len(results) > 1:
+        summarize(results)
+    return 0
+
+
 def _without_option(argv, option):
     """``argv`` without ``option VALUE`` / ``option=VALUE``."""
     out, skip = [], False

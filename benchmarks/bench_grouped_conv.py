@@ -47,10 +47,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _timing import (  # noqa: E402
     add_onednn_arguments,
+    dispatch_onednn_runs,
     environment_line,
     fastest_runnable,
     interleaved as _interleaved,
-    run_per_onednn_setting,
     write_json,
 )
 
@@ -82,16 +82,8 @@ def main(argv=None) -> int:
     if args.channels % 24:
         print(f"--channels must be a multiple of 24 (groups 3 and 8). Received: --channels={args.channels}")
         return 2
-    if args.onednn != "current":
-        settings = ["off", "on"] if args.onednn == "both" else [args.onednn]
-        results = run_per_onednn_setting(os.path.abspath(__file__),
-                                         argv if argv is not None else sys.argv[1:], settings)
-        if results is None:
-            return 1
-        if len(results) > 1:
-            _print_summary(results)
-        return 0
-    return _run_here(args)
+    rc = dispatch_onednn_runs(args, argv, os.path.abspath(__file__), _print_summary)
+    return _run_here(args) if rc is None else rc
 
 
 def _print_summary(results):

@@ -34,9 +34,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _timing import (  # noqa: E402
     add_onednn_arguments,
+    dispatch_onednn_runs,
     environment_line,
     interleaved,
-    run_per_onednn_setting,
     write_json,
 )
 
@@ -51,27 +51,25 @@ def _parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def _print_summary(results):
+    print("\n=== summary: ratio stock / ours per setting; against the faster stock side: "
+          f"{min(r['ratio'] for r in results.values()):.3f}x ===")
+    for setting, r in results.items():
+        print(f"  oneDNN {setting}: ours {r['ours_ms']:.1f} ms, stock {r['stock_ms']:.1f} ms, "
+              f"ratio {r['ratio']:.3f}x")
+
+
 def main(argv=None) -> int:
     args = _parse_args(argv)
     for name in ("size", "batch", "reps"):
         if getattr(args, name) < 1:
             print(f"--{name} must be >= 1. Received: --{name}={getattr(args, name)}")
             return 2
-    if args.onednn != "current":
-        # The stock kernels (and the pointwise convolutions of both sides) depend on oneDNN:
-        # run once per setting, each in its own process.
-        settings = ["off", "on"] if args.onednn == "both" else [args.onednn]
-        results = run_per_onednn_setting(os.path.abspath(__file__),
-                                         argv if argv is not None else sys.argv[1:], settings)
-        if results is None:
-            return 1
-        if len(results) > 1:
-            print("\n=== summary: ratio stock / ours per setting; against the faster stock side: "
-                  f"{min(r['ratio'] for r in results.values()):.3f}x ===")
-            for setting, r in results.items():
-                print(f"  oneDNN {setting}: ours {r['ours_ms']:.1f} ms, stock {r['stock_ms']:.1f} ms, "
-                      f"ratio {r['ratio']:.3f}x")
-        return 0
+    # The stock kernels (and the pointwise convolutions of both sides) depend on oneDNN: by
+    # default run once per setting, each in its own process.
+    rc = dispatch_onednn_runs(args, argv, os.path.abspath(__file__), _print_summary)
+    if rc is not None:
+        return rc
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import tensorflow as tf
