@@ -1,0 +1,15 @@
+"""Blocks shared by several families: functional-API builders ``block(x, filters, ...) -> tensor``.
+
+* :mod:`keras_cnns.blocks.residual`: basic / bottleneck residual blocks, post- and
+  pre-activation (ResNet, ResNeXt, Wide ResNet), with shortcut options A/B/C, dropout and
+  stochastic depth; :data:`BLOCKS` maps a block kind to its function (what
+  :func:`keras_cnns.models._stages.build_stages` builds stages from).
+* :mod:`keras_cnns.blocks.stochastic_depth`: :class:`StochasticDepth` (Huang et al. 2016: the
+  dropped branch is not computed) and :class:`PadChannels` (shortcut A's zero channels).
+"""
+
+from keras_cnns.blocks import residual as _residual
+from keras_cnns.blocks.residual import *  # noqa: F401,F403  (the names of residual.__all__)
+from keras_cnns.blocks.stochastic_depth import PadChannels, StochasticDepth
+
+__all__ = sorted(_residual.__all__ + ["PadChannels", "StochasticDepth"])
