@@ -1,0 +1,591 @@
+"""The residual families: ResNet (v1, v1.5, v2 / pre-activation), CIFAR ResNets, ResNeXt, Wide ResNet.
+
+Papers:
+
+* He, Zhang, Ren, Sun, "Deep Residual Learning for Image Recognition", CVPR 2016
+  (arXiv:1512.03385): ResNet-18/34/50/101/152 (Table 1) and the CIFAR-10 ResNets of Sec. 4.2
+  (``6n + 2`` layers: a 3x3 conv with 16 filters, three stages of ``n`` basic blocks with
+  16/32/64 filters at 32/16/8 px, global average pooling, a 10-way FC; shortcut option A).
+* He, Zhang, Ren, Sun, "Identity Mappings in Deep Residual Networks", ECCV 2016
+  (arXiv:1603.05027): pre-activation units (BN -> ReLU -> conv), ResNet-164 / ResNet-1001 on
+  CIFAR (bottleneck units, ``9n + 2`` layers, outputs 64/128/256).
+* Xie, Girshick, Dollar, Tu, He, "Aggregated Residual Transformations for Deep Neural
+  Networks", CVPR 2017 (arXiv:1611.05431): ResNeXt, the bottleneck with a grouped 3x3
+  (cardinality ``C``, width ``d`` per group: "32x4d").
+* Zagoruyko & Komodakis, "Wide Residual Networks", BMVC 2016 (arXiv:1605.07146): WRN-``d``-``k``
+  (pre-activation basic blocks of widths 16k/32k/64k, ``d = 6n + 4``, dropout between the two
+  convolutions) and the ImageNet WRN-50-2 (the bottleneck's inner width doubled).
+* Huang, Sun, Liu, Sedra, Weinberger, "Deep Networks with Stochastic Depth", ECCV 2016
+  (arXiv:1603.09382): ``stochastic_depth=p_L`` on any model here drops whole residual
+  branches per mini-batch in training (the branch is not computed) with the linear decay rule
+  ``p_l = 1 - l/L (1 - p_L)`` (or ``stochastic_depth_rule="uniform"``) and scales each branch
+  by ``p_l`` at inference (:class:`keras_cnns.blocks.StochasticDepth`).
+
+Reference code and where it departs from the papers:
+
+* torchvision ``torchvision/models/resnet.py`` (``layout="torchvision"``, the default): ResNet
+  "v1.5": the bottleneck strides on its 3x3, not on the first 1x1 as in the paper's released
+  Caffe models and keras.applications ``ResNet50`` (``layout="keras"``); the paper's Table 1 does
+  not say which layer strides. No conv biases, BN eps 1e-5 / momentum 0.1 (Keras 0.9), projection
+  shortcuts (option B) only where the shape changes, Kaiming-normal (fan-out) kernels. Its
+  ``resnext*`` and ``wide_resnet*`` are the same network with ``groups`` / ``width_per_group``
+  (our ``base_width``): width ``int(planes * base_width / 64) * groups``.
+* keras.applications ``keras/src/applications/resnet.py`` (``ResNet50/101/152``; our
+  ``layout="keras"``, ``resnet50_keras`` ...): stride on the first 1x1, every convolution with a
+  bias, BN eps 1.001e-5 and Keras' momentum 0.99; layer names ``conv1_pad``, ``conv1_conv``,
+  ``conv1_bn``, ``conv1_relu``, ``pool1_pad``, ``pool1_pool``, ``conv{s}_block{b}_{i}_conv`` /
+  ``_bn`` / ``_relu``, ``conv{s}_block{b}_0_conv`` / ``_0_bn`` (projection),
+  ``conv{s}_block{b}_add``, ``conv{s}_block{b}_out``, ``avg_pool``, ``predictions``; all our
+  ImageNet ResNets use these names (:func:`torchvision_names` maps them to torchvision's modules).
+* keras.applications ``keras/src/applications/resnet_v2.py`` (``ResNet50V2/101V2/152V2``; our
+  :func:`ResNetV2`): pre-activation bottlenecks whose *last* block of a stage strides (on the
+  3x3), with a 1x1 max pool as that block's shortcut; the paper (and torchvision) stride in the
+  first block. The stem convolution has a bias and no BN / ReLU (the first unit's
+  pre-activation follows), ``post_bn`` / ``post_relu`` close the body; convolutions feeding a BN
+  have no bias, the others have one; every 3x3 is explicitly padded (``_2_pad``).
+* The CIFAR pre-activation code of the Identity Mappings paper (KaimingHe/resnet-1k-layers,
+  ``resnet-pre-act.lua``) strides on the first 1x1 of a bottleneck and has no conv biases; the
+  first unit of every stage applies its BN -> ReLU before the split, so its projection reads
+  the pre-activated input (as in keras.applications ResNetV2 and the Wide ResNet code).
+* Wide ResNet code (szagoruyko/wide-residual-networks): no BN before the first block (the
+  block's pre-activation is the first BN), projections (1x1, no BN) only where the width
+  changes, no conv biases.
+* Shortcut A (CIFAR ResNets): the subsampled input (``x[:, ::2, ::2]``) with zero channels
+  appended after its own; PyTorch re-implementations that pad half on each side have the same
+  count and function up to the channel order.
+
+Every model takes ``features_only=True`` (outputs ``{"P<k>": map}``, the last map at stride
+``2^k``; ImageNet models have P1 (the stem convolution) to P5, CIFAR models P0 to P2; the last
+level of a pre-activation model is taken after its final BN -> ReLU) and ``out_indices``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+
+import keras
+from keras import layers
+
+from keras_cnns.blocks import check_block_args
+from keras_cnns.blocks.stochastic_depth import StochasticDepth
+from keras_cnns.layers import conv_bn_act
+from keras_cnns.models._builder import begin, classifier, make_input, make_model, pool_features
+from keras_cnns.models._registry import register_model
+from keras_cnns.models._stages import StageSpec, build_stages, check_stochastic_depth, stage_levels
+from keras_cnns.models._torchvision import register_torchvision_names
+from keras_cnns.models._validation import check_bool, check_choice, check_probability, fail, is_int
+
+__all__ = [
+    "CifarResNet",
+    "PreActResNet",
+    "ResNeXt",
+    "ResNet",
+    "ResNetV2",
+    "WideResNet",
+    "torchvision_names",
+    "wrn",
+]
+
+#: depth -> (block kind, blocks per stage) of the ImageNet ResNets (He et al. 2015, Table 1).
+IMAGENET_DEPTHS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+}
+_IMAGENET_FILTERS = (64, 128, 256, 512)
+_CIFAR_FILTERS = (16, 32, 64)
+_IMAGENET_MIN_SIZE = 32  # five stride-2 steps: 32 -> 1
+_CIFAR_MIN_SIZE = 8      # two stride-2 steps: 8 -> 2
+
+_FAN_OUT_INIT = {"class_name": "VarianceScaling",
+                   "config": {"scale": 2.0, "mode": "fan_out", "distribution": "uniform"}}
+_TORCH_BN = dict(bn_epsilon=1e-5, bn_momentum=0.9)
+_KERAS_BN = dict(bn_epsilon=1.001e-5, bn_momentum=0.99)
+
+#: Block settings of each layout (see the module docstring).
+LAYOUTS = {
+    "torchvision": dict(stride_on="3x3", use_bias=False, explicit_pad=False,
+                        kernel_initializer=_FAN_OUT_INIT, **_TORCH_BN),
+    "keras": dict(stride_on="1x1", use_bias=True, explicit_pad=False,
+                  kernel_initializer="glorot_uniform", **_KERAS_BN),
+    "keras_v2": dict(stride_on="3x3", use_bias=True, explicit_pad=True,
+                     kernel_initializer="glorot_uniform", **_KERAS_BN),
+    "cifar": dict(stride_on="3x3", use_bias=False, explicit_pad=False,
+                  kernel_initializer=_FAN_OUT_INIT, **_TORCH_BN),
+}
+
+_PAPER_RESNET = ("K. He, X. Zhang, S. Ren, J. Sun. Deep Residual Learning for Image Recognition. "
+                 "CVPR 2016 (arXiv:1512.03385)")
+_PAPER_PREACT = ("K. He, X. Zhang, S. Ren, J. Sun. Identity Mappings in Deep Residual Networks. "
+                 "ECCV 2016 (arXiv:1603.05027)")
+_PAPER_RESNEXT = ("S. Xie, R. Girshick, P. Dollar, Z. Tu, K. He. Aggregated Residual "
+                  "Transformations for Deep Neural Networks. CVPR 2017 (arXiv:1611.05431)")
+_PAPER_WRN = ("S. Zagoruyko, N. Komodakis. Wide Residual Networks. BMVC 2016 "
+              "(arXiv:1605.07146)")
+
+#: The arguments every builder of this module takes besides its family knobs, with defaults.
+COMMON = dict(
+    stochastic_depth=None, stochastic_depth_rule="linear", features_only=False, out_indices=None,
+    include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+    classes=1000, classifier_activation="softmax", name=None,
+)
+
+_COMMON_DOC = """
+        stochastic_depth: ``None`` (off) or the survival probability ``p_L`` of the last block
+            (Huang et al. 2016 use 0.5), in ``(0, 1]``.
+        stochastic_depth_rule: ``"linear"`` (``p_l = 1 - l/L (1 - p_L)``) or ``"uniform"``.
+        features_only: return a feature extractor whose outputs are a dict ``{"P<k>": map}``
+            (the head and ``pooling`` are left out).
+        out_indices: with ``features_only``: the levels ``k`` to return (default all).
+        include_top: whether to add global average pooling ``avg_pool`` and ``predictions``.
+        weights: ``None`` (random initialisation) or the path of a weights file.
+        input_tensor: optional Keras tensor to use as the image input.
+        input_shape: ``(H, W, C)``; sides may be ``None``, known sides must be >= the minimum.
+        pooling: with ``include_top=False``: ``None`` (the 4-D map), ``"avg"`` or ``"max"``.
+        classes: number of classes.
+        classifier_activation: activation of ``predictions`` (``None`` for logits).
+        name: model name.
+
+    Returns:
+        A ``keras.Model``.
+
+    Raises:
+        ValueError: an invalid or unknown argument (the message names it).
+"""
+
+
+def _common(builder, kwargs, **defaults):
+    """The common arguments: ``kwargs`` over ``defaults`` over :data:`COMMON`; unknown names fail."""
+    unknown = [k for k in kwargs if k not in COMMON]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(COMMON), n=1)
+        hint = f" (did you mean `{close[0]}`?)" if close else ""
+        fail(unknown[0], f"is not an argument of {builder}(){hint}; the common arguments are "
+                         f"{sorted(COMMON)}", kwargs[unknown[0]])
+    args = dict(COMMON, **defaults)
+    args.update(kwargs)
+    return args
+
+
+def _keras_block_name(stage, block):
+    return f"conv{stage + 2}_block{block + 1}"
+
+
+def _stem_imagenet(x, cfg, preact):
+    """``conv1_pad/conv/bn/relu`` (7x7/2, 64) + ``pool1_pad/pool1_pool`` (3x3/2 max)."""
+    x = conv_bn_act(
+        x, 64, 7, strides=2, padding=3, use_bias=cfg["use_bias"], use_bn=not preact,
+        activation=None if preact else "relu", bn_momentum=cfg["bn_momentum"],
+        bn_epsilon=cfg["bn_epsilon"], kernel_initializer=cfg["kernel_initializer"], name="conv1",
+        layer_names={"act": "conv1_relu"},
+    )
+    features = {"P1": x}
+    x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
+    return layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x), features
+
+
+def _stem_cifar(x, cfg, preact):
+    """``conv1_conv`` (3x3, 16) [+ ``conv1_bn`` + ``conv1_relu`` in post-activation nets]."""
+    x = conv_bn_act(
+        x, 16, 3, strides=1, padding="same", use_bias=False, use_bn=not preact,
+        activation=None if preact else "relu", bn_momentum=cfg["bn_momentum"],
+        bn_epsilon=cfg["bn_epsilon"], kernel_initializer=cfg["kernel_initializer"], name="conv1",
+        layer_names={"act": "conv1_relu"},
+    )
+    return x, {}
+
+
+def _network(*, stages, layout, stem, stem_levels, level, preact, shortcut, dropout,
+             default_shape, min_size, default_name, common):
+    """Check everything, then build stem -> stages [-> post_bn/post_relu] -> head / features."""
+    cfg = LAYOUTS[layout]
+    h, w, c = begin(
+        include_top=common["include_top"], weights=common["weights"],
+        input_tensor=common["input_tensor"], input_shape=common["input_shape"],
+        pooling=common["pooling"], classes=common["classes"],
+        classifier_activation=common["classifier_activation"], name=common["name"],
+        default_shape=default_shape, min_size=min_size,
+    )
+    p_last, rule = check_stochastic_depth(common["stochastic_depth"], common["stochastic_depth_rule"])
+    features_only = check_bool("features_only", common["features_only"])
+    levels = sorted(set(stem_levels) | set(stage_levels(stages, level)))
+    chosen = _check_out_indices(common["out_indices"], levels, features_only)
+    if features_only and common["weights"] is not None:
+        fail("weights", "cannot be combined with features_only=True (load the weights into the "
+                        "full model and take its feature layers)", common["weights"])
+    block_kwargs = dict(cfg, shortcut=shortcut, dropout=dropout)
+    for spec in stages:
+        check_block_args(spec.block, spec.filters, stride=spec.stride, groups=spec.groups,
+                         base_width=spec.base_width, **dict(block_kwargs, **spec.kwargs))
+
+    _allow_graph_depth(sum(spec.blocks for spec in stages))
+    img_input, inputs = make_input((h, w, c), common["input_tensor"])
+    x, features = stem(img_input, cfg, preact)
+    x, features = build_stages(
+        x, stages, block_kwargs=block_kwargs, stochastic_depth=p_last, stochastic_depth_rule=rule,
+        name_fn=_keras_block_name, level=level, features=features,
+    )
+    if preact:
+        x = layers.BatchNormalization(axis=-1, momentum=cfg["bn_momentum"],
+                                      epsilon=cfg["bn_epsilon"], name="post_bn")(x)
+        x = layers.ReLU(name="post_relu")(x)
+        features[f"P{levels[-1]}"] = x
+    name = common["name"] or default_name
+    if features_only:
+        return make_model(inputs, {f"P{k}": features[f"P{k}"] for k in chosen}, name)
+    if common["include_top"]:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = classifier(x, common["classes"], common["classifier_activation"])
+    else:
+        x = pool_features(x, common["pooling"])
+    return make_model(inputs, x, name, common["weights"])
+
+
+def _allow_graph_depth(num_blocks):
+    """Keras walks a functional graph recursively (building, cloning, saving): ResNet-1202's
+    ~4,000 layers in a chain exceed Python's default recursion limit of 1,000 frames."""
+    needed = 5_000 + 30 * num_blocks
+    if sys.getrecursionlimit() < needed:
+        sys.setrecursionlimit(needed)
+
+
+def _check_out_indices(out_indices, levels, features_only):
+    if out_indices is None:
+        return list(levels)
+    if not features_only:
+        fail("out_indices", "is only used with features_only=True", out_indices)
+    if isinstance(out_indices, (str, bytes)) or not hasattr(out_indices, "__iter__"):
+        fail("out_indices", f"must be None or a sequence of levels from {levels}", out_indices)
+    chosen = list(out_indices)
+    if not chosen or len(set(chosen)) != len(chosen) or any(
+            isinstance(k, bool) or k not in levels for k in chosen):
+        fail("out_indices", f"must be distinct levels from {levels} (P<k> = stride 2^k)",
+             out_indices)
+    return sorted(int(k) for k in chosen)
+
+
+def _imagenet_stages(kind, counts, groups=1, base_width=64, stride_block="first"):
+    strides = (1, 2, 2, 2) if stride_block == "first" else (2, 2, 2, 1)
+    return [StageSpec(kind, n, f, stride=s, groups=groups, base_width=base_width,
+                      stride_block=stride_block)
+            for n, f, s in zip(counts, _IMAGENET_FILTERS, strides)]
+
+
+def _imagenet(builder, depth, layout, groups, base_width, shortcut, dropout, kwargs,
+              default_name, preact=False):
+    check_choice("depth", depth, sorted(IMAGENET_DEPTHS) if not preact else [50, 101, 152])
+    kind, counts = IMAGENET_DEPTHS[depth]
+    if preact:
+        stages = _imagenet_stages("preact_" + kind, counts, groups, base_width, "last")
+    else:
+        stages = _imagenet_stages(kind, counts, groups, base_width)
+    return _network(
+        stages=stages, layout=layout, stem=_stem_imagenet, stem_levels=[1], level=2,
+        preact=preact, shortcut=shortcut, dropout=dropout, default_shape=(224, 224, 3),
+        min_size=_IMAGENET_MIN_SIZE, default_name=default_name, common=_common(builder, kwargs),
+    )
+
+
+def _cifar(builder, kind, n, widths, shortcut, dropout, stride_on, kwargs, default_name, preact):
+    stages = [StageSpec(kind, n, f, stride=s, options={"stride_on": stride_on})
+              for f, s in zip(widths, (1, 2, 2))]
+    return _network(
+        stages=stages, layout="cifar", stem=_stem_cifar, stem_levels=[], level=0,
+        preact=preact, shortcut=shortcut, dropout=dropout, default_shape=(32, 32, 3),
+        min_size=_CIFAR_MIN_SIZE, default_name=default_name,
+        common=_common(builder, kwargs, classes=10),
+    )
+
+
+def ResNet(depth=50, layout="torchvision", groups=1, base_width=64, shortcut="B", dropout=0.0,
+           **kwargs):
+    """ImageNet ResNet-``depth`` (He et al. 2015), torchvision's v1.5 or keras.applications' v1.
+
+    Args:
+        depth: 18, 34 (basic blocks), 50, 101 or 152 (bottlenecks).
+        layout: ``"torchvision"`` (v1.5: stride on the bottleneck's 3x3, no conv biases, BN
+            eps 1e-5 / momentum 0.9) or ``"keras"`` (keras.applications ResNet50/101/152: stride
+            on the first 1x1, conv biases, BN eps 1.001e-5 / momentum 0.99). Layer names are
+            keras.applications' in both.
+        groups: groups of the bottleneck 3x3 (ResNeXt's cardinality; bottleneck depths only).
+        base_width: torchvision's ``width_per_group`` (bottleneck width
+            ``int(planes * base_width / 64) * groups``; 128 is WRN-50-2).
+        shortcut: ``"A"``, ``"B"`` (the default: projection where the width changes) or ``"C"``
+            (He et al. 2015, Sec. 3.3 / Table 3).
+        dropout: dropout rate before each block's last convolution (0: none).
+    """
+    return _imagenet("ResNet", depth, _check_layout(layout), groups, base_width, shortcut,
+                     check_probability("dropout", dropout), kwargs, f"resnet{depth}")
+
+
+def _check_layout(layout):
+    return check_choice("layout", layout, ["torchvision", "keras"])
+
+
+def ResNetV2(depth=50, shortcut="B", **kwargs):
+    """keras.applications ResNet50V2 / 101V2 / 152V2: pre-activation ResNet (He et al. 2016).
+
+    Layout and layer names of ``keras/src/applications/resnet_v2.py`` (see the module
+    docstring: the last block of a stage strides, conv biases where no BN follows, explicit
+    padding, ``post_bn`` / ``post_relu``).
+
+    Args:
+        depth: 50, 101 or 152.
+        shortcut: ``"B"`` (keras.applications: projection in the first block of a stage,
+            strided 1x1 max pool in the last), ``"A"`` or ``"C"``.
+    """
+    return _imagenet("ResNetV2", depth, "keras_v2", 1, 64, shortcut, 0.0, kwargs,
+                     f"resnet{depth}v2", preact=True)
+
+
+def ResNeXt(depth=50, cardinality=32, base_width=4, layout="torchvision", shortcut="B", **kwargs):
+    """ResNeXt-``depth`` ``cardinality`` x ``base_width`` d (Xie et al. 2017), torchvision layout.
+
+    The grouped-convolution form of the aggregated transformation (the paper's Fig. 3c, as
+    torchvision ``resnext50_32x4d`` / ``resnext101_32x8d`` / ``resnext101_64x4d``): a ResNet
+    bottleneck whose 3x3 has ``cardinality`` groups of ``base_width`` channels per 64 planes.
+
+    Args:
+        depth: 50, 101 or 152.
+        cardinality: groups of the 3x3 convolution.
+        base_width: channels per group at the first stage (``d``).
+        layout: ``"torchvision"`` or ``"keras"`` (see :func:`ResNet`).
+        shortcut: ``"A"``, ``"B"`` or ``"C"`` (see :func:`ResNet`).
+    """
+    check_choice("depth", depth, [50, 101, 152])
+    for arg, value in (("cardinality", cardinality), ("base_width", base_width)):
+        if not is_int(value) or value < 1:
+            fail(arg, "must be a positive integer", value)
+    return _imagenet("ResNeXt", depth, _check_layout(layout), cardinality, base_width,
+                     shortcut, 0.0, kwargs,
+                     f"resnext{depth}_{cardinality}x{base_width}d")
+
+
+def CifarResNet(depth=20, shortcut="A", **kwargs):
+    """The CIFAR-10 ResNets of He et al. 2015, Sec. 4.2: ``depth = 6n + 2`` (20, 32, 44, 56,
+    110, 1202), 16/32/64 filters, 32x32 inputs, 10 classes.
+
+    Args:
+        depth: ``6n + 2`` with ``n >= 1``.
+        shortcut: ``"A"`` (the paper's CIFAR choice: subsample + zero channels), ``"B"`` or
+            ``"C"``.
+    """
+    if not _is_depth(depth, 6, 2):
+        fail("depth", "must be 6n + 2 for an integer n >= 1 (20, 32, 44, 56, 110, 1202)", depth)
+    return _cifar("CifarResNet", "basic", (depth - 2) // 6, _CIFAR_FILTERS, shortcut, 0.0,
+                  "3x3", kwargs, f"resnet{depth}", preact=False)
+
+
+def PreActResNet(depth=164, bottleneck=True, shortcut="B", stride_on="1x1", **kwargs):
+    """Pre-activation CIFAR ResNets of He et al. 2016 (ResNet-164, ResNet-1001).
+
+    Args:
+        depth: ``9n + 2`` with bottleneck units (164, 1001; outputs 64/128/256 channels) or
+            ``6n + 2`` with basic units (e.g. 110; 16/32/64 channels).
+        bottleneck: bottleneck (True) or basic (False) pre-activation units.
+        shortcut: ``"B"`` (the authors' code: projection in the first unit of each stage),
+            ``"A"`` or ``"C"``.
+        stride_on: where a bottleneck strides: ``"1x1"`` (the authors' code) or ``"3x3"``.
+    """
+    check_bool("bottleneck", bottleneck)
+    per_block, kind = (9, "preact_bottleneck") if bottleneck else (6, "preact_basic")
+    if not _is_depth(depth, per_block, 2):
+        fail("depth", f"must be {per_block}n + 2 for an integer n >= 1 with "
+                      f"bottleneck={bottleneck}", depth)
+    return _cifar("PreActResNet", kind, (depth - 2) // per_block, _CIFAR_FILTERS, shortcut, 0.0,
+                  stride_on, kwargs, f"preact_resnet{depth}", preact=True)
+
+
+def WideResNet(depth=28, k=10, dropout=0.0, shortcut="B", **kwargs):
+    """Wide ResNet WRN-``depth``-``k`` (Zagoruyko & Komodakis 2016).
+
+    ``depth = 6n + 4`` (16, 22, 28, 40, ...) builds the CIFAR network: a 3x3 stem of 16
+    filters, three stages of ``n`` pre-activation basic blocks with ``16k / 32k / 64k`` filters,
+    dropout between the two convolutions, final BN -> ReLU, global average pooling; 32x32 input,
+    10 classes by default. ``depth`` 50 or 101 builds torchvision's ``wide_resnet{depth}_{k}``
+    (ImageNet, post-activation bottlenecks of inner width ``64 k`` per 64 planes, i.e.
+    ``base_width = 64 k``; 1000 classes).
+
+    Args:
+        depth: ``6n + 4`` (CIFAR) or 50 / 101 (ImageNet).
+        k: widening factor, a positive integer.
+        dropout: dropout rate between the convolutions (the paper uses 0.3 on CIFAR).
+        shortcut: ``"B"`` (the authors' code: a 1x1 projection where the width changes), ``"A"``
+            or ``"C"``.
+    """
+    if not is_int(k) or k < 1:
+        fail("k", "must be a positive integer (the widening factor)", k)
+    dropout = check_probability("dropout", dropout)
+    if depth in (50, 101):
+        return _imagenet("WideResNet", depth, "torchvision", 1, 64 * k, shortcut, dropout, kwargs,
+                         f"wide_resnet{depth}_{k}")
+    if not _is_depth(depth, 6, 4):
+        fail("depth", "must be 6n + 4 for an integer n >= 1 (CIFAR: 16, 22, 28, 40, ...) or 50 / "
+                      "101 (ImageNet)", depth)
+    return _cifar("WideResNet", "preact_basic", (depth - 4) // 6,
+                  tuple(f * k for f in _CIFAR_FILTERS), shortcut, dropout,
+                  "3x3", kwargs, f"wrn_{depth}_{k}", preact=True)
+
+
+#: ``wrn(depth, k, dropout)``: :func:`WideResNet`.
+wrn = WideResNet
+
+
+def _is_depth(depth, per_stage, extra):
+    return (is_int(depth) and depth > extra
+            and (depth - extra) % per_stage == 0)
+
+
+for _builder in (ResNet, ResNetV2, ResNeXt, CifarResNet, PreActResNet, WideResNet):
+    _builder.__doc__ = _builder.__doc__.rstrip() + "\n" + _COMMON_DOC
+del _builder
+
+
+# ------------------------------------------------------------------------------------------------
+# torchvision module names (for keras_cnns.models._torchvision)
+# ------------------------------------------------------------------------------------------------
+
+_BLOCK_LAYER = re.compile(r"conv(\d)_block(\d+)_(\d)_(conv|bn)")
+
+
+def _all_layers(model):
+    """Every layer of ``model``, entering nested models and stochastic-depth branches."""
+    for layer in model.layers:
+        if isinstance(layer, StochasticDepth):
+            yield from _all_layers(layer.branch)
+        elif isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+        else:
+            yield layer
+
+
+def torchvision_names(model):
+    """``[(keras_layer_name, torchvision_module_prefix), ...]`` for a torchvision-layout model.
+
+    Covers every layer with weights of :func:`ResNet` (``layout="torchvision"``),
+    :func:`ResNeXt` and the ImageNet :func:`WideResNet`: ``conv1_conv`` -> ``conv1``,
+    ``conv1_bn`` -> ``bn1``, ``conv{s}_block{b}_{i}_conv`` / ``_bn`` ->
+    ``layer{s-1}.{b-1}.conv{i}`` / ``bn{i}``, ``conv{s}_block{b}_0_conv`` / ``_0_bn`` ->
+    ``layer{s-1}.{b-1}.downsample.0`` / ``.1``, ``predictions`` -> ``fc``. With stochastic depth
+    the block layers sit inside each block's ``StochasticDepth`` branch model (same names).
+
+    Raises:
+        ValueError: the model has no torchvision counterpart (keras.applications layout with
+            conv biases, CIFAR or pre-activation networks) or a weighted layer this mapping
+            does not know.
+    """
+    pairs = []
+    for layer in _all_layers(model):
+        if not layer.weights:
+            continue
+        name = layer.name
+        if getattr(layer, "use_bias", False) and isinstance(layer, keras.layers.Conv2D):
+            fail("model", "must have torchvision's layout (no conv biases; "
+                          f"{name!r} has one)", model.name)
+        if name in ("conv1_conv", "conv1_bn", "predictions"):
+            pairs.append((name, {"conv1_conv": "conv1", "conv1_bn": "bn1", "predictions": "fc"}[name]))
+            continue
+        match = _BLOCK_LAYER.fullmatch(name)
+        if match is None:
+            fail("model", f"must be a torchvision-layout ResNet / ResNeXt / Wide ResNet (layer "
+                          f"{name!r} has no torchvision counterpart)", model.name)
+        stage, block, index, kind = match.groups()
+        prefix = f"layer{int(stage) - 1}.{int(block) - 1}."
+        if index == "0":
+            pairs.append((name, prefix + ("downsample.0" if kind == "conv" else "downsample.1")))
+        else:
+            pairs.append((name, prefix + f"{kind}{index}"))
+    stem = model.get_layer("conv1_conv") if any(n == "conv1_conv" for n, _ in pairs) else None
+    if stem is None or tuple(stem.kernel.shape[:2]) != (7, 7):
+        fail("model", "must be an ImageNet ResNet / ResNeXt / Wide ResNet (torchvision has no "
+                      "CIFAR ResNets)", model.name)
+    return pairs
+
+
+for _family in ("ResNet", "ResNeXt", "WideResNet"):
+    register_torchvision_names(_family, torchvision_names)
+del _family
+
+
+# ------------------------------------------------------------------------------------------------
+# Registry
+# ------------------------------------------------------------------------------------------------
+
+_TV = "torchvision.models.{} (torchvision/models/resnet.py) num_params and GFLOPS of its weights table"
+
+
+def _register(name, family, paper, builder, params, note, *, kind="trainable", macs=None,
+              shape=(224, 224, 3), min_size=_IMAGENET_MIN_SIZE, classes=1000, **kwargs):
+    register_model(
+        name, family=family, paper=paper, builder=builder, default_input_shape=shape,
+        min_input_size=min_size, reference_params=params, reference_params_kind=kind,
+        reference_macs=macs, reference_note=note, default_classes=classes, **kwargs,
+    )
+
+
+# torchvision layout (v1.5)
+for _depth, _params, _macs in ((18, 11_689_512, 1_814_073_344), (34, 21_797_672, 3.66e9),
+                               (50, 25_557_032, 4.09e9), (101, 44_549_160, 7.80e9),
+                               (152, 60_192_808, 11.51e9)):
+    _note = _TV.format(f"resnet{_depth}")
+    if _depth == 18:
+        _note += "; MACs: keras_cnns.profile at 224 (torchvision: 1.81 GFLOPS)"
+    _register(f"resnet{_depth}", "ResNet", _PAPER_RESNET, ResNet, _params, _note, macs=_macs,
+              depth=_depth)
+
+# keras.applications layout (v1, conv biases); total counts incl. BN moving statistics
+for _depth, _params in ((50, 25_636_712), (101, 44_707_176), (152, 60_419_944)):
+    _register(f"resnet{_depth}_keras", "ResNet", _PAPER_RESNET, ResNet, _params,
+              f"keras.applications.ResNet{_depth} (keras/src/applications/resnet.py, "
+              "weights=None) count_params(), BN moving statistics included",
+              kind="total", depth=_depth, layout="keras")
+
+# keras.applications ResNetV2
+for _depth, _params in ((50, 25_613_800), (101, 44_675_560), (152, 60_380_648)):
+    _register(f"resnet{_depth}v2", "ResNetV2", _PAPER_PREACT, ResNetV2, _params,
+              f"keras.applications.ResNet{_depth}V2 (keras/src/applications/resnet_v2.py, "
+              "weights=None) count_params(), BN moving statistics included",
+              kind="total", depth=_depth)
+
+# ResNeXt
+for _name, _depth, _card, _width, _params, _macs in (
+        ("resnext50_32x4d", 50, 32, 4, 25_028_904, 4.23e9),
+        ("resnext101_32x8d", 101, 32, 8, 88_791_336, 16.41e9),
+        ("resnext101_64x4d", 101, 64, 4, 83_455_272, 15.46e9)):
+    _register(_name, "ResNeXt", _PAPER_RESNEXT, ResNeXt, _params, _TV.format(_name), macs=_macs,
+              depth=_depth, cardinality=_card, base_width=_width)
+
+# Wide ResNet, ImageNet (torchvision)
+for _depth, _params, _macs in ((50, 68_883_240, 11.40e9), (101, 126_886_696, 22.75e9)):
+    _register(f"wide_resnet{_depth}_2", "WideResNet", _PAPER_WRN, WideResNet, _params,
+              _TV.format(f"wide_resnet{_depth}_2"), macs=_macs, depth=_depth, k=2)
+
+_CIFAR_NOTE = ("He et al. 2015 Table 6 ({paper}); exact count of the paper's architecture with "
+               "shortcut A (BN affine parameters and the FC bias included), as the common "
+               "PyTorch re-implementations report it")
+for _depth, _params, _paper_count in ((20, 269_722, "0.27M"), (32, 464_154, "0.46M"),
+                                      (44, 658_586, "0.66M"), (56, 853_018, "0.85M"),
+                                      (110, 1_727_962, "1.7M"), (1202, None, "19.4M")):
+    _register(f"resnet{_depth}", "ResNet", _PAPER_RESNET, CifarResNet, _params,
+              _CIFAR_NOTE.format(paper=_paper_count), shape=(32, 32, 3), min_size=_CIFAR_MIN_SIZE,
+              classes=10, depth=_depth)
+
+for _depth, _params, _paper_count in ((164, 1_703_258, "1.7M"), (1001, None, "10.2M")):
+    _register(f"preact_resnet{_depth}", "ResNetV2", _PAPER_PREACT, PreActResNet, _params,
+              f"He et al. 2016 Table 2 ({_paper_count}); exact count of the authors' CIFAR code "
+              "(KaimingHe/resnet-1k-layers: no conv biases, projections without BN) with "
+              "10 classes", shape=(32, 32, 3), min_size=_CIFAR_MIN_SIZE, classes=10, depth=_depth)
+
+for _depth, _k, _params, _paper_count in ((16, 8, 10_961_370, "11.0M"), (28, 10, 36_479_194, "36.5M"),
+                                          (40, 4, 8_949_210, "8.9M"), (40, 1, None, "0.6M"),
+                                          (40, 2, None, "2.2M")):
+    _register(f"wrn_{_depth}_{_k}", "WideResNet", _PAPER_WRN, WideResNet, _params,
+              f"Zagoruyko & Komodakis 2016 Table 4 ({_paper_count}); exact count of the authors' "
+              "code (szagoruyko/wide-residual-networks, pytorch/resnet.py) with 10 classes",
+              shape=(32, 32, 3), min_size=_CIFAR_MIN_SIZE, classes=10, depth=_depth, k=_k)
+
+del _depth, _params, _macs, _note, _name, _card, _width, _paper_count, _k

@@ -1,0 +1,285 @@
+"""ResNet, ResNetV2, CIFAR ResNets, ResNeXt, Wide ResNet (keras_cnns.models.resnet).
+
+Parameter counts are checked on models built at the default size without running them; forward
+and backward passes run at 32-64 px with batch 2.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_cnns
+from keras_cnns.blocks import StochasticDepth
+from keras_cnns.models import resnet  # registers the residual families
+from keras_cnns.models._keras_apps import from_keras_applications
+from keras_cnns.models._stages import survival_probabilities
+from keras_cnns.models._torchvision import _NAMES as TORCHVISION_NAMES
+from test_keras_apps import _randomize
+
+RESNET_MODELS = [n for n in keras_cnns.list_models()
+                 if keras_cnns.model_info(n).builder.__module__ == resnet.__name__]
+WITH_REFERENCE = [n for n in RESNET_MODELS if keras_cnns.model_info(n).reference_params is not None]
+
+
+def _x(shape, batch=2, seed=0):
+    return np.random.default_rng(seed).normal(size=(batch, *shape)).astype("float32")
+
+
+def _count(model, kind):
+    weights = model.trainable_weights if kind == "trainable" else model.weights
+    return int(sum(np.prod(w.shape) for w in weights))
+
+
+def test_the_registered_variants():
+    expected = {
+        "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+        "resnet50_keras", "resnet101_keras", "resnet152_keras",
+        "resnet50v2", "resnet101v2", "resnet152v2",
+        "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202",
+        "preact_resnet164", "preact_resnet1001",
+        "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
+        "wide_resnet50_2", "wide_resnet101_2",
+        "wrn_16_8", "wrn_28_10", "wrn_40_4", "wrn_40_1", "wrn_40_2",
+    }
+    assert set(RESNET_MODELS) == expected
+    for name in RESNET_MODELS:
+        info = keras_cnns.model_info(name)
+        assert info.paper and "arXiv" in info.paper and info.reference_note
+    assert keras_cnns.model_info("resnet20").default_input_shape == (32, 32, 3)
+    assert keras_cnns.model_info("resnet20").default_classes == 10
+    for family in ("ResNet", "ResNeXt", "WideResNet"):
+        assert TORCHVISION_NAMES[family] is resnet.torchvision_names
+
+
+@pytest.mark.parametrize("name", WITH_REFERENCE)
+def test_parameter_count_at_the_default_size(name):
+    info = keras_cnns.model_info(name)
+    model = keras_cnns.create_model(name)  # built, never run
+    assert tuple(model.input_shape[1:]) == info.default_input_shape
+    assert model.output_shape == (None, info.default_classes)
+    assert _count(model, info.reference_params_kind) == info.reference_params
+
+
+# keras.applications builds with weights=None (never run); the registry's totals, which
+# test_parameter_count_at_the_default_size checks ours against, must be keras.applications'.
+@pytest.mark.parametrize("name, source", [
+    ("resnet50_keras", "ResNet50"), ("resnet101_keras", "ResNet101"),
+    ("resnet152_keras", "ResNet152"), ("resnet50v2", "ResNet50V2"),
+    ("resnet101v2", "ResNet101V2"), ("resnet152v2", "ResNet152V2"),
+])
+def test_keras_applications_totals(name, source):
+    reference = getattr(keras.applications, source)(weights=None)
+    info = keras_cnns.model_info(name)
+    assert info.reference_params_kind == "total"
+    assert reference.count_params() == info.reference_params
+
+
+def test_resnet18_multiply_adds():
+    model = keras_cnns.create_model("resnet18")
+    assert keras_cnns.profile(model).total_macs == 1_814_073_344
+    assert keras_cnns.model_info("resnet18").reference_macs == 1_814_073_344
+
+
+def test_resnet50_multiply_adds_match_torchvision_rounded_figure():
+    total = keras_cnns.profile(keras_cnns.create_model("resnet50")).total_macs
+    assert round(total / 1e9, 2) == 4.09 == keras_cnns.model_info("resnet50").reference_macs / 1e9
+
+
+def test_stochastic_depth_branch_macs_are_counted():
+    plain = keras_cnns.profile(resnet.CifarResNet(20)).total_macs
+    assert keras_cnns.profile(resnet.CifarResNet(20, stochastic_depth=0.5)).total_macs == plain
+
+
+@pytest.mark.parametrize("build, shape", [
+    (lambda: keras_cnns.create_model("resnet18", input_shape=(32, 32, 3), classes=5), (32, 32, 3)),
+    (lambda: keras_cnns.create_model("resnet50v2", input_shape=(32, 32, 3), classes=5), (32, 32, 3)),
+    (lambda: keras_cnns.create_model("resnet50_keras", input_shape=(32, 32, 3), classes=5,
+                                     stochastic_depth=0.5), (32, 32, 3)),
+    (lambda: resnet.ResNeXt(50, 8, 4, input_shape=(32, 32, 3), classes=5), (32, 32, 3)),
+    (lambda: keras_cnns.create_model("resnet20", stochastic_depth=0.5, input_shape=(32, 32, 3)), (32, 32, 3)),
+    (lambda: resnet.PreActResNet(11, input_shape=(32, 32, 3)), (32, 32, 3)),
+    (lambda: resnet.wrn(10, 2, dropout=0.3, input_shape=(32, 32, 3)), (32, 32, 3)),
+], ids=["resnet18", "resnet50v2", "resnet50_keras_sd", "resnext50_8x4d", "resnet20_sd",
+        "preact_resnet11", "wrn_10_2"])
+def test_forward_backward_small(build, shape):
+    model = build()
+    x = tf.constant(_x(shape))
+    classes = model.output_shape[-1]
+    target = tf.constant(np.random.default_rng(1).normal(size=(2, classes)).astype("float32"))
+    with tf.GradientTape() as tape:
+        y = model(x, training=True)
+        loss = tf.reduce_sum(y * target)
+    assert tuple(y.shape) == (2, classes) and bool(tf.reduce_all(tf.math.is_finite(y)))
+    grads = tape.gradient(loss, model.trainable_weights)
+    finite = [g for g in grads if g is not None]
+    assert finite and all(bool(tf.reduce_all(tf.math.is_finite(g))) for g in finite)
+    if not any(isinstance(l, StochasticDepth) for l in model.layers):
+        assert len(finite) == len(grads)  # without stochastic depth every weight gets one
+    y_eval = model(x, training=False)
+    np.testing.assert_allclose(np.asarray(model(x, training=False)), np.asarray(y_eval))
+
+
+def test_stochastic_depth_survival_probabilities_in_a_model():
+    model = resnet.CifarResNet(110, stochastic_depth=0.5, input_shape=(32, 32, 3))
+    layers = [l for l in model.layers if isinstance(l, StochasticDepth)]
+    assert len(layers) == 54
+    assert [l.survival_prob for l in layers] == pytest.approx(survival_probabilities(54, 0.5))
+    assert layers[0].survival_prob == pytest.approx(1 - 0.5 / 54) and layers[-1].survival_prob == 0.5
+    model = resnet.ResNet(18, stochastic_depth=0.8, stochastic_depth_rule="uniform",
+                          input_shape=(32, 32, 3))
+    assert [l.survival_prob for l in model.layers if isinstance(l, StochasticDepth)] == [0.8] * 8
+
+
+def test_stochastic_depth_inference_is_deterministic_and_training_drops_blocks():
+    model = resnet.CifarResNet(20, stochastic_depth=0.5, input_shape=(32, 32, 3),
+                               classifier_activation=None)
+    x = _x((32, 32, 3))
+    a, b = np.asarray(model(x, training=False)), np.asarray(model(x, training=False))
+    np.testing.assert_array_equal(a, b)
+    outs = {np.asarray(model(x, training=True)).tobytes() for _ in range(6)}
+    assert len(outs) > 1  # different blocks dropped in different steps
+
+
+@pytest.mark.parametrize("name, shape, expected", [
+    ("resnet50", (64, 64, 3), {1: (32, 64), 2: (16, 256), 3: (8, 512), 4: (4, 1024), 5: (2, 2048)}),
+    ("resnet18", (64, 64, 3), {1: (32, 64), 2: (16, 64), 3: (8, 128), 4: (4, 256), 5: (2, 512)}),
+    ("resnet50v2", (64, 64, 3), {1: (32, 64), 2: (16, 256), 3: (8, 512), 4: (4, 1024), 5: (2, 2048)}),
+    ("resnet20", (32, 32, 3), {0: (32, 16), 1: (16, 32), 2: (8, 64)}),
+    ("wrn_16_8", (32, 32, 3), {0: (32, 128), 1: (16, 256), 2: (8, 512)}),
+])
+def test_features_only_strides_and_channels(name, shape, expected):
+    model = keras_cnns.create_model(name, features_only=True, input_shape=shape)
+    assert sorted(model.output) == sorted(f"P{k}" for k in expected)
+    for k, (side, channels) in expected.items():
+        assert tuple(model.output[f"P{k}"].shape[1:]) == (side, side, channels)
+        assert shape[0] // side == 2 ** k
+    # the deepest level is the headless model's output (after post_bn / post_relu in v2)
+    headless = keras_cnns.create_model(name, include_top=False, input_shape=shape)
+    headless.set_weights(model.get_weights())
+    x = _x(shape)
+    last = f"P{max(expected)}"
+    np.testing.assert_allclose(np.asarray(model(x)[last]), np.asarray(headless(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_features_only_out_indices_and_stage_ends():
+    model = resnet.ResNetV2(50, features_only=True, out_indices=(2, 4), input_shape=(64, 64, 3))
+    assert sorted(model.output) == ["P2", "P4"]
+    # keras.applications ResNetV2 strides in the last block of a stage: P2 ends before it
+    assert model.output["P2"]._keras_history[0].name == "conv2_block2_out"
+    model = resnet.ResNet(50, features_only=True, out_indices=[3], input_shape=(64, 64, 3))
+    assert model.output["P3"]._keras_history[0].name == "conv3_block4_out"
+
+
+def _keras_app_pair(source, build, shape=(64, 64, 3)):
+    kw = dict(input_shape=shape, classes=11, classifier_activation=None)
+    return getattr(keras.applications, source)(weights=None, **kw), build(**kw)
+
+
+@pytest.mark.parametrize("source, build", [
+    ("ResNet50", lambda **kw: resnet.ResNet(50, layout="keras", **kw)),
+    ("ResNet50V2", lambda **kw: resnet.ResNetV2(50, **kw)),
+], ids=["ResNet50", "ResNet50V2"])
+def test_outputs_match_keras_applications(source, build):
+    src, dst = _keras_app_pair(source, build)
+    src_names = [l.name for l in src.layers[1:]]
+    dst_names = [l.name for l in dst.layers[1:]]
+    if source == "ResNet50":
+        assert dst_names == src_names  # exactly keras.applications' names, in its order
+    else:  # keras.applications leaves the strided 1x1 max pools of the shortcut unnamed
+        differ = [(a, b) for a, b in zip(src_names, dst_names) if a != b]
+        assert len(src_names) == len(dst_names) and all(
+            a.startswith("max_pooling2d") and b.endswith("_0_pool") for a, b in differ)
+    _randomize(src)
+    x = _x((64, 64, 3), seed=1)
+    expected = np.asarray(src(x, training=False))
+    assert np.abs(expected).max() > 1e-2
+    assert not np.allclose(np.asarray(dst(x, training=False)), expected, atol=1e-3)
+    from_keras_applications(src, dst)
+    diff = float(np.abs(np.asarray(dst(x, training=False)) - expected).max())
+    assert diff <= 1e-4, diff
+
+
+def test_torchvision_names_cover_every_weighted_layer():
+    model = keras_cnns.create_model("resnet18", input_shape=(32, 32, 3))
+    pairs = resnet.torchvision_names(model)
+    weighted = {l.name for l in model.layers if l.weights}
+    assert {k for k, _ in pairs} == weighted and len(pairs) == len(weighted)
+    prefixes = {t for _, t in pairs}
+    expected = {"conv1", "bn1", "fc"}
+    for stage in range(1, 5):
+        for block in range(2):
+            expected |= {f"layer{stage}.{block}.{m}{i}" for m in ("conv", "bn") for i in (1, 2)}
+    expected |= {f"layer{s}.0.downsample.{i}" for s in (2, 3, 4) for i in (0, 1)}
+    assert prefixes == expected
+    bottleneck = resnet.ResNeXt(50, 2, 4, input_shape=(32, 32, 3), stochastic_depth=0.5)
+    names = dict(resnet.torchvision_names(bottleneck))  # the branch layers inside StochasticDepth too
+    assert names["conv2_block1_0_conv"] == "layer1.0.downsample.0"
+    assert names["conv5_block3_3_bn"] == "layer4.2.bn3"
+    assert len(names) == 1 + 1 + 16 * 6 + 4 * 2 + 1
+
+
+@pytest.mark.parametrize("build", [
+    lambda: resnet.ResNet(18, layout="keras", input_shape=(32, 32, 3)),
+    lambda: resnet.CifarResNet(20),
+    lambda: resnet.ResNetV2(50, input_shape=(32, 32, 3)),
+], ids=["keras_layout", "cifar", "v2"])
+def test_torchvision_names_refuse_models_without_a_torchvision_counterpart(build):
+    with pytest.raises(ValueError, match="model"):
+        resnet.torchvision_names(build())
+
+
+_BAD = [
+    ("depth", resnet.ResNet, dict(depth=20)),
+    ("layout", resnet.ResNet, dict(layout="caffe")),
+    ("groups", resnet.ResNet, dict(depth=18, groups=32)),
+    ("base_width", resnet.ResNet, dict(depth=34, base_width=128)),
+    ("shortcut", resnet.ResNet, dict(shortcut="D")),
+    ("dropout", resnet.ResNet, dict(dropout=1.5)),
+    ("stochastic_depth", resnet.ResNet, dict(stochastic_depth=0.0)),
+    ("stochastic_depth", resnet.ResNet, dict(stochastic_depth=1.2)),
+    ("stochastic_depth_rule", resnet.ResNet, dict(stochastic_depth=0.5, stochastic_depth_rule="cosine")),
+    ("features_only", resnet.ResNet, dict(features_only="yes")),
+    ("out_indices", resnet.ResNet, dict(features_only=True, out_indices=(0,))),
+    ("out_indices", resnet.ResNet, dict(features_only=True, out_indices=(2, 2))),
+    ("out_indices", resnet.ResNet, dict(features_only=True, out_indices="P2")),
+    ("out_indices", resnet.ResNet, dict(out_indices=(2,))),
+    ("weights", resnet.ResNet, dict(features_only=True, weights=__file__)),
+    ("stochastic_dept", resnet.ResNet, dict(stochastic_dept=0.5)),
+    ("input_shape", resnet.ResNet, dict(input_shape=(31, 31, 3))),
+    ("depth", resnet.ResNetV2, dict(depth=18)),
+    ("shortcut", resnet.ResNetV2, dict(shortcut="E")),
+    ("depth", resnet.ResNeXt, dict(depth=34)),
+    ("cardinality", resnet.ResNeXt, dict(cardinality=0)),
+    ("base_width", resnet.ResNeXt, dict(base_width=0)),
+    ("layout", resnet.ResNeXt, dict(layout="keras_v2")),
+    ("depth", resnet.CifarResNet, dict(depth=21)),
+    ("depth", resnet.CifarResNet, dict(depth=True)),
+    ("shortcut", resnet.CifarResNet, dict(shortcut="a")),
+    ("out_indices", resnet.CifarResNet, dict(features_only=True, out_indices=(3,))),
+    ("input_shape", resnet.CifarResNet, dict(input_shape=(7, 7, 3))),
+    ("classes", resnet.CifarResNet, dict(classes=0)),
+    ("depth", resnet.PreActResNet, dict(depth=100)),
+    ("depth", resnet.PreActResNet, dict(depth=29, bottleneck=False)),
+    ("bottleneck", resnet.PreActResNet, dict(bottleneck="no")),
+    ("stride_on", resnet.PreActResNet, dict(stride_on="2x2")),
+    ("depth", resnet.WideResNet, dict(depth=27)),
+    ("k", resnet.WideResNet, dict(k=0)),
+    ("k", resnet.WideResNet, dict(k=2.5)),
+    ("dropout", resnet.WideResNet, dict(dropout=-0.1)),
+    ("pooling", resnet.WideResNet, dict(include_top=False, pooling="median")),
+]
+
+
+@pytest.mark.parametrize("arg, builder, kwargs", _BAD,
+                         ids=[f"{b.__name__}-{a}-{i}" for i, (a, b, _) in enumerate(_BAD)])
+def test_invalid_arguments(arg, builder, kwargs):
+    with pytest.raises(ValueError) as err:
+        builder(**kwargs)
+    message = str(err.value)
+    assert f"`{arg}`" in message and "Received:" in message, message
+
+
+def test_unknown_argument_suggests_the_close_one():
+    with pytest.raises(ValueError, match="did you mean `stochastic_depth`"):
+        resnet.ResNet(stochastic_dept=0.5)
