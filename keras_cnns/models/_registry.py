@@ -58,13 +58,27 @@ class ModelInfo:
     default_classes: int = 1000
 
     def as_dict(self) -> Dict[str, Any]:
-        """The public facts as a plain dict (the builder is left out)."""
+        """The public facts as a plain dict (the builder is left out), with the feature levels."""
         d = dataclasses.asdict(self)
         d.pop("builder")
+        d["feature_levels"] = self.feature_levels()
         return d
+
+    def feature_levels(self) -> list:
+        """The levels ``create_model(name, features_only=True)`` returns at the default input
+        shape: ``[{"level": "P2", "stride": 4, "channels": 64}, ...]`` (``P<k>`` = stride 2^k).
+        Builds the feature model once per process (no weights are computed on)."""
+        if self.name not in _FEATURE_LEVELS:
+            model = create_model(self.name, features_only=True)
+            _FEATURE_LEVELS[self.name] = [
+                {"level": key, "stride": 2 ** int(key[1:]), "channels": int(t.shape[-1])}
+                for key, t in sorted(model.output.items(), key=lambda kv: int(kv[0][1:]))]
+            del model
+        return [dict(level) for level in _FEATURE_LEVELS[self.name]]
 
 
 _REGISTRY: Dict[str, ModelInfo] = {}
+_FEATURE_LEVELS: Dict[str, list] = {}
 
 
 def register_model(

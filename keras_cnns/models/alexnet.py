@@ -28,7 +28,7 @@ from typing import Tuple
 from keras import layers
 
 from keras_cnns.layers import GroupedDepthwiseConv2D, LocalResponseNormalization
-from keras_cnns.models._builder import begin, classifier, make_input, make_model, pool_features
+from keras_cnns.models._builder import classifier, family_builder
 from keras_cnns.models._registry import register_model
 from keras_cnns.models._validation import (
     check_bool,
@@ -148,41 +148,27 @@ def _fc_head(x, classes, classifier_activation, dropout, dropout_first, adaptive
     return classifier(x, classes, classifier_activation)
 
 
-def _build(convs, *, ceil_mode, adaptive_pool, dropout_first, dropout, lrn_kwargs,
-           default_name, include_top, weights, input_tensor, input_shape, pooling, classes,
-           classifier_activation, name):
-    """The builder behind :func:`AlexNet`, :func:`AlexNetV1` and :func:`ZFNet`.
-
-    The shared arguments are checked by ``begin`` here; the caller has checked its knobs.
-    """
-    img_input, inputs = make_input(input_shape, input_tensor)
-    x = img_input
+def _build(ctx, convs, *, ceil_mode, adaptive_pool, dropout_first, dropout, lrn_kwargs,
+           default_name, default_shape, min_size):
+    """The body behind :func:`AlexNet`, :func:`AlexNetV1` and :func:`ZFNet` (the caller has
+    checked its knobs)."""
+    x = ctx.start(default_shape=default_shape, min_size=min_size, require_static=True)
     for i, spec in enumerate(convs, start=1):
         x = _conv_unit(x, spec, i, lrn_kwargs)
         if spec.pool:
             x = _max_pool(x, i, ceil_mode)
-    if include_top:
-        x = _fc_head(x, classes, classifier_activation, dropout, dropout_first, adaptive_pool)
-    else:
-        x = pool_features(x, pooling)
-    return make_model(inputs, x, name or default_name, weights)
+    return ctx.finish(
+        x, lambda x: _fc_head(x, ctx.classes, ctx.classifier_activation, dropout, dropout_first,
+                              adaptive_pool),
+        default_name=default_name)
 
 
 # The paper's LRN: k=2, n=5 (radius 2), alpha=1e-4, beta=0.75 (Caffe's alpha/n convention).
 _LRN = dict(depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75)
 
 
-def AlexNet(
-    dropout=0.5,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name=None,
-):
+@family_builder
+def AlexNet(dropout=0.5, *, ctx):
     """AlexNet as torchvision builds it (single tower, 64-192-384-256-256, no LRN).
 
     The "one weird trick" variant: conv1 64@11x11/4 (pad 2), conv2 192@5x5 (pad 2), conv3-5
@@ -195,17 +181,12 @@ def AlexNet(
 
     Args:
         dropout: dropout rate before ``fc1`` and ``fc2`` (default 0.5; 0 removes the layers).
-        include_top: whether to include the fully connected head (``flatten``, ``fc1``, ``fc2``,
-            ``predictions``).
-        weights: ``None`` (random initialisation) or the path of a weights file.
-        input_tensor: optional Keras tensor to use as the image input.
-        input_shape: ``(H, W, C)``, default ``(224, 224, 3)``. Sides must be >= 63; with
-            ``include_top=True`` H and W must be known (the adaptive pool needs them).
-        pooling: with ``include_top=False``: ``None`` (the 4-D map after the last max-pool),
-            ``"avg"`` or ``"max"`` (global pooling of it).
-        classes: number of classes.
-        classifier_activation: activation of ``predictions`` (``None`` for logits).
-        name: model name (default ``"alexnet"``).
+{common_args}
+
+        Input: default ``(224, 224, 3)``, sides >= 63; with the head H and W must be known
+        (the adaptive pool needs them). The head is ``flatten``, ``fc1``, ``fc2``,
+        ``predictions``; without it the output is the map after the last max-pool (or its
+        pooling). Default name ``"alexnet"``.
 
     Returns:
         A ``keras.Model``.
@@ -213,34 +194,16 @@ def AlexNet(
     Raises:
         ValueError: invalid argument (the message names it).
     """
-    shape = begin(
-        include_top=include_top, weights=weights, input_tensor=input_tensor,
-        input_shape=input_shape, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, name=name,
-        default_shape=(224, 224, 3), min_size=ALEXNET_MIN_SIZE, require_static=True,
-    )
     dropout = check_probability("dropout", dropout)
     return _build(
-        _TORCHVISION, ceil_mode=False, adaptive_pool=True, dropout_first=True, dropout=dropout,
-        lrn_kwargs=_LRN, default_name="alexnet", include_top=include_top, weights=weights,
-        input_tensor=input_tensor, input_shape=shape, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, name=name,
+        ctx, _TORCHVISION, ceil_mode=False, adaptive_pool=True, dropout_first=True,
+        dropout=dropout, lrn_kwargs=_LRN, default_name="alexnet", default_shape=(224, 224, 3),
+        min_size=ALEXNET_MIN_SIZE,
     )
 
 
-def AlexNetV1(
-    groups=2,
-    lrn=True,
-    dropout=0.5,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name=None,
-):
+@family_builder
+def AlexNetV1(groups=2, lrn=True, dropout=0.5, *, ctx):
     """The original two-tower AlexNet of the 2012 paper, at 227x227x3.
 
     ``conv1 96@11x11/4 -> ReLU -> LRN -> pool``, ``conv2 256@5x5 (pad 2, groups=2) -> ReLU -> LRN
@@ -263,18 +226,13 @@ def AlexNetV1(
             of imgclsmob ``alexnet``, 62,378,344 params). Must divide 96, 256 and 384.
         lrn: whether to apply local response normalization after conv1 and conv2.
         dropout: dropout rate after ``fc1`` and ``fc2`` (default 0.5; 0 removes the layers).
-        include_top: whether to include the fully connected head (``flatten``, ``fc1``, ``fc2``,
-            ``predictions``).
-        weights: ``None`` (random initialisation) or the path of a weights file.
-        input_tensor: optional Keras tensor to use as the image input.
-        input_shape: ``(H, W, C)``, default ``(227, 227, 3)``. Sides must be >= 67; with
-            ``include_top=True`` H and W must be known: the head flattens the ``h x w x 256``
-            map after pool5 (6x6 at 227), so ``fc1`` has ``h * w * 256 * 4096`` weights.
-        pooling: with ``include_top=False``: ``None`` (the 4-D map after the last max-pool),
-            ``"avg"`` or ``"max"`` (global pooling of it).
-        classes: number of classes.
-        classifier_activation: activation of ``predictions`` (``None`` for logits).
-        name: model name (default ``"alexnet_v1"``).
+{common_args}
+
+        Input: default ``(227, 227, 3)``, sides >= 67; with the head H and W must be known:
+        it flattens the ``h x w x 256`` map after pool5 (6x6 at 227), so ``fc1`` has ``h * w
+        * 256 * 4096`` weights. The head is ``flatten``, ``fc1``, ``fc2``, ``predictions``;
+        without it the output is the map after the last max-pool (or its pooling). Default
+        name ``"alexnet_v1"``.
 
     Returns:
         A ``keras.Model``.
@@ -282,34 +240,18 @@ def AlexNetV1(
     Raises:
         ValueError: invalid argument (the message names it).
     """
-    shape = begin(
-        include_top=include_top, weights=weights, input_tensor=input_tensor,
-        input_shape=input_shape, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, name=name,
-        default_shape=(227, 227, 3), min_size=ALEXNET_V1_MIN_SIZE, require_static=True,
-    )
     check_choice("groups", groups, [1, 2, 4, 8, 16, 32])
     check_bool("lrn", lrn)
     dropout = check_probability("dropout", dropout)
     return _build(
-        _original(groups, lrn), ceil_mode=False, adaptive_pool=False, dropout_first=False,
-        dropout=dropout, lrn_kwargs=_LRN, default_name="alexnet_v1", include_top=include_top,
-        weights=weights, input_tensor=input_tensor, input_shape=shape, pooling=pooling,
-        classes=classes, classifier_activation=classifier_activation, name=name,
+        ctx, _original(groups, lrn), ceil_mode=False, adaptive_pool=False, dropout_first=False,
+        dropout=dropout, lrn_kwargs=_LRN, default_name="alexnet_v1", default_shape=(227, 227, 3),
+        min_size=ALEXNET_V1_MIN_SIZE,
     )
 
 
-def ZFNet(
-    dropout=0.5,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name=None,
-):
+@family_builder
+def ZFNet(dropout=0.5, *, ctx):
     """ZFNet (Zeiler & Fergus), the ILSVRC-2013 AlexNet refinement, at 224x224x3.
 
     ``conv1 96@7x7/2 (pad 1) -> ReLU -> LRN -> pool`` (110 -> 55), ``conv2 256@5x5/2 -> ReLU ->
@@ -324,18 +266,13 @@ def ZFNet(
 
     Args:
         dropout: dropout rate after ``fc1`` and ``fc2`` (default 0.5; 0 removes the layers).
-        include_top: whether to include the fully connected head (``flatten``, ``fc1``, ``fc2``,
-            ``predictions``).
-        weights: ``None`` (random initialisation) or the path of a weights file.
-        input_tensor: optional Keras tensor to use as the image input.
-        input_shape: ``(H, W, C)``, default ``(224, 224, 3)``. Sides must be >= 47; with
-            ``include_top=True`` H and W must be known: the head flattens the ``h x w x 256``
-            map after pool5 (6x6 at 224), so ``fc1`` has ``h * w * 256 * 4096`` weights.
-        pooling: with ``include_top=False``: ``None`` (the 4-D map after the last max-pool),
-            ``"avg"`` or ``"max"`` (global pooling of it).
-        classes: number of classes.
-        classifier_activation: activation of ``predictions`` (``None`` for logits).
-        name: model name (default ``"zfnet"``).
+{common_args}
+
+        Input: default ``(224, 224, 3)``, sides >= 47; with the head H and W must be known:
+        it flattens the ``h x w x 256`` map after pool5 (6x6 at 224), so ``fc1`` has ``h * w
+        * 256 * 4096`` weights. The head is ``flatten``, ``fc1``, ``fc2``, ``predictions``;
+        without it the output is the map after the last max-pool (or its pooling). Default
+        name ``"zfnet"``.
 
     Returns:
         A ``keras.Model``.
@@ -343,18 +280,11 @@ def ZFNet(
     Raises:
         ValueError: invalid argument (the message names it).
     """
-    shape = begin(
-        include_top=include_top, weights=weights, input_tensor=input_tensor,
-        input_shape=input_shape, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, name=name,
-        default_shape=(224, 224, 3), min_size=ZFNET_MIN_SIZE, require_static=True,
-    )
     dropout = check_probability("dropout", dropout)
     return _build(
-        _ZFNET, ceil_mode=True, adaptive_pool=False, dropout_first=False, dropout=dropout,
-        lrn_kwargs=_LRN, default_name="zfnet", include_top=include_top, weights=weights,
-        input_tensor=input_tensor, input_shape=shape, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, name=name,
+        ctx, _ZFNET, ceil_mode=True, adaptive_pool=False, dropout_first=False, dropout=dropout,
+        lrn_kwargs=_LRN, default_name="zfnet", default_shape=(224, 224, 3),
+        min_size=ZFNET_MIN_SIZE,
     )
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 from keras import layers
 
 from keras_cnns.layers import activation_layer
-from keras_cnns.models._builder import begin, classifier, make_input, make_model, pool_features
+from keras_cnns.models._builder import classifier, family_builder
 from keras_cnns.models._registry import register_model
 from keras_cnns.models._validation import fail
 
@@ -57,66 +57,44 @@ def _check_activation(activation):
              activation)
 
 
-def LeNet5(
-    activation="tanh",
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    name=None,
-):
+@family_builder(classes=10)
+def LeNet5(activation="tanh", *, ctx):
     """Build LeNet-5 ("modern": full C3, average pooling, Dense 120-84-classes).
+
+    Input: default ``(32, 32, 1)``, sides >= 16; with the head they must be known (it flattens
+    the feature map, so ``fc1`` has ``16 * h * w * 120`` weights for an ``h x w`` final map; 5x5
+    at 32x32). Without the head the output is the ``pool2`` map (or its pooling). ``classes``
+    defaults to 10 (the digits).
 
     Args:
         activation: activation of the two convolutions and the two hidden Dense layers: a name
             (``"tanh"``, default, or ``"relu"``, ``"sigmoid"``...) or a callable.
-        include_top: whether to include ``flatten``, ``fc1``, ``fc2`` and ``predictions``.
-        weights: ``None`` (random initialisation) or the path of a weights file.
-        input_tensor: optional Keras tensor to use as the image input.
-        input_shape: ``(H, W, C)``; default ``(32, 32, 1)``. Sides must be >= 16; with
-            ``include_top=True`` they must be known (the head flattens the feature map, so
-            ``fc1`` has ``16 * h * w * 120`` weights for an ``h x w`` final map; 5x5 at 32x32).
-        pooling: with ``include_top=False``: ``None`` (the 4-D ``pool2`` map), ``"avg"`` or
-            ``"max"`` (global pooling of it).
-        classes: number of classes (default 10, the digits).
-        classifier_activation: activation of ``predictions`` (``None`` for logits).
-        name: model name (default ``"lenet5"``).
+{common_args}
 
     Returns:
-        A ``keras.Model``.
+        A ``keras.Model`` (default name ``"lenet5"``).
 
     Raises:
         ValueError: invalid argument (the message names it).
     """
-    h, w, c = begin(
-        include_top=include_top, weights=weights, input_tensor=input_tensor,
-        input_shape=input_shape, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, name=name,
-        default_shape=(32, 32, 1), min_size=MIN_INPUT_SIZE, require_static=True,
-    )
     _check_activation(activation)
-
-    img_input, inputs = make_input((h, w, c), input_tensor)
-    x = layers.Conv2D(6, 5, padding="valid", name="conv1")(img_input)
+    x = ctx.start(default_shape=(32, 32, 1), min_size=MIN_INPUT_SIZE, require_static=True)
+    x = layers.Conv2D(6, 5, padding="valid", name="conv1")(x)
     x = activation_layer(activation, name="conv1_act")(x)
     x = layers.AveragePooling2D(2, strides=2, name="pool1")(x)
     x = layers.Conv2D(16, 5, padding="valid", name="conv2")(x)
     x = activation_layer(activation, name="conv2_act")(x)
     x = layers.AveragePooling2D(2, strides=2, name="pool2")(x)
 
-    if include_top:
+    def head(x):
         x = layers.Flatten(name="flatten")(x)
         x = layers.Dense(120, name="fc1")(x)
         x = activation_layer(activation, name="fc1_act")(x)
         x = layers.Dense(84, name="fc2")(x)
         x = activation_layer(activation, name="fc2_act")(x)
-        x = classifier(x, classes, classifier_activation)
-    else:
-        x = pool_features(x, pooling)
-    return make_model(inputs, x, name or "lenet5", weights)
+        return classifier(x, ctx.classes, ctx.classifier_activation)
+
+    return ctx.finish(x, head, default_name="lenet5")
 
 
 register_model(

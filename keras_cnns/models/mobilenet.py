@@ -32,7 +32,7 @@ import keras
 from keras import layers
 
 from keras_cnns import layers as kl
-from keras_cnns.models._builder import begin, make_input, make_model, pool_features
+from keras_cnns.models._builder import family_builder
 from keras_cnns.models._registry import register_model
 from keras_cnns.models._validation import (
     check_positive_float,
@@ -63,20 +63,8 @@ def _input_side(rho: float) -> int:
     return int(round(_BASE_SIZE * rho))
 
 
-def MobileNet(
-    alpha=1.0,
-    rho=1.0,
-    depth_multiplier=1,
-    dropout=1e-3,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name=None,
-):
+@family_builder
+def MobileNet(alpha=1.0, rho=1.0, depth_multiplier=1, dropout=1e-3, *, ctx):
     """MobileNet v1 (Howard et al. 2017) as a functional Keras model.
 
     Args:
@@ -89,16 +77,12 @@ def MobileNet(
         depth_multiplier: channels each depthwise convolution produces per input channel
             (keras.applications' ``depth_multiplier``; 1 in the paper).
         dropout: dropout rate before the classifier, in ``[0, 1)``.
-        include_top: whether to add the classifier (global average pooling -> dropout ->
-            1x1 conv ``conv_preds`` -> reshape -> ``classifier_activation``).
-        weights: ``None`` (random initialisation) or the path of a weights file.
-        input_tensor: optional Keras tensor to use as the model input.
-        input_shape: ``(H, W, C)``; default ``(round(224 * rho), round(224 * rho), 3)``. Sides
-            may be ``None``; known sides must be >= 32.
-        pooling: with ``include_top=False``: ``None`` (4-D feature map), ``"avg"`` or ``"max"``.
-        classes: number of classes.
-        classifier_activation: activation of the top layer (``None`` for logits).
-        name: model name; default ``mobilenet_{alpha:.2f}_{side}`` as keras.applications.
+{common_args}
+
+    The head is global average pooling -> dropout -> 1x1 conv ``conv_preds`` -> reshape ->
+    ``classifier_activation``. Input: default ``(round(224 * rho), round(224 * rho), 3)``;
+    sides may be ``None``; known sides must be >= 32. Default name
+    ``mobilenet_{alpha:.2f}_{side}`` as keras.applications.
 
     Returns:
         A ``keras.Model``: class scores ``[N, classes]`` with the top, else the feature map
@@ -116,6 +100,7 @@ def MobileNet(
     check_positive_int("depth_multiplier", depth_multiplier)
     check_probability("dropout", dropout)
     side = _input_side(rho)
+    input_shape, input_tensor = ctx.input_shape, ctx.input_tensor
     if rho != 1.0:
         if input_shape is not None:
             raise ValueError(
@@ -130,20 +115,7 @@ def MobileNet(
                 fail("rho", f"must agree with the side of `input_tensor` {tuple(input_tensor.shape)}: "
                             f"round(224 * rho) = {side}", rho)
 
-    h, w, c = begin(
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        name=name,
-        default_shape=(side, side, 3),
-        min_size=_MIN_SIZE,
-    )
-
-    img_input, inputs = make_input((h, w, c), input_tensor)
+    img_input = ctx.start(default_shape=(side, side, 3), min_size=_MIN_SIZE)
     x = kl.conv_bn_act(
         img_input, int(_STEM_FILTERS * alpha), 3, strides=2, padding="same", use_bias=False,
         activation="relu6", kernel_initializer="glorot_uniform", name="conv1",
@@ -154,18 +126,15 @@ def MobileNet(
             depth_multiplier=depth_multiplier, name=f"conv_{i}",
         )
 
-    if include_top:
+    def head(x):
+        classes = ctx.classes
         x = layers.GlobalAveragePooling2D(keepdims=True, name="global_pool")(x)
         x = layers.Dropout(dropout, name="dropout")(x)
         x = layers.Conv2D(classes, 1, padding="same", name="conv_preds")(x)
         x = layers.Reshape((classes,), name="reshape")(x)
-        x = layers.Activation(classifier_activation, name="predictions")(x)
-    else:
-        x = pool_features(x, pooling)
+        return layers.Activation(ctx.classifier_activation, name="predictions")(x)
 
-    if name is None:
-        name = f"mobilenet_{alpha:0.2f}_{h}"
-    return make_model(inputs, x, name, weights)
+    return ctx.finish(x, head, default_name=f"mobilenet_{alpha:0.2f}_{ctx.shape[0]}")
 
 
 _NOTE = ("keras.applications MobileNet (keras/src/applications/mobilenet.py, weights=None); "

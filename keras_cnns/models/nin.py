@@ -32,7 +32,7 @@ from __future__ import annotations
 from keras import layers
 
 from keras_cnns.layers import activation_layer
-from keras_cnns.models._builder import begin, make_input, make_model, pool_features
+from keras_cnns.models._builder import family_builder
 from keras_cnns.models._registry import register_model
 from keras_cnns.models._validation import check_probability
 
@@ -52,51 +52,29 @@ MIN_INPUT_SIZE = 1
 _PAPER = "M. Lin, Q. Chen, S. Yan. Network In Network. ICLR 2014 (arXiv:1312.4400)"
 
 
-def NiN(
-    dropout=0.5,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    name=None,
-):
+@family_builder(classes=10)
+def NiN(dropout=0.5, *, ctx):
     """Build Network in Network for CIFAR-sized images.
+
+    Input: default ``(32, 32, 3)``; H and W may be ``None`` (the network is fully
+    convolutional). The head is the ``classes`` 1x1 convolution, ReLU, global average pool and
+    the classifier activation (applied to the pooled class maps; ``None`` gives the pooled maps
+    themselves); without it the output is the 192-channel map of block 3 (or its pooling).
+    ``classes`` defaults to 10.
 
     Args:
         dropout: dropout rate after the first two mlpconv blocks (0.5 in the paper; 0 removes
             the layers).
-        include_top: whether to include the classifier (``classes`` 1x1 convolution, ReLU,
-            global average pool, activation).
-        weights: ``None`` (random initialisation) or the path of a weights file.
-        input_tensor: optional Keras tensor to use as the image input.
-        input_shape: ``(H, W, C)``, default ``(32, 32, 3)``; H and W may be ``None`` (the
-            network is fully convolutional).
-        pooling: with ``include_top=False``: ``None`` (the 4-D 192-channel map of block 3),
-            ``"avg"`` or ``"max"`` (global pooling of it).
-        classes: number of classes (default 10).
-        classifier_activation: activation applied to the pooled class maps (``None`` for the
-            pooled maps themselves).
-        name: model name (default ``"nin"``).
+{common_args}
 
     Returns:
-        A ``keras.Model``.
+        A ``keras.Model`` (default name ``"nin"``).
 
     Raises:
         ValueError: invalid argument (the message names it).
     """
-    h, w, c = begin(
-        include_top=include_top, weights=weights, input_tensor=input_tensor,
-        input_shape=input_shape, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, name=name,
-        default_shape=(32, 32, 3), min_size=MIN_INPUT_SIZE,
-    )
     dropout = check_probability("dropout", dropout)
-
-    img_input, inputs = make_input((h, w, c), input_tensor)
-    x = img_input
+    x = ctx.start(default_shape=(32, 32, 3), min_size=MIN_INPUT_SIZE)
     for block, (kernel, widths) in enumerate(_BLOCKS, start=1):
         for index, filters in enumerate(widths, start=1):
             x = layers.Conv2D(filters, kernel if index == 1 else 1, padding="same",
@@ -110,14 +88,13 @@ def NiN(
             if dropout > 0:
                 x = layers.Dropout(dropout, name=f"block{block}_drop")(x)
 
-    if include_top:
-        x = layers.Conv2D(classes, 1, name="predictions_conv")(x)
+    def head(x):
+        x = layers.Conv2D(ctx.classes, 1, name="predictions_conv")(x)
         x = layers.ReLU(name="predictions_relu")(x)
         x = layers.GlobalAveragePooling2D(name="predictions_pool")(x)
-        x = activation_layer(classifier_activation, name="predictions")(x)
-    else:
-        x = pool_features(x, pooling)
-    return make_model(inputs, x, name or "nin", weights)
+        return activation_layer(ctx.classifier_activation, name="predictions")(x)
+
+    return ctx.finish(x, head, default_name="nin")
 
 
 register_model(

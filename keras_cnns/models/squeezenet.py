@@ -16,7 +16,7 @@ from keras import layers
 
 from keras_cnns.layers import fire_module
 from keras_cnns.layers.fire import FIRE_KERNEL_INITIALIZER
-from keras_cnns.models._builder import begin, make_input, make_model, pool_features
+from keras_cnns.models._builder import family_builder
 from keras_cnns.models._registry import register_model
 from keras_cnns.models._validation import check_choice, check_probability
 
@@ -142,19 +142,8 @@ def _fire(x, index, squeeze, e1, e3, bypass):
     return y
 
 
-def SqueezeNet(
-    version="1_0",
-    bypass="none",
-    dropout=0.5,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name=None,
-):
+@family_builder
+def SqueezeNet(version="1_0", bypass="none", dropout=0.5, *, ctx):
     """SqueezeNet (Iandola et al. 2016), version 1.0 or 1.1, with optional bypass.
 
     Layout (torchvision ``squeezenet.py`` = DeepScale's Caffe release): ``conv1`` (1.0: 96 @ 7x7/2;
@@ -205,17 +194,13 @@ def SqueezeNet(
             accuracy).
         bypass: ``"none"``, ``"simple"`` or ``"complex"``.
         dropout: dropout rate before conv10 (paper: 0.5), in ``[0, 1)``.
-        include_top: add the conv10 classifier. Without it the model returns the fire9 feature
-            map (``pooling=None``) or its global average/max pool.
-        weights: ``None`` or the path of a weights file to load.
-        input_tensor: optional Keras tensor to use as the image input.
-        input_shape: ``(H, W, C)``; default ``(224, 224, 3)``. The side must be at least 21
-            (1.0) or 17 (1.1); ``None`` sides are allowed (fully convolutional).
-        pooling: ``None``, ``"avg"`` or ``"max"`` when ``include_top=False``.
-        classes: number of classes (conv10 filters).
-        classifier_activation: activation of the output (``"softmax"``), or ``None`` for the
-            pooled class scores.
-        name: model name (default ``"squeezenet1_0"`` / ``"squeezenet1_1"`` plus the bypass).
+{common_args}
+
+    The head is the conv10 classifier (``classes`` filters; ``classifier_activation=None`` gives
+    the pooled class scores); without it the model returns the fire9 feature map (or its
+    pooling). Input: default ``(224, 224, 3)``; the side must be at least 21 (1.0) or 17
+    (1.1); ``None`` sides are allowed (fully convolutional). Default name ``"squeezenet1_0"`` /
+    ``"squeezenet1_1"`` plus the bypass.
 
     Returns:
         A ``keras.Model``.
@@ -226,19 +211,12 @@ def SqueezeNet(
     """
     check_choice("version", version, VERSIONS)
     min_size = MIN_INPUT_SIZE[version]
-    shape = begin(
-        include_top=include_top, weights=weights, input_tensor=input_tensor,
-        input_shape=input_shape, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, name=name,
-        default_shape=(224, 224, 3), min_size=min_size,
-    )
     check_choice("bypass", bypass, BYPASSES)
     dropout = check_probability("dropout", dropout)
-    if name is None:
-        name = f"squeezenet{version}" + ("" if bypass == "none" else f"_{bypass}_bypass")
+    default_name = f"squeezenet{version}" + ("" if bypass == "none" else f"_{bypass}_bypass")
 
     arch = _ARCH[version]
-    img_input, inputs = make_input(shape, input_tensor)
+    img_input = ctx.start(default_shape=(224, 224, 3), min_size=min_size)
     stem_filters, stem_kernel = arch["stem"]
     x = layers.Conv2D(stem_filters, stem_kernel, strides=2, padding="valid", use_bias=True,
                       kernel_initializer=FIRE_KERNEL_INITIALIZER, bias_initializer="zeros",
@@ -250,18 +228,17 @@ def SqueezeNet(
         else:
             x = _fire(x, *entry[1:], bypass=bypass)
 
-    if include_top:
+    def head(x):
         x = layers.Dropout(dropout, name="drop9")(x)
         x = layers.Conv2D(
-            classes, 1, use_bias=True,
+            ctx.classes, 1, use_bias=True,
             kernel_initializer=CONV10_KERNEL_INITIALIZER,
             bias_initializer=keras.initializers.Constant(CONV10_BIAS_INITIALIZER), name="conv10")(x)
         x = layers.ReLU(name="conv10_relu")(x)
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = layers.Activation(classifier_activation or "linear", name="predictions")(x)
-    else:
-        x = pool_features(x, pooling)
-    return make_model(inputs, x, name, weights)
+        return layers.Activation(ctx.classifier_activation or "linear", name="predictions")(x)
+
+    return ctx.finish(x, head, default_name=default_name)
 
 
 # ----------------------------------------------------------------------------------------------

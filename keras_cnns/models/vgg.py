@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from keras import layers
 
-from keras_cnns.models._builder import begin, classifier, make_input, make_model, pool_features
+from keras_cnns.models._builder import classifier, family_builder
 from keras_cnns.models._registry import register_model
 from keras_cnns.models._validation import check_bool, check_choice, check_probability
 
@@ -61,71 +61,44 @@ def _conv(x, filters, block, index, batch_norm):
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def VGG(
-    depth=16,
-    batch_norm=False,
-    dropout=0.5,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name=None,
-):
+@family_builder
+def VGG(depth=16, batch_norm=False, dropout=0.5, *, ctx):
     """Build VGG-``depth`` (11, 13, 16 or 19 weight layers).
+
+    Input: default ``(224, 224, 3)``, sides >= 32; with the head, H and W must be known (it
+    flattens the pool5 map). Without it the output is the ``block5_pool`` map (or its pooling).
 
     Args:
         depth: 11, 13, 16 or 19 (configurations A, B, D, E of the paper).
         batch_norm: add ``BatchNormalization`` after every convolution (torchvision ``vgg*_bn``).
         dropout: dropout rate after ``fc1`` and ``fc2`` (0.5 in the paper and torchvision; 0
             removes the layers, as in keras.applications).
-        include_top: whether to include ``flatten``, ``fc1``, ``fc2`` and ``predictions``.
-        weights: ``None`` (random initialisation) or the path of a weights file.
-        input_tensor: optional Keras tensor to use as the image input.
-        input_shape: ``(H, W, C)``, default ``(224, 224, 3)``. Sides must be >= 32; with
-            ``include_top=True`` H and W must be known (the head flattens the pool5 map).
-        pooling: with ``include_top=False``: ``None`` (the 4-D ``block5_pool`` map), ``"avg"``
-            or ``"max"`` (global pooling of it).
-        classes: number of classes.
-        classifier_activation: activation of ``predictions`` (``None`` for logits).
-        name: model name (default ``"vgg{depth}"`` or ``"vgg{depth}_bn"``).
+{common_args}
 
     Returns:
-        A ``keras.Model``.
+        A ``keras.Model`` (default name ``"vgg{depth}"`` or ``"vgg{depth}_bn"``).
 
     Raises:
         ValueError: invalid argument (the message names it).
     """
-    h, w, c = begin(
-        include_top=include_top, weights=weights, input_tensor=input_tensor,
-        input_shape=input_shape, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, name=name,
-        default_shape=(224, 224, 3), min_size=MIN_INPUT_SIZE, require_static=True,
-    )
     check_choice("depth", depth, sorted(VGG_CONFIGS))
     check_bool("batch_norm", batch_norm)
     dropout = check_probability("dropout", dropout)
-
-    img_input, inputs = make_input((h, w, c), input_tensor)
-    x = img_input
+    x = ctx.start(default_shape=(224, 224, 3), min_size=MIN_INPUT_SIZE, require_static=True)
     for block, (n_convs, filters) in enumerate(zip(VGG_CONFIGS[depth], BLOCK_FILTERS), start=1):
         for index in range(1, n_convs + 1):
             x = _conv(x, filters, block, index, batch_norm)
         x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
 
-    if include_top:
+    def head(x):
         x = layers.Flatten(name="flatten")(x)
         for i in (1, 2):
             x = layers.Dense(4096, activation="relu", name=f"fc{i}")(x)
             if dropout > 0:
                 x = layers.Dropout(dropout, name=f"fc{i}_drop")(x)
-        x = classifier(x, classes, classifier_activation)
-    else:
-        x = pool_features(x, pooling)
-    default_name = f"vgg{depth}_bn" if batch_norm else f"vgg{depth}"
-    return make_model(inputs, x, name or default_name, weights)
+        return classifier(x, ctx.classes, ctx.classifier_activation)
+
+    return ctx.finish(x, head, default_name=f"vgg{depth}_bn" if batch_norm else f"vgg{depth}")
 
 
 def _variant(depth):

@@ -1,9 +1,11 @@
 """The generic test matrix: every registered model, no per-model test code.
 
 For each name in ``keras_cnns.list_models()``: the parameter count at the default input size
-equals the registry's ``reference_params`` (each model's ``reference_note`` names its source);
-forward at the default and at the minimum input size (shape, finite); backward (every trainable
-weight gets a finite gradient); ``include_top=False`` with ``pooling=None|"avg"|"max"``;
+equals the registry's ``reference_params`` and the profiler's multiply-adds its
+``reference_macs`` (each model's ``reference_note`` names its source), built without running;
+forward at the test size (the default side capped at 128 px, or the minimum size where that is
+larger) and at the minimum size (shape, finite); backward (every trainable weight gets a finite
+gradient); ``include_top=False`` with ``pooling=None|"avg"|"max"``;
 ``input_tensor`` reuse; ``get_config``/``from_config``, ``.keras`` save/load and
 ``weights=<path>`` reproduce outputs; invalid arguments raise ``ValueError`` naming the argument.
 """
@@ -47,8 +49,22 @@ def test_registry_is_populated():
     assert ALL_MODELS == sorted(ALL_MODELS)
 
 
+#: Forward/backward tests run at most at this side (big models are built at their native size
+#: for the parameter and multiply-add counts, but never run there: CI has 2 cores).
+TEST_SIDE_CAP = 128
+
+
+def _test_shape(name):
+    """The default input shape with its sides capped at ``TEST_SIDE_CAP`` (never below the
+    architecture's minimum)."""
+    info = _info(name)
+    h, w, c = info.default_input_shape
+    cap = max(TEST_SIDE_CAP, info.min_input_size)
+    return (min(h, cap), min(w, cap), c)
+
+
 @pytest.mark.parametrize("name", ALL_MODELS)
-def test_default_size_params_and_forward(name):
+def test_default_size_params_and_macs(name):
     info = _info(name)
     model = keras_cnns.create_model(name)
     assert model.name == name
@@ -57,7 +73,18 @@ def test_default_size_params_and_forward(name):
         assert _count(model, info.reference_params_kind) == info.reference_params, (
             f"{name}: {info.reference_params_kind} params differ from reference_params"
         )
-    y = _run(model, _x(info.default_input_shape, batch=1))
+    if info.reference_macs is not None:
+        macs = keras_cnns.profile(model).total_macs
+        # Reference figures are quoted to 3-4 significant digits (e.g. 714.2e6, 41.0e6).
+        assert macs == pytest.approx(info.reference_macs, rel=2e-3), (name, macs)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_forward_at_test_size(name):
+    info = _info(name)
+    shape = _test_shape(name)
+    model = keras_cnns.create_model(name, input_shape=shape)
+    y = _run(model, _x(shape, batch=1))
     assert y.shape == (1, info.default_classes)
     assert np.all(np.isfinite(y))
     # softmax head: a probability distribution
@@ -145,16 +172,21 @@ def _bad_args(name):
         ("input_shape", {"input_shape": (m - 1, m - 1, c)}),
         ("input_shape", {"input_shape": (m, m)}),
         ("classifier_activation", {"classifier_activation": "no_such_activation"}),
+        ("out_indices", {"features_only": True, "out_indices": [9]}),
     ]
 
 
-@pytest.mark.parametrize("name", ALL_MODELS)
-def test_invalid_arguments_raise(name):
-    for arg, kwargs in _bad_args(name):
-        with pytest.raises(ValueError) as err:
-            keras_cnns.create_model(name, **kwargs)
-        message = str(err.value)
-        assert arg in message and "Received:" in message, (name, kwargs, message)
+_BAD_CASES = [(name, i) for name in ALL_MODELS for i in range(len(_bad_args(name)))]
+
+
+@pytest.mark.parametrize("name, case", _BAD_CASES,
+                         ids=[f"{n}-{_bad_args(n)[i][0]}{i}" for n, i in _BAD_CASES])
+def test_invalid_argument_raises(name, case):
+    arg, kwargs = _bad_args(name)[case]
+    with pytest.raises(ValueError) as err:
+        keras_cnns.create_model(name, **kwargs)
+    message = str(err.value)
+    assert f"`{arg}`" in message and f"Received: {arg}=" in message, (name, kwargs, message)
 
 
 def test_unknown_name_suggests_close_matches():

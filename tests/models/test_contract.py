@@ -1,0 +1,115 @@
+"""The builder contract in one place (``keras_cnns.models._builder``): one signature of the common
+arguments, one docstring for them, unknown keywords refused with a close match, and multi-scale
+feature outputs (``features_only`` / ``out_indices``) for every registered model."""
+
+import inspect
+import math
+
+import keras
+import numpy as np
+import pytest
+
+import keras_cnns
+from keras_cnns.models._builder import COMMON_ARGS, feature_extractor, pyramid_levels
+
+ALL_MODELS = keras_cnns.list_models()
+COMMON = [name for name, _ in COMMON_ARGS]
+
+
+def _builder(name):
+    return keras_cnns.model_info(name).builder
+
+
+def _test_side(name):
+    """The input side of the forward pass: 128, or the architecture's minimum where larger
+    (capped at the native size)."""
+    info = keras_cnns.model_info(name)
+    return min(max(128, info.min_input_size), info.default_input_shape[0])
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_every_builder_has_the_common_signature_and_docs(name):
+    builder = _builder(name)
+    params = list(inspect.signature(builder).parameters)
+    assert params[-len(COMMON):] == COMMON
+    doc = inspect.getdoc(builder)
+    assert "{common_args}" not in doc
+    for arg in COMMON:
+        assert f"{arg}:" in doc, arg
+
+
+def test_unknown_keyword_names_it_with_a_close_match():
+    with pytest.raises(ValueError) as err:
+        keras_cnns.create_model("squeezenet1_1", bypas="simple")
+    message = str(err.value)
+    assert "`bypas` (did you mean `bypass`?)" in message
+    assert "Allowed: version, bypass, dropout, include_top" in message
+    with pytest.raises(ValueError, match=r"`widht` \(did you mean `width`\?\)|`widht`"):
+        keras_cnns.MobileNet(widht=2)
+    with pytest.raises(ValueError, match="multiple values|got multiple"):
+        keras_cnns.MobileNet(0.5, alpha=0.5)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_features_only_levels_match_model_info(name):
+    info = keras_cnns.model_info(name)
+    levels = info.feature_levels()
+    assert levels and [lv["stride"] for lv in levels] == sorted(lv["stride"] for lv in levels)
+    assert info.as_dict()["feature_levels"] == levels
+    side = _test_side(name)
+    shape = (side, side, info.default_input_shape[-1])
+    model = keras_cnns.create_model(name, features_only=True, input_shape=shape)
+    assert sorted(model.output) == sorted(lv["level"] for lv in levels)
+    x = np.random.default_rng(0).normal(size=(1, *shape)).astype("float32")
+    out = model(x, training=False)
+    sides = []
+    for lv in levels:
+        fmap = np.asarray(out[lv["level"]])
+        k = int(lv["level"][1:])
+        assert 2 ** k == lv["stride"]
+        assert fmap.shape[-1] == lv["channels"], lv
+        # The map's stride is 2^k: its side is the input side / 2^k, up to the rounding of
+        # VALID convolutions and ceil-mode pools at this small input.
+        assert abs(math.log2(side / fmap.shape[1]) - k) <= 1, (lv, fmap.shape)
+        assert np.all(np.isfinite(fmap))
+        sides.append(fmap.shape[1])
+    assert sides == sorted(sides, reverse=True) and len(set(sides)) == len(sides), sides
+
+
+def test_out_indices_select_levels_and_unknown_sides_work():
+    model = keras_cnns.create_model("mobilenet_0_25", features_only=True, out_indices=(3, 5),
+                                    input_shape=(None, None, 3))
+    assert sorted(model.output) == ["P3", "P5"]
+    out = model(np.zeros((1, 96, 128, 3), "float32"))
+    assert out["P3"].shape == (1, 12, 16, 64) and out["P5"].shape == (1, 3, 4, 256)
+    # The level is the ReLU after the last pointwise convolution of stride 8, not the padded
+    # copy of it that the next stride-2 depthwise convolution reads.
+    levels = pyramid_levels(keras_cnns.create_model("mobilenet_0_25", include_top=False))
+    assert levels == {1: "conv_1_pw_act", 2: "conv_3_pw_act", 3: "conv_5_pw_act",
+                      4: "conv_11_pw_act", 5: "conv_13_pw_act"}
+
+
+def test_feature_extractor_of_a_built_model_shares_its_weights():
+    full = keras_cnns.create_model("vgg11", input_shape=(64, 64, 3), classes=3)
+    features = feature_extractor(full, out_indices=[2, 5])
+    assert sorted(features.output) == ["P2", "P5"]
+    assert pyramid_levels(full)[5] == "block5_pool" and pyramid_levels(full)[2] == "block3_conv2"
+    x = np.random.default_rng(1).normal(size=(1, 64, 64, 3)).astype("float32")
+    probe = keras.Model(full.inputs, full.get_layer("block5_pool").output)
+    np.testing.assert_allclose(np.asarray(features(x)["P5"]), np.asarray(probe(x)), atol=1e-6)
+
+
+@pytest.mark.parametrize("out_indices", [[], [7], "P2", [2, 2], [True], 3])
+def test_bad_out_indices(out_indices):
+    with pytest.raises(ValueError, match=r"`out_indices`.*Received: out_indices="):
+        keras_cnns.create_model("squeezenet1_1", features_only=True, out_indices=out_indices)
+
+
+@pytest.mark.parametrize("kwargs, arg", [
+    (dict(out_indices=[2]), "out_indices"),                      # without features_only
+    (dict(features_only="yes"), "features_only"),
+    (dict(features_only=True, weights=__file__), "weights"),
+])
+def test_bad_feature_arguments(kwargs, arg):
+    with pytest.raises(ValueError, match=rf"`{arg}`.*Received: {arg}="):
+        keras_cnns.create_model("lenet5", **kwargs)
