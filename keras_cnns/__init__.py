@@ -13,6 +13,7 @@ Quick start::
 from keras_cnns import data, export, layers, models, ops  # noqa: E402
 from keras_cnns.models import create_model, list_models, model_info  # noqa: E402
 from keras_cnns.models._keras_apps import from_keras_applications  # noqa: E402
+from keras_cnns.models._torchvision import from_torchvision  # noqa: E402
 from keras_cnns.models.mobilenet import MobileNet  # noqa: E402
 from keras_cnns.models.squeezenet import SqueezeNet  # noqa: E402
 from keras_cnns.profiler import Profile, profile  # noqa: E402
@@ -28,6 +29,7 @@ __all__ = [
     "data",
     "export",
     "from_keras_applications",
+    "from_torchvision",
     "layers",
     "list_models",
     "model_info",
