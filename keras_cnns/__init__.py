@@ -15,6 +15,9 @@ from keras_cnns.models import create_model, list_models, model_info  # noqa: E40
 from keras_cnns.models._keras_apps import from_keras_applications  # noqa: E402
 from keras_cnns.models._torchvision import from_torchvision  # noqa: E402
 from keras_cnns.models.mobilenet import MobileNet  # noqa: E402
+from keras_cnns.models.resnet import (  # noqa: E402
+    CifarResNet, PreActResNet, ResNet, ResNeXt, ResNetV2, WideResNet, wrn,
+)
 from keras_cnns.models.squeezenet import SqueezeNet  # noqa: E402
 from keras_cnns.profiler import Profile, profile  # noqa: E402
 
@@ -22,9 +25,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "CifarResNet",
     "MobileNet",
+    "PreActResNet",
     "Profile",
+    "ResNeXt",
+    "ResNet",
+    "ResNetV2",
     "SqueezeNet",
+    "WideResNet",
     "create_model",
     "data",
     "export",
@@ -36,4 +45,5 @@ __all__ = [
     "models",
     "ops",
     "profile",
+    "wrn",
 ]

@@ -15,5 +15,6 @@ from keras_cnns.models import vgg  # noqa: F401,E402
 from keras_cnns.models import nin  # noqa: F401,E402
 from keras_cnns.models import squeezenet  # noqa: F401,E402
 from keras_cnns.models import mobilenet  # noqa: F401,E402
+from keras_cnns.models import resnet  # noqa: F401,E402
 
 __all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model"]
