@@ -63,7 +63,6 @@ level of a pre-activation model is taken after its final BN -> ReLU) and ``out_i
 
 from __future__ import annotations
 
-import difflib
 import re
 import sys
 
@@ -73,7 +72,7 @@ from keras import layers
 from keras_cnns.blocks import check_block_args
 from keras_cnns.blocks.stochastic_depth import StochasticDepth
 from keras_cnns.layers import conv_bn_act
-from keras_cnns.models._builder import begin, classifier, make_input, make_model, pool_features
+from keras_cnns.models._builder import classifier, family_builder
 from keras_cnns.models._registry import register_model
 from keras_cnns.models._stages import StageSpec, build_stages, check_stochastic_depth, stage_levels
 from keras_cnns.models._torchvision import register_torchvision_names
@@ -129,48 +128,22 @@ _PAPER_RESNEXT = ("S. Xie, R. Girshick, P. Dollar, Z. Tu, K. He. Aggregated Resi
 _PAPER_WRN = ("S. Zagoruyko, N. Komodakis. Wide Residual Networks. BMVC 2016 "
               "(arXiv:1605.07146)")
 
-#: The arguments every builder of this module takes besides its family knobs, with defaults.
-COMMON = dict(
-    stochastic_depth=None, stochastic_depth_rule="linear", features_only=False, out_indices=None,
-    include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
-    classes=1000, classifier_activation="softmax", name=None,
-)
-
-_COMMON_DOC = """
-        stochastic_depth: ``None`` (off) or the survival probability ``p_L`` of the last block
-            (Huang et al. 2016 use 0.5), in ``(0, 1]``.
-        stochastic_depth_rule: ``"linear"`` (``p_l = 1 - l/L (1 - p_L)``) or ``"uniform"``.
-        features_only: return a feature extractor whose outputs are a dict ``{"P<k>": map}``
-            (the head and ``pooling`` are left out).
-        out_indices: with ``features_only``: the levels ``k`` to return (default all).
-        include_top: whether to add global average pooling ``avg_pool`` and ``predictions``.
-        weights: ``None`` (random initialisation) or the path of a weights file.
-        input_tensor: optional Keras tensor to use as the image input.
-        input_shape: ``(H, W, C)``; sides may be ``None``, known sides must be >= the minimum.
-        pooling: with ``include_top=False``: ``None`` (the 4-D map), ``"avg"`` or ``"max"``.
-        classes: number of classes.
-        classifier_activation: activation of ``predictions`` (``None`` for logits).
-        name: model name.
-
-    Returns:
-        A ``keras.Model``.
-
-    Raises:
-        ValueError: an invalid or unknown argument (the message names it).
-"""
+_SD_DOC = """\
+        stochastic_depth: ``None`` (off) or the survival probability ``p_L`` of the last block,
+            in ``(0, 1]`` (Huang et al. 2016 use 0.5).
+        stochastic_depth_rule: ``"linear"`` (``p_l = 1 - l/L (1 - p_L)``) or ``"uniform"``."""
 
 
-def _common(builder, kwargs, **defaults):
-    """The common arguments: ``kwargs`` over ``defaults`` over :data:`COMMON`; unknown names fail."""
-    unknown = [k for k in kwargs if k not in COMMON]
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], list(COMMON), n=1)
-        hint = f" (did you mean `{close[0]}`?)" if close else ""
-        fail(unknown[0], f"is not an argument of {builder}(){hint}; the common arguments are "
-                         f"{sorted(COMMON)}", kwargs[unknown[0]])
-    args = dict(COMMON, **defaults)
-    args.update(kwargs)
-    return args
+def _documented(default_name):
+    """End a builder's docstring (after its own Args) with the stochastic-depth and common
+    arguments (``{common_args}``, filled in by :func:`family_builder`), Returns and Raises."""
+    def decorate(body):
+        body.__doc__ = (body.__doc__.rstrip() + "\n" + _SD_DOC + "\n{common_args}\n\n    Returns:\n"
+                        f"        A ``keras.Model`` (default name ``\"{default_name}\"``).\n\n"
+                        "    Raises:\n        ValueError: an invalid argument (the message names "
+                        "it).\n    ")
+        return body
+    return decorate
 
 
 def _keras_block_name(stage, block):
@@ -201,32 +174,18 @@ def _stem_cifar(x, cfg, preact):
     return x, {}
 
 
-def _network(*, stages, layout, stem, stem_levels, level, preact, shortcut, dropout,
-             default_shape, min_size, default_name, common):
-    """Check everything, then build stem -> stages [-> post_bn/post_relu] -> head / features."""
+def _network(ctx, *, stages, layout, stem, level, preact, shortcut, dropout, stochastic_depth,
+             stochastic_depth_rule, default_shape, min_size, default_name):
+    """Check the family knobs, then build stem -> stages [-> post_bn/post_relu] -> head or
+    features (``ctx``: the :class:`~keras_cnns.models._builder.BuildContext`)."""
     cfg = LAYOUTS[layout]
-    h, w, c = begin(
-        include_top=common["include_top"], weights=common["weights"],
-        input_tensor=common["input_tensor"], input_shape=common["input_shape"],
-        pooling=common["pooling"], classes=common["classes"],
-        classifier_activation=common["classifier_activation"], name=common["name"],
-        default_shape=default_shape, min_size=min_size,
-    )
-    p_last, rule = check_stochastic_depth(common["stochastic_depth"], common["stochastic_depth_rule"])
-    features_only = check_bool("features_only", common["features_only"])
-    levels = sorted(set(stem_levels) | set(stage_levels(stages, level)))
-    chosen = _check_out_indices(common["out_indices"], levels, features_only)
-    if features_only and common["weights"] is not None:
-        fail("weights", "cannot be combined with features_only=True (load the weights into the "
-                        "full model and take its feature layers)", common["weights"])
+    p_last, rule = check_stochastic_depth(stochastic_depth, stochastic_depth_rule)
     block_kwargs = dict(cfg, shortcut=shortcut, dropout=dropout)
     for spec in stages:
         check_block_args(spec.block, spec.filters, stride=spec.stride, groups=spec.groups,
                          base_width=spec.base_width, **dict(block_kwargs, **spec.kwargs))
-
     _allow_graph_depth(sum(spec.blocks for spec in stages))
-    img_input, inputs = make_input((h, w, c), common["input_tensor"])
-    x, features = stem(img_input, cfg, preact)
+    x, features = stem(ctx.start(default_shape=default_shape, min_size=min_size), cfg, preact)
     x, features = build_stages(
         x, stages, block_kwargs=block_kwargs, stochastic_depth=p_last, stochastic_depth_rule=rule,
         name_fn=_keras_block_name, level=level, features=features,
@@ -235,16 +194,13 @@ def _network(*, stages, layout, stem, stem_levels, level, preact, shortcut, drop
         x = layers.BatchNormalization(axis=-1, momentum=cfg["bn_momentum"],
                                       epsilon=cfg["bn_epsilon"], name="post_bn")(x)
         x = layers.ReLU(name="post_relu")(x)
-        features[f"P{levels[-1]}"] = x
-    name = common["name"] or default_name
-    if features_only:
-        return make_model(inputs, {f"P{k}": features[f"P{k}"] for k in chosen}, name)
-    if common["include_top"]:
+        features[f"P{max(stage_levels(stages, level))}"] = x
+
+    def head(x):
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = classifier(x, common["classes"], common["classifier_activation"])
-    else:
-        x = pool_features(x, common["pooling"])
-    return make_model(inputs, x, name, common["weights"])
+        return classifier(x, ctx.classes, ctx.classifier_activation)
+
+    return ctx.finish(x, head, default_name=default_name, features=features)
 
 
 def _allow_graph_depth(num_blocks):
@@ -255,64 +211,51 @@ def _allow_graph_depth(num_blocks):
         sys.setrecursionlimit(needed)
 
 
-def _check_out_indices(out_indices, levels, features_only):
-    if out_indices is None:
-        return list(levels)
-    if not features_only:
-        fail("out_indices", "is only used with features_only=True", out_indices)
-    if isinstance(out_indices, (str, bytes)) or not hasattr(out_indices, "__iter__"):
-        fail("out_indices", f"must be None or a sequence of levels from {levels}", out_indices)
-    chosen = list(out_indices)
-    if not chosen or len(set(chosen)) != len(chosen) or any(
-            isinstance(k, bool) or k not in levels for k in chosen):
-        fail("out_indices", f"must be distinct levels from {levels} (P<k> = stride 2^k)",
-             out_indices)
-    return sorted(int(k) for k in chosen)
-
-
-def _imagenet_stages(kind, counts, groups=1, base_width=64, stride_block="first"):
-    strides = (1, 2, 2, 2) if stride_block == "first" else (2, 2, 2, 1)
-    return [StageSpec(kind, n, f, stride=s, groups=groups, base_width=base_width,
-                      stride_block=stride_block)
-            for n, f, s in zip(counts, _IMAGENET_FILTERS, strides)]
-
-
-def _imagenet(builder, depth, layout, groups, base_width, shortcut, dropout, kwargs,
-              default_name, preact=False):
-    check_choice("depth", depth, sorted(IMAGENET_DEPTHS) if not preact else [50, 101, 152])
+def _imagenet(ctx, depth, *, layout, groups=1, base_width=64, shortcut="B", dropout=0.0,
+              stochastic_depth=None, stochastic_depth_rule="linear", default_name, preact=False):
     kind, counts = IMAGENET_DEPTHS[depth]
-    if preact:
-        stages = _imagenet_stages("preact_" + kind, counts, groups, base_width, "last")
-    else:
-        stages = _imagenet_stages(kind, counts, groups, base_width)
+    first = not preact  # keras.applications ResNetV2 strides in the last block of a stage
+    stages = [StageSpec(("preact_" if preact else "") + kind, n, f, stride=s, groups=groups,
+                        base_width=base_width, stride_block="first" if first else "last")
+              for n, f, s in zip(counts, _IMAGENET_FILTERS, (1, 2, 2, 2) if first else (2, 2, 2, 1))]
     return _network(
-        stages=stages, layout=layout, stem=_stem_imagenet, stem_levels=[1], level=2,
-        preact=preact, shortcut=shortcut, dropout=dropout, default_shape=(224, 224, 3),
-        min_size=_IMAGENET_MIN_SIZE, default_name=default_name, common=_common(builder, kwargs),
+        ctx, stages=stages, layout=layout, stem=_stem_imagenet, level=2, preact=preact,
+        shortcut=shortcut, dropout=dropout, stochastic_depth=stochastic_depth,
+        stochastic_depth_rule=stochastic_depth_rule, default_shape=(224, 224, 3),
+        min_size=_IMAGENET_MIN_SIZE, default_name=default_name,
     )
 
 
-def _cifar(builder, kind, n, widths, shortcut, dropout, stride_on, kwargs, default_name, preact):
+def _cifar(ctx, kind, n, widths, *, stride_on="3x3", preact, default_name, **knobs):
     stages = [StageSpec(kind, n, f, stride=s, options={"stride_on": stride_on})
               for f, s in zip(widths, (1, 2, 2))]
-    return _network(
-        stages=stages, layout="cifar", stem=_stem_cifar, stem_levels=[], level=0,
-        preact=preact, shortcut=shortcut, dropout=dropout, default_shape=(32, 32, 3),
-        min_size=_CIFAR_MIN_SIZE, default_name=default_name,
-        common=_common(builder, kwargs, classes=10),
-    )
+    return _network(ctx, stages=stages, layout="cifar", stem=_stem_cifar, level=0, preact=preact,
+                    default_shape=(32, 32, 3), min_size=_CIFAR_MIN_SIZE,
+                    default_name=default_name, **knobs)
 
 
+def _check_layout(layout):
+    return check_choice("layout", layout, ["torchvision", "keras"])
+
+
+def _is_depth(depth, per_stage, extra):
+    return is_int(depth) and depth > extra and (depth - extra) % per_stage == 0
+
+
+@family_builder
+@_documented("resnet{depth}")
 def ResNet(depth=50, layout="torchvision", groups=1, base_width=64, shortcut="B", dropout=0.0,
-           **kwargs):
+           stochastic_depth=None, stochastic_depth_rule="linear", *, ctx):
     """ImageNet ResNet-``depth`` (He et al. 2015), torchvision's v1.5 or keras.applications' v1.
+
+    Input: default ``(224, 224, 3)``, sides >= 32 (or ``None``). Layer names are
+    keras.applications' in both layouts (see the module docstring).
 
     Args:
         depth: 18, 34 (basic blocks), 50, 101 or 152 (bottlenecks).
         layout: ``"torchvision"`` (v1.5: stride on the bottleneck's 3x3, no conv biases, BN
             eps 1e-5 / momentum 0.9) or ``"keras"`` (keras.applications ResNet50/101/152: stride
-            on the first 1x1, conv biases, BN eps 1.001e-5 / momentum 0.99). Layer names are
-            keras.applications' in both.
+            on the first 1x1, conv biases, BN eps 1.001e-5 / momentum 0.99).
         groups: groups of the bottleneck 3x3 (ResNeXt's cardinality; bottleneck depths only).
         base_width: torchvision's ``width_per_group`` (bottleneck width
             ``int(planes * base_width / 64) * groups``; 128 is WRN-50-2).
@@ -320,36 +263,44 @@ def ResNet(depth=50, layout="torchvision", groups=1, base_width=64, shortcut="B"
             (He et al. 2015, Sec. 3.3 / Table 3).
         dropout: dropout rate before each block's last convolution (0: none).
     """
-    return _imagenet("ResNet", depth, _check_layout(layout), groups, base_width, shortcut,
-                     check_probability("dropout", dropout), kwargs, f"resnet{depth}")
+    check_choice("depth", depth, sorted(IMAGENET_DEPTHS))
+    return _imagenet(ctx, depth, layout=_check_layout(layout), groups=groups,
+                     base_width=base_width, shortcut=shortcut,
+                     dropout=check_probability("dropout", dropout),
+                     stochastic_depth=stochastic_depth, stochastic_depth_rule=stochastic_depth_rule,
+                     default_name=f"resnet{depth}")
 
 
-def _check_layout(layout):
-    return check_choice("layout", layout, ["torchvision", "keras"])
-
-
-def ResNetV2(depth=50, shortcut="B", **kwargs):
+@family_builder
+@_documented("resnet{depth}v2")
+def ResNetV2(depth=50, shortcut="B", stochastic_depth=None, stochastic_depth_rule="linear", *, ctx):
     """keras.applications ResNet50V2 / 101V2 / 152V2: pre-activation ResNet (He et al. 2016).
 
     Layout and layer names of ``keras/src/applications/resnet_v2.py`` (see the module
     docstring: the last block of a stage strides, conv biases where no BN follows, explicit
-    padding, ``post_bn`` / ``post_relu``).
+    padding, ``post_bn`` / ``post_relu``). Input: default ``(224, 224, 3)``, sides >= 32.
 
     Args:
         depth: 50, 101 or 152.
         shortcut: ``"B"`` (keras.applications: projection in the first block of a stage,
             strided 1x1 max pool in the last), ``"A"`` or ``"C"``.
     """
-    return _imagenet("ResNetV2", depth, "keras_v2", 1, 64, shortcut, 0.0, kwargs,
-                     f"resnet{depth}v2", preact=True)
+    check_choice("depth", depth, [50, 101, 152])
+    return _imagenet(ctx, depth, layout="keras_v2", shortcut=shortcut, preact=True,
+                     stochastic_depth=stochastic_depth, stochastic_depth_rule=stochastic_depth_rule,
+                     default_name=f"resnet{depth}v2")
 
 
-def ResNeXt(depth=50, cardinality=32, base_width=4, layout="torchvision", shortcut="B", **kwargs):
-    """ResNeXt-``depth`` ``cardinality`` x ``base_width`` d (Xie et al. 2017), torchvision layout.
+@family_builder
+@_documented("resnext{depth}_{cardinality}x{base_width}d")
+def ResNeXt(depth=50, cardinality=32, base_width=4, layout="torchvision", shortcut="B",
+            stochastic_depth=None, stochastic_depth_rule="linear", *, ctx):
+    """ResNeXt-``depth`` ``cardinality`` x ``base_width`` d (Xie et al. 2017).
 
     The grouped-convolution form of the aggregated transformation (the paper's Fig. 3c, as
     torchvision ``resnext50_32x4d`` / ``resnext101_32x8d`` / ``resnext101_64x4d``): a ResNet
     bottleneck whose 3x3 has ``cardinality`` groups of ``base_width`` channels per 64 planes.
+    Input: default ``(224, 224, 3)``, sides >= 32.
 
     Args:
         depth: 50, 101 or 152.
@@ -362,14 +313,18 @@ def ResNeXt(depth=50, cardinality=32, base_width=4, layout="torchvision", shortc
     for arg, value in (("cardinality", cardinality), ("base_width", base_width)):
         if not is_int(value) or value < 1:
             fail(arg, "must be a positive integer", value)
-    return _imagenet("ResNeXt", depth, _check_layout(layout), cardinality, base_width,
-                     shortcut, 0.0, kwargs,
-                     f"resnext{depth}_{cardinality}x{base_width}d")
+    return _imagenet(ctx, depth, layout=_check_layout(layout), groups=cardinality,
+                     base_width=base_width, shortcut=shortcut, stochastic_depth=stochastic_depth,
+                     stochastic_depth_rule=stochastic_depth_rule,
+                     default_name=f"resnext{depth}_{cardinality}x{base_width}d")
 
 
-def CifarResNet(depth=20, shortcut="A", **kwargs):
+@family_builder(classes=10)
+@_documented("resnet{depth}")
+def CifarResNet(depth=20, shortcut="A", stochastic_depth=None, stochastic_depth_rule="linear", *,
+                ctx):
     """The CIFAR-10 ResNets of He et al. 2015, Sec. 4.2: ``depth = 6n + 2`` (20, 32, 44, 56,
-    110, 1202), 16/32/64 filters, 32x32 inputs, 10 classes.
+    110, 1202), 16/32/64 filters, 32x32 inputs (sides >= 8), 10 classes.
 
     Args:
         depth: ``6n + 2`` with ``n >= 1``.
@@ -378,12 +333,17 @@ def CifarResNet(depth=20, shortcut="A", **kwargs):
     """
     if not _is_depth(depth, 6, 2):
         fail("depth", "must be 6n + 2 for an integer n >= 1 (20, 32, 44, 56, 110, 1202)", depth)
-    return _cifar("CifarResNet", "basic", (depth - 2) // 6, _CIFAR_FILTERS, shortcut, 0.0,
-                  "3x3", kwargs, f"resnet{depth}", preact=False)
+    return _cifar(ctx, "basic", (depth - 2) // 6, _CIFAR_FILTERS, preact=False, shortcut=shortcut,
+                  dropout=0.0, stochastic_depth=stochastic_depth,
+                  stochastic_depth_rule=stochastic_depth_rule, default_name=f"resnet{depth}")
 
 
-def PreActResNet(depth=164, bottleneck=True, shortcut="B", stride_on="1x1", **kwargs):
-    """Pre-activation CIFAR ResNets of He et al. 2016 (ResNet-164, ResNet-1001).
+@family_builder(classes=10)
+@_documented("preact_resnet{depth}")
+def PreActResNet(depth=164, bottleneck=True, shortcut="B", stride_on="1x1", stochastic_depth=None,
+                 stochastic_depth_rule="linear", *, ctx):
+    """Pre-activation CIFAR ResNets of He et al. 2016 (ResNet-164, ResNet-1001): 32x32 inputs
+    (sides >= 8), 10 classes.
 
     Args:
         depth: ``9n + 2`` with bottleneck units (164, 1001; outputs 64/128/256 channels) or
@@ -398,53 +358,73 @@ def PreActResNet(depth=164, bottleneck=True, shortcut="B", stride_on="1x1", **kw
     if not _is_depth(depth, per_block, 2):
         fail("depth", f"must be {per_block}n + 2 for an integer n >= 1 with "
                       f"bottleneck={bottleneck}", depth)
-    return _cifar("PreActResNet", kind, (depth - 2) // per_block, _CIFAR_FILTERS, shortcut, 0.0,
-                  stride_on, kwargs, f"preact_resnet{depth}", preact=True)
+    return _cifar(ctx, kind, (depth - 2) // per_block, _CIFAR_FILTERS, stride_on=stride_on,
+                  preact=True, shortcut=shortcut, dropout=0.0, stochastic_depth=stochastic_depth,
+                  stochastic_depth_rule=stochastic_depth_rule,
+                  default_name=f"preact_resnet{depth}")
 
 
-def WideResNet(depth=28, k=10, dropout=0.0, shortcut="B", **kwargs):
-    """Wide ResNet WRN-``depth``-``k`` (Zagoruyko & Komodakis 2016).
+def _check_widening(k):
+    if not is_int(k) or k < 1:
+        fail("k", "must be a positive integer (the widening factor)", k)
+    return int(k)
 
-    ``depth = 6n + 4`` (16, 22, 28, 40, ...) builds the CIFAR network: a 3x3 stem of 16
-    filters, three stages of ``n`` pre-activation basic blocks with ``16k / 32k / 64k`` filters,
-    dropout between the two convolutions, final BN -> ReLU, global average pooling; 32x32 input,
-    10 classes by default. ``depth`` 50 or 101 builds torchvision's ``wide_resnet{depth}_{k}``
-    (ImageNet, post-activation bottlenecks of inner width ``64 k`` per 64 planes, i.e.
-    ``base_width = 64 k``; 1000 classes).
+
+@family_builder(classes=10)
+@_documented("wrn_{depth}_{k}")
+def WideResNet(depth=28, k=10, dropout=0.0, shortcut="B", stochastic_depth=None,
+               stochastic_depth_rule="linear", *, ctx):
+    """CIFAR Wide ResNet WRN-``depth``-``k`` (Zagoruyko & Komodakis 2016).
+
+    ``depth = 6n + 4`` (16, 22, 28, 40, ...): a 3x3 stem of 16 filters, three stages of ``n``
+    pre-activation basic blocks with ``16k / 32k / 64k`` filters, dropout between the two
+    convolutions, a final BN -> ReLU, global average pooling; 32x32 inputs (sides >= 8), 10
+    classes. :func:`wrn` also builds the ImageNet WRN-50-2 / WRN-101-2.
 
     Args:
-        depth: ``6n + 4`` (CIFAR) or 50 / 101 (ImageNet).
+        depth: ``6n + 4`` with ``n >= 1``.
         k: widening factor, a positive integer.
         dropout: dropout rate between the convolutions (the paper uses 0.3 on CIFAR).
         shortcut: ``"B"`` (the authors' code: a 1x1 projection where the width changes), ``"A"``
             or ``"C"``.
     """
-    if not is_int(k) or k < 1:
-        fail("k", "must be a positive integer (the widening factor)", k)
+    k = _check_widening(k)
     dropout = check_probability("dropout", dropout)
-    if depth in (50, 101):
-        return _imagenet("WideResNet", depth, "torchvision", 1, 64 * k, shortcut, dropout, kwargs,
-                         f"wide_resnet{depth}_{k}")
     if not _is_depth(depth, 6, 4):
-        fail("depth", "must be 6n + 4 for an integer n >= 1 (CIFAR: 16, 22, 28, 40, ...) or 50 / "
-                      "101 (ImageNet)", depth)
-    return _cifar("WideResNet", "preact_basic", (depth - 4) // 6,
-                  tuple(f * k for f in _CIFAR_FILTERS), shortcut, dropout,
-                  "3x3", kwargs, f"wrn_{depth}_{k}", preact=True)
+        fail("depth", "must be 6n + 4 for an integer n >= 1 (16, 22, 28, 40, ...); wrn() also "
+                      "takes 50 / 101 (ImageNet)", depth)
+    return _cifar(ctx, "preact_basic", (depth - 4) // 6, tuple(f * k for f in _CIFAR_FILTERS),
+                  preact=True, shortcut=shortcut, dropout=dropout, stochastic_depth=stochastic_depth,
+                  stochastic_depth_rule=stochastic_depth_rule, default_name=f"wrn_{depth}_{k}")
 
 
-#: ``wrn(depth, k, dropout)``: :func:`WideResNet`.
-wrn = WideResNet
+def wrn(depth=28, k=10, dropout=0.0, **kwargs):
+    """Wide ResNet WRN-``depth``-``k`` (Zagoruyko & Komodakis 2016), CIFAR or ImageNet by depth.
 
+    ``depth = 6n + 4``: :func:`WideResNet` (CIFAR, 10 classes). ``depth`` 50 or 101:
+    torchvision's ``wide_resnet{depth}_{k}`` (ImageNet, 1000 classes): :func:`ResNet` with
+    ``base_width = 64 k`` (post-activation bottlenecks whose inner width is ``k`` times
+    ResNet's; ``dropout`` before each block's last convolution), default name
+    ``"wide_resnet{depth}_{k}"``.
 
-def _is_depth(depth, per_stage, extra):
-    return (is_int(depth) and depth > extra
-            and (depth - extra) % per_stage == 0)
+    Args:
+        depth: ``6n + 4`` (CIFAR) or 50 / 101 (ImageNet).
+        k: widening factor, a positive integer.
+        dropout: dropout rate (0.3 in the paper's CIFAR runs; torchvision's models have none).
+        **kwargs: the other arguments of :func:`WideResNet` / :func:`ResNet`.
 
+    Returns:
+        A ``keras.Model``.
 
-for _builder in (ResNet, ResNetV2, ResNeXt, CifarResNet, PreActResNet, WideResNet):
-    _builder.__doc__ = _builder.__doc__.rstrip() + "\n" + _COMMON_DOC
-del _builder
+    Raises:
+        ValueError: an invalid argument (the message names it).
+    """
+    if depth in (50, 101) and not isinstance(depth, bool):
+        k = _check_widening(k)
+        kwargs.setdefault("name", None)
+        kwargs["name"] = kwargs["name"] or f"wide_resnet{depth}_{k}"
+        return ResNet(depth, base_width=64 * k, dropout=dropout, **kwargs)
+    return WideResNet(depth, k, dropout, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -563,7 +543,7 @@ for _name, _depth, _card, _width, _params, _macs in (
 
 # Wide ResNet, ImageNet (torchvision)
 for _depth, _params, _macs in ((50, 68_883_240, 11.40e9), (101, 126_886_696, 22.75e9)):
-    _register(f"wide_resnet{_depth}_2", "WideResNet", _PAPER_WRN, WideResNet, _params,
+    _register(f"wide_resnet{_depth}_2", "WideResNet", _PAPER_WRN, wrn, _params,
               _TV.format(f"wide_resnet{_depth}_2"), macs=_macs, depth=_depth, k=2)
 
 _CIFAR_NOTE = ("He et al. 2015 Table 6 ({paper}); exact count of the paper's architecture with "

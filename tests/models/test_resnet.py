@@ -162,6 +162,22 @@ def test_features_only_strides_and_channels(name, shape, expected):
     np.testing.assert_allclose(np.asarray(model(x)[last]), np.asarray(headless(x)), rtol=1e-5, atol=1e-5)
 
 
+def test_wrn_builds_cifar_and_imagenet_wide_resnets():
+    cifar = resnet.wrn(16, 2, dropout=0.3)
+    assert cifar.name == "wrn_16_2" and cifar.output_shape == (None, 10)
+    assert any(isinstance(l, keras.layers.Dropout) for l in cifar.layers)
+    imagenet = resnet.wrn(50, 2, input_shape=(32, 32, 3))
+    assert imagenet.name == "wide_resnet50_2" and imagenet.output_shape == (None, 1000)
+    assert imagenet.get_layer("conv2_block1_2_conv").filters == 128  # 2 x ResNet-50's 64
+
+
+def test_features_only_with_unknown_sides():
+    model = resnet.ResNet(18, features_only=True, input_shape=(None, None, 3))
+    assert sorted(model.output) == ["P1", "P2", "P3", "P4", "P5"]
+    out = model(_x((64, 64, 3)))
+    assert [tuple(out[f"P{k}"].shape[1:3]) for k in range(1, 6)] == [(32, 32), (16, 16), (8, 8), (4, 4), (2, 2)]
+
+
 def test_features_only_out_indices_and_stage_ends():
     model = resnet.ResNetV2(50, features_only=True, out_indices=(2, 4), input_shape=(64, 64, 3))
     assert sorted(model.output) == ["P2", "P4"]
@@ -240,9 +256,9 @@ _BAD = [
     ("stochastic_depth", resnet.ResNet, dict(stochastic_depth=1.2)),
     ("stochastic_depth_rule", resnet.ResNet, dict(stochastic_depth=0.5, stochastic_depth_rule="cosine")),
     ("features_only", resnet.ResNet, dict(features_only="yes")),
-    ("out_indices", resnet.ResNet, dict(features_only=True, out_indices=(0,))),
-    ("out_indices", resnet.ResNet, dict(features_only=True, out_indices=(2, 2))),
-    ("out_indices", resnet.ResNet, dict(features_only=True, out_indices="P2")),
+    ("out_indices", resnet.ResNet, dict(depth=18, features_only=True, out_indices=(0,))),
+    ("out_indices", resnet.ResNet, dict(depth=18, features_only=True, out_indices=(2, 2))),
+    ("out_indices", resnet.ResNet, dict(depth=18, features_only=True, out_indices="P2")),
     ("out_indices", resnet.ResNet, dict(out_indices=(2,))),
     ("weights", resnet.ResNet, dict(features_only=True, weights=__file__)),
     ("stochastic_dept", resnet.ResNet, dict(stochastic_dept=0.5)),
@@ -267,7 +283,10 @@ _BAD = [
     ("k", resnet.WideResNet, dict(k=0)),
     ("k", resnet.WideResNet, dict(k=2.5)),
     ("dropout", resnet.WideResNet, dict(dropout=-0.1)),
+    ("depth", resnet.WideResNet, dict(depth=50)),  # ImageNet depths go through wrn()
     ("pooling", resnet.WideResNet, dict(include_top=False, pooling="median")),
+    ("k", resnet.wrn, dict(depth=50, k=0)),
+    ("depth", resnet.wrn, dict(depth=30)),
 ]
 
 
