@@ -4,8 +4,10 @@ torchvision crashes when imported after TensorFlow (this process has TF: see con
 child process that imports only torch, torchvision and NumPy builds every reference model needed
 by the selected tests (``weights=None``, every BatchNorm's statistics and affine parameters and
 every bias randomised, ``eval()``), runs a seeded NCHW input through it and saves the
-``state_dict`` (NumPy) and the input/output as ``.npz`` files. The tests load those into our
-models and compare outputs (NHWC). The error-path tests need no torch at all.
+``state_dict`` (NumPy) and the input/output as ``.npz`` files (the residual families: each
+block's last BatchNorm damped and the running statistics re-estimated from the input, see
+``CALIBRATE``). The tests load those into our models and compare outputs (NHWC). The error-path
+tests need no torch at all.
 """
 
 import importlib.util
@@ -49,6 +51,24 @@ CASES = {
     **{f"vgg{d}{bn}": (f"vgg{d}{bn}", f"vgg{d}{bn}", 224, 1)
        for d in (11, 13, 16, 19) for bn in ("", "_bn")},
 }
+# The residual families (v1.5: stride on the bottleneck's 3x3, downsample = 1x1 conv + BN) under
+# torchvision's names. Their head is AdaptiveAvgPool2d((1, 1)) = our global average pool at any
+# size, so 64 suffices: 64 -> 32 (conv1) -> 16 (maxpool) -> 16, 8, 4, 2 (layer1..4), every
+# stage's stride-2 block and projection shortcut still in play.
+RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+           "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
+           "wide_resnet50_2", "wide_resnet101_2")
+CASES.update({name: (name, name, 64, 2) for name in RESNETS})
+# Random running statistics do not normalise, and a residual stack adds every un-normalised
+# branch: the logits grow with depth (measured at 64: resnet101 ~2e6, resnet152 ~1e10, float32
+# round-off alone 3 .. 1e4) and would hide e.g. a wrong fc bias. Re-estimating the statistics
+# from the batch alone brings the logits to O(1) but leaves the deep nets chaotic (torchvision's
+# own float32 vs float64 output: 1.4e-3 for resnet152). So for these the child also damps each
+# block's last BatchNorm (bn2 / bn3: weight in [0.1, 0.3], bias in [-0.1, 0.1]), then sets every
+# running mean / variance to the statistics of the test batch (one train-mode pass, momentum 1):
+# float32 round-off <= 7e-6 (resnet152), while one block's permuted running variance moves the
+# logits by 0.04 .. 0.13 and a permuted fc bias by 0.2.
+CALIBRATE = set(RESNETS)
 # The heaviest: > 130 M parameters each (a ~550 MB state_dict) and 7.6-19.6 G mult-adds at 224.
 SLOW = {"vgg13", "vgg16", "vgg19", "vgg13_bn", "vgg16_bn", "vgg19_bn"}
 TOY_INPUT = (2, 4, 5, 7)  # NCHW: a non-square map, so the flatten permutation matters
@@ -74,6 +94,24 @@ _REFERENCE_SCRIPT = textwrap.dedent("""
                 elif isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and m.bias is not None:
                     m.bias.uniform_(-0.1, 0.1, generator=gen)
 
+    def calibrate(model, x, gen):  # residual families: see CALIBRATE
+        from torchvision.models.resnet import BasicBlock, Bottleneck
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, (BasicBlock, Bottleneck)):
+                    last = m.bn2 if isinstance(m, BasicBlock) else m.bn3
+                    last.weight.uniform_(0.1, 0.3, generator=gen)
+                    last.bias.uniform_(-0.1, 0.1, generator=gen)
+            bns = [m for m in model.modules()
+                   if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+            for m in bns:
+                m.momentum = 1.0  # running statistics := this batch's (unbiased variance)
+            model.train()
+            model(x)
+            for m in bns:
+                m.momentum = 0.1
+                m.num_batches_tracked.fill_(7)
+
     def toy():
         return torch.nn.Sequential(
             torch.nn.Conv2d(4, 8, 3, padding=1, groups=4),      # depthwise, multiplier 2
@@ -87,7 +125,7 @@ _REFERENCE_SCRIPT = textwrap.dedent("""
             torch.nn.Linear(12 * 5 * 7, 10),
         )
 
-    for seed, (case, (builder, size, batch)) in enumerate(sorted(cases.items())):
+    for seed, (case, (builder, size, batch, calibrated)) in enumerate(sorted(cases.items())):
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(1000 + seed)
         if case == "toy":
@@ -95,8 +133,10 @@ _REFERENCE_SCRIPT = textwrap.dedent("""
         else:
             model, shape = getattr(torchvision.models, builder)(weights=None), (batch, 3, size, size)
         randomise(model, gen)
-        model.eval()
         x = np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+        if calibrated:
+            calibrate(model, torch.from_numpy(x), gen)
+        model.eval()
         with torch.no_grad():
             y = model(torch.from_numpy(x)).numpy()
         state = model.state_dict()
@@ -114,11 +154,11 @@ def torch_reference(request, tmp_path_factory):
     """Directory with ``{case}_state.npz`` / ``{case}_io.npz`` for every selected case (+ toy)."""
     if not HAVE_TORCH:
         pytest.skip("torch / torchvision not installed")
-    wanted = {"toy": ("toy", 0, TOY_INPUT[0])}
+    wanted = {"toy": ("toy", 0, TOY_INPUT[0], False)}
     for item in request.session.items:
         case = getattr(getattr(item, "callspec", None), "params", {}).get("case")
         if case in CASES and "torch_reference" in getattr(item, "fixturenames", ()):
-            wanted[case] = CASES[case][1:]
+            wanted[case] = CASES[case][1:] + (case in CALIBRATE,)
     out = tmp_path_factory.mktemp("torchvision_reference")
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run([sys.executable, "-c", _REFERENCE_SCRIPT, str(out), json.dumps(wanted)],
