@@ -43,7 +43,7 @@ def _cmd_info(args) -> int:
         raise ValueError("`info` needs a model NAME (see `keras-cnns list`) or --env")
     from keras_cnns import model_info
 
-    print(json.dumps(model_info(args.name).as_dict(), indent=2, default=str))
+    print(json.dumps(model_info(args.name).as_dict(feature_levels=True), indent=2, default=str))
     return 0
 
 

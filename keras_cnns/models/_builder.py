@@ -136,7 +136,7 @@ COMMON_ARGS_DOC = """\
             are a dict ``{"P<k>": map}``, ``P<k>`` the feature map at the end of the stride-2^k
             level (keras-hub's ``pyramid_outputs`` keys); the head and ``pooling`` are left out.
         out_indices: with ``features_only``: the levels ``k`` to return (default: all levels
-            the architecture has, from stride 2 on)."""
+            the architecture has; ``model_info(name).feature_levels()`` lists them)."""
 
 
 class BuildContext:

@@ -42,6 +42,8 @@ class ModelInfo:
         builder: the family builder function.
         kwargs: the keyword arguments this variant fixes.
         default_classes: classes of the reference configuration.
+        heavy: building it takes about a minute (thousands of layers, e.g. ResNet-1202): the
+            generic tests build it once instead of once per test.
     """
 
     name: str
@@ -56,12 +58,15 @@ class ModelInfo:
     reference_macs: Optional[float] = None
     reference_note: str = ""
     default_classes: int = 1000
+    heavy: bool = False
 
-    def as_dict(self) -> Dict[str, Any]:
-        """The public facts as a plain dict (the builder is left out), with the feature levels."""
+    def as_dict(self, feature_levels: bool = False) -> Dict[str, Any]:
+        """The public facts as a plain dict (the builder is left out); with
+        ``feature_levels=True`` also :meth:`feature_levels` (builds the model)."""
         d = dataclasses.asdict(self)
         d.pop("builder")
-        d["feature_levels"] = self.feature_levels()
+        if feature_levels:
+            d["feature_levels"] = self.feature_levels()
         return d
 
     def feature_levels(self) -> list:
@@ -94,6 +99,7 @@ def register_model(
     reference_macs: Optional[float] = None,
     reference_note: str = "",
     default_classes: int = 1000,
+    heavy: bool = False,
     **kwargs: Any,
 ) -> ModelInfo:
     """Register a model variant; returns its :class:`ModelInfo`.
@@ -124,6 +130,7 @@ def register_model(
         reference_macs=reference_macs,
         reference_note=reference_note,
         default_classes=default_classes,
+        heavy=bool(heavy),
     )
     _REGISTRY[name] = info
     return info

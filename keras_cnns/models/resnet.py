@@ -501,11 +501,12 @@ _TV = "torchvision.models.{} (torchvision/models/resnet.py) num_params and GFLOP
 
 
 def _register(name, family, paper, builder, params, note, *, kind="trainable", macs=None,
-              shape=(224, 224, 3), min_size=_IMAGENET_MIN_SIZE, classes=1000, **kwargs):
+              shape=(224, 224, 3), min_size=_IMAGENET_MIN_SIZE, classes=1000, heavy=False,
+              **kwargs):
     register_model(
         name, family=family, paper=paper, builder=builder, default_input_shape=shape,
         min_input_size=min_size, reference_params=params, reference_params_kind=kind,
-        reference_macs=macs, reference_note=note, default_classes=classes, **kwargs,
+        reference_macs=macs, reference_note=note, default_classes=classes, heavy=heavy, **kwargs,
     )
 
 
@@ -554,13 +555,14 @@ for _depth, _params, _paper_count in ((20, 269_722, "0.27M"), (32, 464_154, "0.4
                                       (110, 1_727_962, "1.7M"), (1202, None, "19.4M")):
     _register(f"resnet{_depth}", "ResNet", _PAPER_RESNET, CifarResNet, _params,
               _CIFAR_NOTE.format(paper=_paper_count), shape=(32, 32, 3), min_size=_CIFAR_MIN_SIZE,
-              classes=10, depth=_depth)
+              classes=10, heavy=_depth > 1000, depth=_depth)
 
 for _depth, _params, _paper_count in ((164, 1_703_258, "1.7M"), (1001, None, "10.2M")):
     _register(f"preact_resnet{_depth}", "ResNetV2", _PAPER_PREACT, PreActResNet, _params,
               f"He et al. 2016 Table 2 ({_paper_count}); exact count of the authors' CIFAR code "
               "(KaimingHe/resnet-1k-layers: no conv biases, projections without BN) with "
-              "10 classes", shape=(32, 32, 3), min_size=_CIFAR_MIN_SIZE, classes=10, depth=_depth)
+              "10 classes", shape=(32, 32, 3), min_size=_CIFAR_MIN_SIZE, classes=10,
+              heavy=_depth > 1000, depth=_depth)
 
 for _depth, _k, _params, _paper_count in ((16, 8, 10_961_370, "11.0M"), (28, 10, 36_479_194, "36.5M"),
                                           (40, 4, 8_949_210, "8.9M"), (40, 1, None, "0.6M"),
