@@ -64,3 +64,18 @@ def test_mobilenet_step_benchmark_runs_one_setting_in_process(capsys):
 def test_mobilenet_step_benchmark_rejects_bad_sizes(argv, capsys):
     assert _load("bench_mobilenet_step").main(argv) == 2
     assert "must be >= 1" in capsys.readouterr().out
+
+
+def test_stochastic_depth_benchmark_runs_at_toy_size(capsys):
+    bench = _load("bench_stochastic_depth")
+    assert bench.main(["--depth", "20", "--batch", "2", "--reps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "CIFAR ResNet-20 (9 residual blocks)" in out
+    assert "expected fraction of blocks run per step: 0.722" in out   # mean of 1 - l/9 * 0.5
+    assert "ratio stochastic / constant" in out and "target <= 0.80" in out
+
+
+@pytest.mark.parametrize("argv", [["--batch", "0"], ["--survival", "0"], ["--depth", "21"]])
+def test_stochastic_depth_benchmark_rejects_bad_arguments(argv, capsys):
+    assert _load("bench_stochastic_depth").main(argv) == 2
+    assert argv[0].lstrip("-") in capsys.readouterr().out

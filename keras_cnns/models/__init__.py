@@ -1,5 +1,6 @@
 """Model families. Importing this package registers every model with the registry."""
 
+from keras_cnns.models._builder import feature_extractor
 from keras_cnns.models._registry import (
     ModelInfo,
     create_model,
@@ -17,4 +18,5 @@ from keras_cnns.models import squeezenet  # noqa: F401,E402
 from keras_cnns.models import mobilenet  # noqa: F401,E402
 from keras_cnns.models import resnet  # noqa: F401,E402
 
-__all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model"]
+__all__ = ["ModelInfo", "create_model", "feature_extractor", "list_models", "model_info",
+           "register_model"]

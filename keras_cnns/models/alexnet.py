@@ -183,10 +183,10 @@ def AlexNet(dropout=0.5, *, ctx):
         dropout: dropout rate before ``fc1`` and ``fc2`` (default 0.5; 0 removes the layers).
 {common_args}
 
-        Input: default ``(224, 224, 3)``, sides >= 63; with the head H and W must be known
-        (the adaptive pool needs them). The head is ``flatten``, ``fc1``, ``fc2``,
-        ``predictions``; without it the output is the map after the last max-pool (or its
-        pooling). Default name ``"alexnet"``.
+    Input: default ``(224, 224, 3)``, sides >= 63; with the head H and W must be known (the
+    adaptive pool needs them). The head is ``flatten``, ``fc1``, ``fc2``, ``predictions``;
+    without it the output is the map after the last max-pool (or its pooling). Default name
+    ``"alexnet"``.
 
     Returns:
         A ``keras.Model``.
@@ -228,11 +228,10 @@ def AlexNetV1(groups=2, lrn=True, dropout=0.5, *, ctx):
         dropout: dropout rate after ``fc1`` and ``fc2`` (default 0.5; 0 removes the layers).
 {common_args}
 
-        Input: default ``(227, 227, 3)``, sides >= 67; with the head H and W must be known:
-        it flattens the ``h x w x 256`` map after pool5 (6x6 at 227), so ``fc1`` has ``h * w
-        * 256 * 4096`` weights. The head is ``flatten``, ``fc1``, ``fc2``, ``predictions``;
-        without it the output is the map after the last max-pool (or its pooling). Default
-        name ``"alexnet_v1"``.
+    Input: default ``(227, 227, 3)``, sides >= 67; with the head H and W must be known: it
+    flattens the ``h x w x 256`` map after pool5 (6x6 at 227), so ``fc1`` has ``h * w * 256 *
+    4096`` weights. The head is ``flatten``, ``fc1``, ``fc2``, ``predictions``; without it the
+    output is the map after the last max-pool (or its pooling). Default name ``"alexnet_v1"``.
 
     Returns:
         A ``keras.Model``.
@@ -268,11 +267,10 @@ def ZFNet(dropout=0.5, *, ctx):
         dropout: dropout rate after ``fc1`` and ``fc2`` (default 0.5; 0 removes the layers).
 {common_args}
 
-        Input: default ``(224, 224, 3)``, sides >= 47; with the head H and W must be known:
-        it flattens the ``h x w x 256`` map after pool5 (6x6 at 224), so ``fc1`` has ``h * w
-        * 256 * 4096`` weights. The head is ``flatten``, ``fc1``, ``fc2``, ``predictions``;
-        without it the output is the map after the last max-pool (or its pooling). Default
-        name ``"zfnet"``.
+    Input: default ``(224, 224, 3)``, sides >= 47; with the head H and W must be known: it
+    flattens the ``h x w x 256`` map after pool5 (6x6 at 224), so ``fc1`` has ``h * w * 256 *
+    4096`` weights. The head is ``flatten``, ``fc1``, ``fc2``, ``predictions``; without it the
+    output is the map after the last max-pool (or its pooling). Default name ``"zfnet"``.
 
     Returns:
         A ``keras.Model``.

@@ -544,8 +544,9 @@ for _name, _depth, _card, _width, _params, _macs in (
 
 # Wide ResNet, ImageNet (torchvision)
 for _depth, _params, _macs in ((50, 68_883_240, 11.40e9), (101, 126_886_696, 22.75e9)):
-    _register(f"wide_resnet{_depth}_2", "WideResNet", _PAPER_WRN, wrn, _params,
-              _TV.format(f"wide_resnet{_depth}_2"), macs=_macs, depth=_depth, k=2)
+    # wrn(depth, 2) builds the same network; the registry holds the contract builder itself.
+    _register(f"wide_resnet{_depth}_2", "WideResNet", _PAPER_WRN, ResNet, _params,
+              _TV.format(f"wide_resnet{_depth}_2"), macs=_macs, depth=_depth, base_width=128)
 
 _CIFAR_NOTE = ("He et al. 2015 Table 6 ({paper}); exact count of the paper's architecture with "
                "shortcut A (BN affine parameters and the FC bias included), as the common "
