@@ -139,6 +139,17 @@ def _without_option(argv, option):
     return out
 
 
+def reject_below_one(args, names) -> bool:
+    """Print the error for the first of ``names`` (argparse attributes, ``None`` = unset) that
+    is below 1 and return True; False when all are fine."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            print(f"--{name} must be >= 1. Received: --{name}={value}")
+            return True
+    return False
+
+
 def write_json(path, payload) -> None:
     if path:
         with open(path, "w") as fh:

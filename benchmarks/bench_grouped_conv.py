@@ -51,6 +51,7 @@ from _timing import (  # noqa: E402
     environment_line,
     fastest_runnable,
     interleaved as _interleaved,
+    reject_below_one,
     write_json,
 )
 
@@ -74,11 +75,8 @@ def _target_ok(ratio, target):
 
 def main(argv=None) -> int:
     args = _parse_args(argv)
-    for name in ("batch", "size", "channels", "reps"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            print(f"--{name} must be >= 1. Received: --{name}={value}")
-            return 2
+    if reject_below_one(args, ("batch", "size", "channels", "reps")):
+        return 2
     if args.channels % 24:
         print(f"--channels must be a multiple of 24 (groups 3 and 8). Received: --channels={args.channels}")
         return 2

@@ -37,6 +37,7 @@ from _timing import (  # noqa: E402
     dispatch_onednn_runs,
     environment_line,
     interleaved,
+    reject_below_one,
     write_json,
 )
 
@@ -61,10 +62,8 @@ def _print_summary(results):
 
 def main(argv=None) -> int:
     args = _parse_args(argv)
-    for name in ("size", "batch", "reps"):
-        if getattr(args, name) < 1:
-            print(f"--{name} must be >= 1. Received: --{name}={getattr(args, name)}")
-            return 2
+    if reject_below_one(args, ("size", "batch", "reps")):
+        return 2
     # The stock kernels (and the pointwise convolutions of both sides) depend on oneDNN: by
     # default run once per setting, each in its own process.
     rc = dispatch_onednn_runs(args, argv, os.path.abspath(__file__), _print_summary)

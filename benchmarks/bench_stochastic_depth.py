@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _timing import environment_line, interleaved  # noqa: E402
+from _timing import environment_line, interleaved, reject_below_one  # noqa: E402
 
 
 def _parse_args(argv=None):
@@ -44,10 +44,8 @@ def _parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = _parse_args(argv)
-    for name in ("batch", "reps"):
-        if getattr(args, name) < 1:
-            print(f"--{name} must be >= 1. Received: --{name}={getattr(args, name)}")
-            return 2
+    if reject_below_one(args, ("batch", "reps")):
+        return 2
     if not 0.0 < args.survival <= 1.0:
         print(f"--survival must be in (0, 1]. Received: --survival={args.survival}")
         return 2

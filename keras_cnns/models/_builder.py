@@ -1,20 +1,23 @@
-"""The pieces every family builder shares: inputs, the pooled/classifier head, the model.
+"""The builder contract every family shares: common arguments, inputs, head, features, model.
 
-A family builder reads like keras.applications::
+A family is a body decorated with :func:`family_builder`::
 
-    def VGG(..., include_top=True, weights=None, input_tensor=None, input_shape=None,
-            pooling=None, classes=1000, classifier_activation="softmax", name=None):
-        check_common_args(...)                 # + family checks, all before any layer
-        img_input, inputs = make_input(shape, input_tensor)
+    @family_builder
+    def VGG(depth=16, batch_norm=False, dropout=0.5, *, ctx):
+        # docstring: "Args: depth, batch_norm, dropout ... {common_args}"
+        check_choice("depth", depth, ...)      # family checks, before any layer
+        x = ctx.start(default_shape=(224, 224, 3), min_size=32, require_static=True)
         x = ...                                # the body
-        if include_top: x = ... classifier(x, classes, classifier_activation)
-        else: x = pool_features(x, pooling)
-        return make_model(inputs, x, name, weights)
+        return ctx.finish(x, head=lambda x: ..., default_name=f"vgg{depth}")
+
+The public ``VGG`` then takes the knobs plus :data:`COMMON_ARGS`, checks them all first and
+builds the head, the pooling or the feature outputs in :meth:`BuildContext.finish`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+import math
+from typing import Any, Optional
 
 import keras
 from keras import layers
@@ -32,41 +35,7 @@ __all__ = [
     "pool_features",
     "classifier",
     "make_model",
-    "begin",
 ]
-
-
-def begin(
-    *,
-    include_top: bool,
-    weights: Any,
-    input_tensor: Any,
-    input_shape: Any,
-    pooling: Any,
-    classes: Any,
-    classifier_activation: Any,
-    name: Any,
-    default_shape: Tuple[int, int, int],
-    min_size: int,
-    require_static: bool = False,
-) -> Tuple[Optional[int], Optional[int], int]:
-    """Run the shared checks and return the resolved ``(H, W, C)`` input shape."""
-    check_common_args(
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        name=name,
-    )
-    return resolve_input_shape(
-        input_shape,
-        input_tensor,
-        default_shape=default_shape,
-        min_size=min_size,
-        require_static=require_static and include_top,
-    )
 
 
 def make_input(shape, input_tensor=None, name: str = "input"):
@@ -193,8 +162,6 @@ def pyramid_levels(model) -> dict:
     has that stride, before a layer of a coarser level appears. Strides are ``round(log2(H_in / H_out))``; needs a static
     input height, and is meant for a model at its native input size (far smaller inputs round
     the strides of VALID convolutions and pools differently)."""
-    import math
-
     h_in = model.inputs[0].shape[1]
     if h_in is None:
         raise ValueError("pyramid_levels needs a model with a static input height")
@@ -233,11 +200,10 @@ def _check_out_indices(out_indices, available):
 def _features_model(ctx, x, features, name):
     if features is None:
         backbone = keras.Model(ctx.inputs, x)
-        if ctx._probe:  # only the layer names of the levels are wanted
-            ctx._levels = pyramid_levels(backbone)
-            return backbone
         if ctx._levels is None:
             ctx._levels = pyramid_levels(backbone)
+        if ctx._probe:  # only the layer names of the levels are wanted
+            return backbone
         features = {f"P{k}": backbone.get_layer(layer).output for k, layer in ctx._levels.items()}
     available = {int(key[1:]): tensor for key, tensor in features.items()}
     chosen = _check_out_indices(ctx.out_indices, available)
