@@ -92,17 +92,13 @@ def test_vgg16_totals(source):
 # MobileNet v1
 # --------------------------------------------------------------------------------------------
 
-MOBILENET_MACS = {"mobilenet": 568.7e6, "mobilenet_0_75": 325.4e6, "mobilenet_0_50": 149.5e6,
-                  "mobilenet_0_25": 41.0e6}
-
-
-@pytest.mark.parametrize("name", sorted(MOBILENET_MACS))
-def test_mobilenet_macs_match_reference(name):
+# The totals against the paper's Table 6 (569 / 325 / 149 / 41 M): reference_figures.csv, in the
+# generic matrix. Here: the rows the profiler makes of the custom-op layers.
+@pytest.mark.parametrize("name", ["mobilenet", "mobilenet_0_25"])
+def test_mobilenet_profile_rows(name):
     model = keras_cnns.create_model(name)
     p = profile(model)
-    assert p.total_macs == pytest.approx(MOBILENET_MACS[name], rel=5e-3)
-    assert round(p.total_macs / 1e6, 1) == round(MOBILENET_MACS[name] / 1e6, 1)  # exact to 0.1 M
-    assert keras_cnns.model_info(name).reference_macs == MOBILENET_MACS[name]
+    assert p.total_macs == sum(r.macs or 0 for r in p.rows)
     assert p.total_params == model.count_params()
     assert p.total_trainable_params == keras_cnns.model_info(name).reference_params
     # depthwise rows (the custom-op layer) are costed: K*K*C*H*W

@@ -1,9 +1,9 @@
 """Model registry: ``register_model``, ``create_model``, ``list_models``, ``model_info``.
 
 Every architecture variant is registered under a lowercase snake_case name together with the
-facts the generic tests check it against (the paper, the default and the minimum input size, the
-reference parameter count of the reference implementation or the paper's layer table, named in
-``reference_note``).  ``create_model(name, **kwargs)`` calls the
+facts the generic tests check it against: the paper, the default and the minimum input size, and
+its reference figures (exact parameter count, multiply-adds, the paper's printed count), which
+come from ``reference_figures.csv`` with the source of each (``reference_note``).  ``create_model(name, **kwargs)`` calls the
 family builder with the variant's fixed keyword arguments, overridden by ``kwargs``.
 """
 
@@ -13,6 +13,8 @@ import dataclasses
 import difflib
 import fnmatch
 from typing import Any, Callable, Dict, Optional, Tuple
+
+from keras_cnns.models._figures import ReferenceFigures, reference_figures
 
 __all__ = [
     "ModelInfo",
@@ -33,12 +35,16 @@ class ModelInfo:
         paper: the paper it implements (authors, title, year).
         default_input_shape: the native input shape ``(H, W, C)``.
         min_input_size: the smallest spatial side the architecture accepts.
-        reference_params: the parameter count a correct build reproduces at the default input
-            shape with 1000 classes (or the count named in ``reference_note``), or ``None``.
+        reference_params: the exact parameter count a correct build reproduces at the default
+            input shape and ``default_classes``, or ``None``.
         reference_params_kind: ``"trainable"`` (torchvision-comparable) or ``"total"``
             (Keras ``count_params()``, including BN moving statistics).
-        reference_macs: multiply-accumulates at the default input shape, or ``None``.
+        reference_macs: multiply-accumulates at the default input shape, as the source quotes
+            them (``figures.macs`` has the quoted digits and the tolerance), or ``None``.
         reference_note: where the reference figures come from.
+        paper_params: the parameter count printed in the paper (rounded), or ``None``.
+        figures: the model's row of ``reference_figures.csv`` (quoted figures and sources), or
+            ``None`` for a model registered with figures of its own.
         builder: the family builder function.
         kwargs: the keyword arguments this variant fixes.
         default_classes: classes of the reference configuration.
@@ -59,6 +65,8 @@ class ModelInfo:
     reference_note: str = ""
     default_classes: int = 1000
     heavy: bool = False
+    paper_params: Optional[float] = None
+    figures: Optional[ReferenceFigures] = None
 
     def as_dict(self, feature_levels: bool = False) -> Dict[str, Any]:
         """The public facts as a plain dict (the builder is left out); with
@@ -72,9 +80,12 @@ class ModelInfo:
     def feature_levels(self) -> list:
         """The levels ``create_model(name, features_only=True)`` returns at the default input
         shape: ``[{"level": "P2", "stride": 4, "channels": 64}, ...]`` (``P<k>`` = stride 2^k).
-        Builds the feature model once per process (no weights are computed on)."""
+        Builds the feature model once per process, without allocating its weights."""
         if self.name not in _FEATURE_LEVELS:
-            model = create_model(self.name, features_only=True)
+            from keras_cnns.models._builder import shapes_only
+
+            with shapes_only():  # only the graph's shapes are read: no weights are allocated
+                model = create_model(self.name, features_only=True)
             _FEATURE_LEVELS[self.name] = [
                 {"level": key, "stride": 2 ** int(key[1:]), "channels": int(t.shape[-1])}
                 for key, t in sorted(model.output.items(), key=lambda kv: int(kv[0][1:]))]
@@ -104,9 +115,14 @@ def register_model(
 ) -> ModelInfo:
     """Register a model variant; returns its :class:`ModelInfo`.
 
+    The reference figures of a name listed in ``reference_figures.csv`` come from that file
+    (pass none of ``reference_params``/``reference_macs``/``reference_note`` for it); a model of
+    your own can pass its figures here.
+
     Raises:
-        ValueError: if ``name`` is already registered or not lowercase snake_case, or
-            ``reference_params_kind`` is not ``"trainable"`` or ``"total"``.
+        ValueError: if ``name`` is already registered or not lowercase snake_case,
+            ``reference_params_kind`` is not ``"trainable"`` or ``"total"``, or figures are
+            passed for a name whose figures are in ``reference_figures.csv``.
     """
     if name in _REGISTRY:
         raise ValueError(f"Model name {name!r} is already registered.")
@@ -117,6 +133,19 @@ def register_model(
             "`reference_params_kind` must be 'trainable' or 'total'. "
             f"Received: reference_params_kind={reference_params_kind!r}"
         )
+    figures = reference_figures().get(name)
+    paper_params = None
+    if figures is not None:
+        if reference_params is not None or reference_macs is not None or reference_note:
+            raise ValueError(
+                f"The reference figures of {name!r} are in reference_figures.csv; pass none "
+                "of reference_params, reference_macs, reference_note for it."
+            )
+        reference_params = figures.params
+        reference_params_kind = figures.params_kind
+        reference_macs = figures.macs.value if figures.macs is not None else None
+        reference_note = figures.note()
+        paper_params = figures.paper_params.value if figures.paper_params is not None else None
     info = ModelInfo(
         name=name,
         family=family,
@@ -131,6 +160,8 @@ def register_model(
         reference_note=reference_note,
         default_classes=default_classes,
         heavy=bool(heavy),
+        paper_params=paper_params,
+        figures=figures,
     )
     _REGISTRY[name] = info
     return info

@@ -293,10 +293,6 @@ register_model(
     builder=AlexNet,
     default_input_shape=(224, 224, 3),
     min_input_size=ALEXNET_MIN_SIZE,
-    reference_params=61_100_840,
-    reference_params_kind="trainable",
-    reference_macs=714.2e6,
-    reference_note="torchvision alexnet.py, AlexNet_Weights meta (num_params)",
 )
 
 register_model(
@@ -306,10 +302,6 @@ register_model(
     builder=AlexNetV1,
     default_input_shape=(227, 227, 3),
     min_input_size=ALEXNET_V1_MIN_SIZE,
-    reference_params=60_965_224,
-    reference_params_kind="trainable",
-    reference_macs=724.4e6,
-    reference_note="counted from the paper's layer description (Sec. 3.5, Fig. 2)",
 )
 
 register_model(
@@ -319,8 +311,4 @@ register_model(
     builder=ZFNet,
     default_input_shape=(224, 224, 3),
     min_input_size=ZFNET_MIN_SIZE,
-    reference_params=62_357_608,
-    reference_params_kind="trainable",
-    reference_macs=1168.0e6,
-    reference_note="imgclsmob zfnet (osmr/imgclsmob gluon/gluoncv2/models/zfnet.py)",
 )

@@ -104,9 +104,5 @@ register_model(
     builder=LeNet5,
     default_input_shape=(32, 32, 1),
     min_input_size=MIN_INPUT_SIZE,
-    reference_params=61_706,
-    reference_params_kind="trainable",
-    reference_macs=416_520.0,
-    reference_note="counted from the layer table in keras_cnns.models.lenet (10 classes)",
     default_classes=10,
 )

@@ -137,30 +137,20 @@ def MobileNet(alpha=1.0, rho=1.0, depth_multiplier=1, dropout=1e-3, *, ctx):
     return ctx.finish(x, head, default_name=f"mobilenet_{alpha:0.2f}_{ctx.shape[0]}")
 
 
-_NOTE = ("keras.applications MobileNet (keras/src/applications/mobilenet.py, weights=None); "
-         "trainable count; conv/dense MACs at 224")
 
 register_model(
     "mobilenet", family="MobileNet", paper=_PAPER, builder=MobileNet,
-    default_input_shape=(224, 224, 3), min_input_size=_MIN_SIZE,
-    reference_params=4_231_976, reference_params_kind="trainable", reference_macs=568.7e6,
-    reference_note=_NOTE + " (total incl. BN moving statistics: 4,253,864)", alpha=1.0,
+    default_input_shape=(224, 224, 3), min_input_size=_MIN_SIZE, alpha=1.0,
 )
 register_model(
     "mobilenet_0_75", family="MobileNet", paper=_PAPER, builder=MobileNet,
-    default_input_shape=(224, 224, 3), min_input_size=_MIN_SIZE,
-    reference_params=2_585_560, reference_params_kind="trainable", reference_macs=325.4e6,
-    reference_note=_NOTE + " (total 2,601,976)", alpha=0.75,
+    default_input_shape=(224, 224, 3), min_input_size=_MIN_SIZE, alpha=0.75,
 )
 register_model(
     "mobilenet_0_50", family="MobileNet", paper=_PAPER, builder=MobileNet,
-    default_input_shape=(224, 224, 3), min_input_size=_MIN_SIZE,
-    reference_params=1_331_592, reference_params_kind="trainable", reference_macs=149.5e6,
-    reference_note=_NOTE + " (total 1,342,536)", alpha=0.5,
+    default_input_shape=(224, 224, 3), min_input_size=_MIN_SIZE, alpha=0.5,
 )
 register_model(
     "mobilenet_0_25", family="MobileNet", paper=_PAPER, builder=MobileNet,
-    default_input_shape=(224, 224, 3), min_input_size=_MIN_SIZE,
-    reference_params=470_072, reference_params_kind="trainable", reference_macs=41.0e6,
-    reference_note=_NOTE + " (total 475,544)", alpha=0.25,
+    default_input_shape=(224, 224, 3), min_input_size=_MIN_SIZE, alpha=0.25,
 )

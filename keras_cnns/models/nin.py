@@ -104,9 +104,5 @@ register_model(
     builder=NiN,
     default_input_shape=(32, 32, 3),
     min_input_size=MIN_INPUT_SIZE,
-    reference_params=966_986,
-    reference_params_kind="trainable",
-    reference_macs=222.5e6,
-    reference_note="imgclsmob nin_cifar10 (osmr/imgclsmob gluon/gluoncv2/models/nin_cifar.py)",
     default_classes=10,
 )

@@ -497,80 +497,44 @@ del _family
 # Registry
 # ------------------------------------------------------------------------------------------------
 
-_TV = "torchvision.models.{} (torchvision/models/resnet.py) num_params and GFLOPS of its weights table"
+# Reference figures (exact counts, multiply-adds, the papers' printed counts) and their sources:
+# reference_figures.csv.
 
-
-def _register(name, family, paper, builder, params, note, *, kind="trainable", macs=None,
-              shape=(224, 224, 3), min_size=_IMAGENET_MIN_SIZE, classes=1000, heavy=False,
-              **kwargs):
+def _register(name, family, paper, builder, *, shape=(224, 224, 3), min_size=_IMAGENET_MIN_SIZE,
+              classes=1000, heavy=False, **kwargs):
     register_model(
         name, family=family, paper=paper, builder=builder, default_input_shape=shape,
-        min_input_size=min_size, reference_params=params, reference_params_kind=kind,
-        reference_macs=macs, reference_note=note, default_classes=classes, heavy=heavy, **kwargs,
+        min_input_size=min_size, default_classes=classes, heavy=heavy, **kwargs,
     )
 
 
-# torchvision layout (v1.5)
-for _depth, _params, _macs in ((18, 11_689_512, 1_814_073_344), (34, 21_797_672, 3.66e9),
-                               (50, 25_557_032, 4.09e9), (101, 44_549_160, 7.80e9),
-                               (152, 60_192_808, 11.51e9)):
-    _note = _TV.format(f"resnet{_depth}")
-    if _depth == 18:
-        _note += "; MACs: keras_cnns.profile at 224 (torchvision: 1.81 GFLOPS)"
-    _register(f"resnet{_depth}", "ResNet", _PAPER_RESNET, ResNet, _params, _note, macs=_macs,
-              depth=_depth)
+_CIFAR = dict(shape=(32, 32, 3), min_size=_CIFAR_MIN_SIZE, classes=10)
 
-# keras.applications layout (v1, conv biases); total counts incl. BN moving statistics
-for _depth, _params in ((50, 25_636_712), (101, 44_707_176), (152, 60_419_944)):
-    _register(f"resnet{_depth}_keras", "ResNet", _PAPER_RESNET, ResNet, _params,
-              f"keras.applications.ResNet{_depth} (keras/src/applications/resnet.py, "
-              "weights=None) count_params(), BN moving statistics included",
-              kind="total", depth=_depth, layout="keras")
+for _depth in (18, 34, 50, 101, 152):  # torchvision layout (v1.5)
+    _register(f"resnet{_depth}", "ResNet", _PAPER_RESNET, ResNet, depth=_depth)
+for _depth in (50, 101, 152):  # keras.applications layout (v1, conv biases)
+    _register(f"resnet{_depth}_keras", "ResNet", _PAPER_RESNET, ResNet, depth=_depth,
+              layout="keras")
+for _depth in (50, 101, 152):  # keras.applications ResNetV2
+    _register(f"resnet{_depth}v2", "ResNetV2", _PAPER_PREACT, ResNetV2, depth=_depth)
+for _name, _depth, _card, _width in (("resnext50_32x4d", 50, 32, 4),
+                                     ("resnext101_32x8d", 101, 32, 8),
+                                     ("resnext101_64x4d", 101, 64, 4)):
+    _register(_name, "ResNeXt", _PAPER_RESNEXT, ResNeXt, depth=_depth, cardinality=_card,
+              base_width=_width)
+for _depth in (50, 101):
+    # Wide ResNet, ImageNet (torchvision); wrn(depth, 2) builds the same network, the registry
+    # holds the contract builder itself.
+    _register(f"wide_resnet{_depth}_2", "WideResNet", _PAPER_WRN, ResNet, depth=_depth,
+              base_width=128)
+for _depth in (20, 32, 44, 56, 110, 1202):
+    _register(f"resnet{_depth}", "ResNet", _PAPER_RESNET, CifarResNet, heavy=_depth > 1000,
+              depth=_depth, **_CIFAR)
+for _depth in (164, 1001):
+    _register(f"preact_resnet{_depth}", "ResNetV2", _PAPER_PREACT, PreActResNet,
+              heavy=_depth > 1000, depth=_depth, **_CIFAR)
+for _depth, _k in ((16, 8), (28, 10), (40, 4), (40, 1), (40, 2)):
+    _register(f"wrn_{_depth}_{_k}", "WideResNet", _PAPER_WRN, WideResNet, depth=_depth, k=_k,
+              **_CIFAR)
 
-# keras.applications ResNetV2
-for _depth, _params in ((50, 25_613_800), (101, 44_675_560), (152, 60_380_648)):
-    _register(f"resnet{_depth}v2", "ResNetV2", _PAPER_PREACT, ResNetV2, _params,
-              f"keras.applications.ResNet{_depth}V2 (keras/src/applications/resnet_v2.py, "
-              "weights=None) count_params(), BN moving statistics included",
-              kind="total", depth=_depth)
-
-# ResNeXt
-for _name, _depth, _card, _width, _params, _macs in (
-        ("resnext50_32x4d", 50, 32, 4, 25_028_904, 4.23e9),
-        ("resnext101_32x8d", 101, 32, 8, 88_791_336, 16.41e9),
-        ("resnext101_64x4d", 101, 64, 4, 83_455_272, 15.46e9)):
-    _register(_name, "ResNeXt", _PAPER_RESNEXT, ResNeXt, _params, _TV.format(_name), macs=_macs,
-              depth=_depth, cardinality=_card, base_width=_width)
-
-# Wide ResNet, ImageNet (torchvision)
-for _depth, _params, _macs in ((50, 68_883_240, 11.40e9), (101, 126_886_696, 22.75e9)):
-    # wrn(depth, 2) builds the same network; the registry holds the contract builder itself.
-    _register(f"wide_resnet{_depth}_2", "WideResNet", _PAPER_WRN, ResNet, _params,
-              _TV.format(f"wide_resnet{_depth}_2"), macs=_macs, depth=_depth, base_width=128)
-
-_CIFAR_NOTE = ("He et al. 2015 Table 6 ({paper}); exact count of the paper's architecture with "
-               "shortcut A (BN affine parameters and the FC bias included), as the common "
-               "PyTorch re-implementations report it")
-for _depth, _params, _paper_count in ((20, 269_722, "0.27M"), (32, 464_154, "0.46M"),
-                                      (44, 658_586, "0.66M"), (56, 853_018, "0.85M"),
-                                      (110, 1_727_962, "1.7M"), (1202, None, "19.4M")):
-    _register(f"resnet{_depth}", "ResNet", _PAPER_RESNET, CifarResNet, _params,
-              _CIFAR_NOTE.format(paper=_paper_count), shape=(32, 32, 3), min_size=_CIFAR_MIN_SIZE,
-              classes=10, heavy=_depth > 1000, depth=_depth)
-
-for _depth, _params, _paper_count in ((164, 1_703_258, "1.7M"), (1001, None, "10.2M")):
-    _register(f"preact_resnet{_depth}", "ResNetV2", _PAPER_PREACT, PreActResNet, _params,
-              f"He et al. 2016 Table 2 ({_paper_count}); exact count of the authors' CIFAR code "
-              "(KaimingHe/resnet-1k-layers: no conv biases, projections without BN) with "
-              "10 classes", shape=(32, 32, 3), min_size=_CIFAR_MIN_SIZE, classes=10,
-              heavy=_depth > 1000, depth=_depth)
-
-for _depth, _k, _params, _paper_count in ((16, 8, 10_961_370, "11.0M"), (28, 10, 36_479_194, "36.5M"),
-                                          (40, 4, 8_949_210, "8.9M"), (40, 1, None, "0.6M"),
-                                          (40, 2, None, "2.2M")):
-    _register(f"wrn_{_depth}_{_k}", "WideResNet", _PAPER_WRN, WideResNet, _params,
-              f"Zagoruyko & Komodakis 2016 Table 4 ({_paper_count}); exact count of the authors' "
-              "code (szagoruyko/wide-residual-networks, pytorch/resnet.py) with 10 classes",
-              shape=(32, 32, 3), min_size=_CIFAR_MIN_SIZE, classes=10, depth=_depth, k=_k)
-
-del _depth, _params, _macs, _note, _name, _card, _width, _paper_count, _k
+del _depth, _name, _card, _width, _k

@@ -245,27 +245,17 @@ def SqueezeNet(version="1_0", bypass="none", dropout=0.5, *, ctx):
 # Registered variants
 # ----------------------------------------------------------------------------------------------
 
-_NOTE = "SqueezeNet paper (arXiv:1602.07360, Table 3) and torchvision squeezenet.py"
-
-
-def _register(name, version, bypass, params, macs, note):
+def _register(name, version, bypass):
+    # reference figures: reference_figures.csv
     register_model(
         name, family="SqueezeNet", paper=PAPER, builder=SqueezeNet,
         default_input_shape=(224, 224, 3), min_input_size=MIN_INPUT_SIZE[version],
-        reference_params=params, reference_params_kind="trainable", reference_macs=macs,
-        reference_note=_NOTE + note, version=version, bypass=bypass,
+        version=version, bypass=bypass,
     )
 
 
-_register("squeezenet1_0", "1_0", "none", 1_248_424, 819e6,
-          "; torchvision meta. MACs with torchvision's ceil-mode pooling "
-          "(a floor-pooling count gives 777.2 M).")
-_register("squeezenet1_1", "1_1", "none", 1_235_496, 349.2e6,
-          "; torchvision meta (0.349 GFLOPS).")
-_register("squeezenet1_0_simple_bypass", "1_0", "simple", 1_248_424, 819e6,
-          " (simple bypass adds no parameters; paper 4.8 MB).")
-_register("squeezenet1_0_complex_bypass", "1_0", "complex", 1_589_672, None,
-          "; 1,589,672 computed for the Fig. 2 layout; the paper's "
-          "7.7 MB (~1.9-2.0 M params) is not reproduced.")
-_register("squeezenet1_1_simple_bypass", "1_1", "simple", 1_235_496, 349.2e6,
-          " (simple bypass adds no parameters).")
+_register("squeezenet1_0", "1_0", "none")
+_register("squeezenet1_1", "1_1", "none")
+_register("squeezenet1_0_simple_bypass", "1_0", "simple")
+_register("squeezenet1_0_complex_bypass", "1_0", "complex")
+_register("squeezenet1_1_simple_bypass", "1_1", "simple")

@@ -118,19 +118,13 @@ VGG13 = _variant(13)
 VGG16 = _variant(16)
 VGG19 = _variant(19)
 
-# (name, depth, batch_norm, trainable params at 224x224x3 / 1000 classes, MACs, where from)
+# (name, depth, batch_norm); reference figures: reference_figures.csv
 _VARIANTS = (
-    ("vgg11", 11, False, 132_863_336, None, "torchvision vgg11 num_params"),
-    ("vgg13", 13, False, 133_047_848, None, "torchvision vgg13 num_params"),
-    ("vgg16", 16, False, 138_357_544, 15.47e9, "keras.applications VGG16 (= torchvision)"),
-    ("vgg19", 19, False, 143_667_240, 19.63e9, "keras.applications VGG19 (= torchvision)"),
-    ("vgg11_bn", 11, True, 132_868_840, None, "torchvision vgg11_bn num_params"),
-    ("vgg13_bn", 13, True, 133_053_736, None, "torchvision vgg13_bn num_params"),
-    ("vgg16_bn", 16, True, 138_365_992, None, "torchvision vgg16_bn num_params"),
-    ("vgg19_bn", 19, True, 143_678_248, None, "torchvision vgg19_bn num_params"),
+    ("vgg11", 11, False), ("vgg13", 13, False), ("vgg16", 16, False), ("vgg19", 19, False),
+    ("vgg11_bn", 11, True), ("vgg13_bn", 13, True), ("vgg16_bn", 16, True), ("vgg19_bn", 19, True),
 )
 
-for _name, _depth, _bn, _params, _macs, _note in _VARIANTS:
+for _name, _depth, _bn in _VARIANTS:
     register_model(
         _name,
         family="VGG",
@@ -138,11 +132,7 @@ for _name, _depth, _bn, _params, _macs, _note in _VARIANTS:
         builder=VGG,
         default_input_shape=(224, 224, 3),
         min_input_size=MIN_INPUT_SIZE,
-        reference_params=_params,
-        reference_params_kind="trainable",
-        reference_macs=_macs,
-        reference_note=_note,
         depth=_depth,
         batch_norm=_bn,
     )
-del _name, _depth, _bn, _params, _macs, _note
+del _name, _depth, _bn
