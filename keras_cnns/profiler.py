@@ -599,7 +599,10 @@ def run(args) -> int:
     if args.input_size is not None:
         channels = info.default_input_shape[-1]
         kwargs["input_shape"] = (args.input_size, args.input_size, channels)
-    model = create_model(info.name, **kwargs)
+    from keras_cnns.models import shapes_only
+
+    with shapes_only():  # the profile reads shapes only: no weights are allocated
+        model = create_model(info.name, **kwargs)
     p = profile(model, batch_size=args.batch_size, bytes_per_element=args.bytes_per_element)
     if args.format == "json":
         print(json.dumps(p.to_dict(), indent=2))

@@ -1,6 +1,7 @@
 """Model families. Importing this package registers every model with the registry."""
 
-from keras_cnns.models._builder import feature_extractor
+from keras_cnns.models._builder import feature_extractor, shapes_only
+from keras_cnns.models._figures import ReferenceFigures, reference_figures
 from keras_cnns.models._registry import (
     ModelInfo,
     create_model,
@@ -18,5 +19,5 @@ from keras_cnns.models import squeezenet  # noqa: F401,E402
 from keras_cnns.models import mobilenet  # noqa: F401,E402
 from keras_cnns.models import resnet  # noqa: F401,E402
 
-__all__ = ["ModelInfo", "create_model", "feature_extractor", "list_models", "model_info",
-           "register_model"]
+__all__ = ["ModelInfo", "ReferenceFigures", "create_model", "feature_extractor", "list_models",
+           "model_info", "reference_figures", "register_model", "shapes_only"]

@@ -16,6 +16,7 @@ builds the head, the pooling or the feature outputs in :meth:`BuildContext.finis
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, Optional
 
@@ -281,16 +282,57 @@ def family_builder(body=None, **defaults):
             # A level is the architecture's nominal stride 2^k, read off the graph at the native
             # input size (at other sizes VALID convolutions and pools round it, and unknown sides
             # give none): find the levels' layers on a probe at that size, select them by name.
-            probe = BuildContext(dict(shared, input_shape=None, input_tensor=None), probe=True)
-            body(**values, ctx=probe)
-            ctx._levels = probe._levels
-        return body(**values, ctx=ctx)
+            ctx._levels = _probe_levels(body, values, shared)
+        model = body(**values, ctx=ctx)
+        if shared["features_only"] and ctx._levels is not None:
+            # a build at the native size found the levels: later probes reuse them
+            _LEVELS_CACHE.setdefault(_levels_key(body, values, shared), dict(ctx._levels))
+        return model
 
     public.__signature__ = public_sig
     if body.__doc__:
         public.__doc__ = body.__doc__.replace("{common_args}", COMMON_ARGS_DOC)
     del public.__wrapped__  # help() and inspect show the public signature, not the body's
     return public
+
+
+#: Layer names of the feature levels per family body and knobs, found on probes at the native size.
+_LEVELS_CACHE: dict = {}
+
+
+def _levels_key(body, values, shared):
+    return body.__module__, body.__qualname__, repr(sorted(values.items())), shared["name"]
+
+
+def _probe_levels(body, values, shared):
+    """The ``{k: layer_name}`` levels of ``body(**values)`` at its native input size: built once
+    per process and set of knobs, in a ``keras.StatelessScope`` (only shapes are needed, so no
+    weight is allocated or initialised)."""
+    key = _levels_key(body, values, shared)
+    if key not in _LEVELS_CACHE:
+        probe = BuildContext(dict(shared, input_shape=None, input_tensor=None, out_indices=None),
+                             probe=True)
+        with shapes_only():
+            body(**values, ctx=probe)
+        _LEVELS_CACHE[key] = None if probe._levels is None else dict(probe._levels)
+    levels = _LEVELS_CACHE[key]
+    return None if levels is None else dict(levels)
+
+
+@contextlib.contextmanager
+def shapes_only():
+    """Build models whose weights are never allocated: inside, Keras defers every variable's
+    initialisation (``keras.StatelessScope``); on leaving, the deferred variables are dropped.
+    Shapes, parameter counts, :func:`keras_cnns.profile` and feature levels work on such a
+    model; running it or reading its weights does not."""
+    from keras.src.backend.common import global_state
+
+    pending = list(global_state.get_global_attribute("uninitialized_variables", []) or [])
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            yield
+    finally:
+        global_state.set_global_attribute("uninitialized_variables", pending)
 
 
 def feature_extractor(model, out_indices=None):
