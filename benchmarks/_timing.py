@@ -145,7 +145,8 @@ def reject_below_one(args, names) -> bool:
     for name in names:
         value = getattr(args, name)
         if value is not None and value < 1:
-            print(f"--{name} must be >= 1. Received: --{name}={value}")
+            flag = "--" + name.replace("_", "-")
+            print(f"{flag} must be >= 1. Received: {flag}={value}")
             return True
     return False
 

@@ -79,3 +79,19 @@ def test_stochastic_depth_benchmark_runs_at_toy_size(capsys):
 def test_stochastic_depth_benchmark_rejects_bad_arguments(argv, capsys):
     assert _load("bench_stochastic_depth").main(argv) == 2
     assert argv[0].lstrip("-") in capsys.readouterr().out
+
+
+def test_resnext_grouped_benchmark_runs_at_toy_size(capsys):
+    bench = _load("bench_resnext_grouped")
+    assert bench.main(["--batch", "1", "--stages", "2", "--reps", "1", "--max-side", "4",
+                       "--onednn", "current"]) == 0
+    out = capsys.readouterr().out
+    assert "oneDNN" in out and "128@4" in out and "256@4" in out and "sum" in out
+
+
+@pytest.mark.parametrize("argv, arg", [(["--batch", "0"], "--batch"), (["--groups", "3"], "--groups"),
+                                       (["--stages", "5"], "--stages"),
+                                       (["--max-side", "0"], "--max-side")])
+def test_resnext_grouped_benchmark_rejects_bad_arguments(argv, arg, capsys):
+    assert _load("bench_resnext_grouped").main(argv) == 2
+    assert arg in capsys.readouterr().out

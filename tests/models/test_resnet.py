@@ -1,6 +1,7 @@
 """ResNet, ResNetV2, CIFAR ResNets, ResNeXt, Wide ResNet (keras_cnns.models.resnet).
 
-Parameter counts are checked on models built at the default size without running them; forward
+Parameter counts: reference_figures.csv, checked by the generic matrix; here keras.applications' totals
+are checked against keras.applications itself. Forward
 and backward passes run at 32-64 px with batch 2.
 """
 
@@ -12,6 +13,7 @@ import tensorflow as tf
 import keras_cnns
 from keras_cnns.blocks import StochasticDepth
 from keras_cnns.models import resnet  # registers the residual families
+from keras_cnns.models._builder import shapes_only
 from keras_cnns.models._keras_apps import from_keras_applications
 from keras_cnns.models._stages import survival_probabilities
 from keras_cnns.models._torchvision import _NAMES as TORCHVISION_NAMES
@@ -19,7 +21,6 @@ from test_keras_apps import _randomize
 
 RESNET_MODELS = [n for n in keras_cnns.list_models()
                  if keras_cnns.model_info(n).builder.__module__ == resnet.__name__]
-WITH_REFERENCE = [n for n in RESNET_MODELS if keras_cnns.model_info(n).reference_params is not None]
 
 
 def _x(shape, batch=2, seed=0):
@@ -52,38 +53,20 @@ def test_the_registered_variants():
         assert TORCHVISION_NAMES[family] is resnet.torchvision_names
 
 
-@pytest.mark.parametrize("name", WITH_REFERENCE)
-def test_parameter_count_at_the_default_size(name):
-    info = keras_cnns.model_info(name)
-    model = keras_cnns.create_model(name)  # built, never run
-    assert tuple(model.input_shape[1:]) == info.default_input_shape
-    assert model.output_shape == (None, info.default_classes)
-    assert _count(model, info.reference_params_kind) == info.reference_params
-
-
-# keras.applications builds with weights=None (never run); the registry's totals, which
-# test_parameter_count_at_the_default_size checks ours against, must be keras.applications'.
+# The exact counts and multiply-adds of every registered model are compared with
+# reference_figures.csv by the generic matrix. Here: the file's keras.applications totals are
+# keras.applications' own (both built at 224 without allocating weights).
 @pytest.mark.parametrize("name, source", [
     ("resnet50_keras", "ResNet50"), ("resnet101_keras", "ResNet101"),
     ("resnet152_keras", "ResNet152"), ("resnet50v2", "ResNet50V2"),
     ("resnet101v2", "ResNet101V2"), ("resnet152v2", "ResNet152V2"),
 ])
 def test_keras_applications_totals(name, source):
-    reference = getattr(keras.applications, source)(weights=None)
+    with shapes_only():
+        reference = getattr(keras.applications, source)(weights=None)
     info = keras_cnns.model_info(name)
     assert info.reference_params_kind == "total"
     assert reference.count_params() == info.reference_params
-
-
-def test_resnet18_multiply_adds():
-    model = keras_cnns.create_model("resnet18")
-    assert keras_cnns.profile(model).total_macs == 1_814_073_344
-    assert keras_cnns.model_info("resnet18").reference_macs == 1_814_073_344
-
-
-def test_resnet50_multiply_adds_match_torchvision_rounded_figure():
-    total = keras_cnns.profile(keras_cnns.create_model("resnet50")).total_macs
-    assert round(total / 1e9, 2) == 4.09 == keras_cnns.model_info("resnet50").reference_macs / 1e9
 
 
 def test_stochastic_depth_branch_macs_are_counted():
@@ -192,24 +175,46 @@ def _keras_app_pair(source, build, shape=(64, 64, 3)):
     return getattr(keras.applications, source)(weights=None, **kw), build(**kw)
 
 
-@pytest.mark.parametrize("source, build", [
-    ("ResNet50", lambda **kw: resnet.ResNet(50, layout="keras", **kw)),
-    ("ResNet50V2", lambda **kw: resnet.ResNetV2(50, **kw)),
-], ids=["ResNet50", "ResNet50V2"])
-def test_outputs_match_keras_applications(source, build):
-    src, dst = _keras_app_pair(source, build)
+def _damp_residual_branches(model, version, factor=0.2):
+    """Scale the last layer of every residual branch (v1: its BN's gamma and beta, v2: its
+    conv's kernel and bias) by ``factor``: with random weights every block adds O(1) variance to
+    the residual stream, so the logits of a 101- or 152-layer net reach 1e3-1e5 and float32
+    round-off alone would exceed the tolerance; damped, they stay O(1)."""
+    for layer in model.layers:
+        if version == "v1" and layer.name.endswith("_3_bn"):
+            layer.gamma.assign(layer.gamma * factor)
+            layer.beta.assign(layer.beta * factor)
+        elif version == "v2" and layer.name.endswith("_3_conv"):
+            layer.kernel.assign(layer.kernel * factor)
+            layer.bias.assign(layer.bias * factor)
+
+
+_KERAS_APPS = [(f"ResNet{d}", d, "v1") for d in (50, 101, 152)] + \
+              [(f"ResNet{d}V2", d, "v2") for d in (50, 101, 152)]
+
+
+@pytest.mark.parametrize("source, depth, version", _KERAS_APPS, ids=[s for s, _, _ in _KERAS_APPS])
+def test_outputs_match_keras_applications(source, depth, version):
+    if version == "v1":
+        build = lambda **kw: resnet.ResNet(depth, layout="keras", **kw)  # noqa: E731
+    else:
+        build = lambda **kw: resnet.ResNetV2(depth, **kw)  # noqa: E731
+    side = 64 if depth == 50 else 32  # the deeper ones at keras.applications' minimum side
+    src, dst = _keras_app_pair(source, build, shape=(side, side, 3))
     src_names = [l.name for l in src.layers[1:]]
     dst_names = [l.name for l in dst.layers[1:]]
-    if source == "ResNet50":
+    if version == "v1":
         assert dst_names == src_names  # exactly keras.applications' names, in its order
     else:  # keras.applications leaves the strided 1x1 max pools of the shortcut unnamed
         differ = [(a, b) for a, b in zip(src_names, dst_names) if a != b]
         assert len(src_names) == len(dst_names) and all(
             a.startswith("max_pooling2d") and b.endswith("_0_pool") for a, b in differ)
     _randomize(src)
-    x = _x((64, 64, 3), seed=1)
+    if depth > 50:
+        _damp_residual_branches(src, version)
+    x = _x((side, side, 3), seed=1)
     expected = np.asarray(src(x, training=False))
-    assert np.abs(expected).max() > 1e-2
+    assert 1e-2 < np.abs(expected).max() < 1e3
     assert not np.allclose(np.asarray(dst(x, training=False)), expected, atol=1e-3)
     from_keras_applications(src, dst)
     diff = float(np.abs(np.asarray(dst(x, training=False)) - expected).max())
@@ -302,3 +307,19 @@ def test_invalid_arguments(arg, builder, kwargs):
 def test_unknown_argument_suggests_the_close_one():
     with pytest.raises(ValueError, match="did you mean `stochastic_depth`"):
         resnet.ResNet(stochastic_dept=0.5)
+
+
+def test_resnext_grouped_convolutions_use_the_custom_op():
+    # benchmarks/bench_resnext_grouped.py: the custom op trains these ~75x faster on the CPU than
+    # Conv2D(groups=); equality with torchvision's ResNeXt is in test_torchvision_bridge.py
+    from keras_cnns.layers import GroupedDepthwiseConv2D
+
+    model = keras_cnns.create_model("resnext50_32x4d", input_shape=(32, 32, 3), classes=3)
+    grouped = [l for l in model.layers if isinstance(l, GroupedDepthwiseConv2D)]
+    assert len(grouped) == 16  # one 3x3 per bottleneck: 3 + 4 + 6 + 3
+    assert all(l.groups == 32 and tuple(l.kernel.shape[:3]) == (3, 3, l.kernel.shape[3] // 32)
+               for l in grouped)
+    plain = [l for l in model.layers if type(l) is keras.layers.Conv2D]
+    assert plain and all(l.groups == 1 for l in plain)
+    resnet50 = keras_cnns.create_model("resnet50", input_shape=(32, 32, 3), classes=3)
+    assert not any(isinstance(l, GroupedDepthwiseConv2D) for l in resnet50.layers)
