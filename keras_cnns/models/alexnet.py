@@ -286,29 +286,11 @@ def ZFNet(dropout=0.5, *, ctx):
     )
 
 
-register_model(
-    "alexnet",
-    family="AlexNet",
-    paper=_WEIRD_TRICK_PAPER,
-    builder=AlexNet,
-    default_input_shape=(224, 224, 3),
-    min_input_size=ALEXNET_MIN_SIZE,
-)
-
-register_model(
-    "alexnet_v1",
-    family="AlexNet",
-    paper=_ALEXNET_PAPER,
-    builder=AlexNetV1,
-    default_input_shape=(227, 227, 3),
-    min_input_size=ALEXNET_V1_MIN_SIZE,
-)
-
-register_model(
-    "zfnet",
-    family="ZFNet",
-    paper=_ZFNET_PAPER,
-    builder=ZFNet,
-    default_input_shape=(224, 224, 3),
-    min_input_size=ZFNET_MIN_SIZE,
-)
+# reference figures: reference_figures.csv
+for _name, _family, _paper, _builder, _shape, _min_size in (
+        ("alexnet", "AlexNet", _WEIRD_TRICK_PAPER, AlexNet, (224, 224, 3), ALEXNET_MIN_SIZE),
+        ("alexnet_v1", "AlexNet", _ALEXNET_PAPER, AlexNetV1, (227, 227, 3), ALEXNET_V1_MIN_SIZE),
+        ("zfnet", "ZFNet", _ZFNET_PAPER, ZFNet, (224, 224, 3), ZFNET_MIN_SIZE)):
+    register_model(_name, family=_family, paper=_paper, builder=_builder,
+                   default_input_shape=_shape, min_input_size=_min_size)
+del _name, _family, _paper, _builder, _shape, _min_size

@@ -138,19 +138,9 @@ def MobileNet(alpha=1.0, rho=1.0, depth_multiplier=1, dropout=1e-3, *, ctx):
 
 
 
-register_model(
-    "mobilenet", family="MobileNet", paper=_PAPER, builder=MobileNet,
-    default_input_shape=(224, 224, 3), min_input_size=_MIN_SIZE, alpha=1.0,
-)
-register_model(
-    "mobilenet_0_75", family="MobileNet", paper=_PAPER, builder=MobileNet,
-    default_input_shape=(224, 224, 3), min_input_size=_MIN_SIZE, alpha=0.75,
-)
-register_model(
-    "mobilenet_0_50", family="MobileNet", paper=_PAPER, builder=MobileNet,
-    default_input_shape=(224, 224, 3), min_input_size=_MIN_SIZE, alpha=0.5,
-)
-register_model(
-    "mobilenet_0_25", family="MobileNet", paper=_PAPER, builder=MobileNet,
-    default_input_shape=(224, 224, 3), min_input_size=_MIN_SIZE, alpha=0.25,
-)
+# reference figures: reference_figures.csv
+for _name, _alpha in (("mobilenet", 1.0), ("mobilenet_0_75", 0.75), ("mobilenet_0_50", 0.5),
+                      ("mobilenet_0_25", 0.25)):
+    register_model(_name, family="MobileNet", paper=_PAPER, builder=MobileNet,
+                   default_input_shape=(224, 224, 3), min_input_size=_MIN_SIZE, alpha=_alpha)
+del _name, _alpha
