@@ -3,8 +3,9 @@
 Every architecture variant is registered under a lowercase snake_case name together with the
 facts the generic tests check it against: the paper, the default and the minimum input size, and
 its reference figures (exact parameter count, multiply-adds, the paper's printed count), which
-come from ``reference_figures.csv`` with the source of each (``reference_note``).  ``create_model(name, **kwargs)`` calls the
-family builder with the variant's fixed keyword arguments, overridden by ``kwargs``.
+come from ``reference_figures.csv`` with the source of each (``reference_note``).
+``create_model(name, **kwargs)`` calls the family builder with the variant's fixed keyword
+arguments, overridden by ``kwargs``.
 """
 
 from __future__ import annotations
