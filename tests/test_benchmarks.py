@@ -44,20 +44,24 @@ def test_grouped_conv_benchmark_rejects_bad_sizes(argv, capsys):
 
 
 def test_mobilenet_step_benchmark_separates_the_two_paths(capsys):
-    bench = _load("bench_mobilenet_step")
-    assert bench.main(["--size", "32", "--batch", "2", "--alpha", "0.25", "--reps", "1"]) == 0
-    out = capsys.readouterr().out
-    assert out.count("traced through the custom op: 13 in ours, 0 in stock") == 2, out
-    assert "CPU kernels: oneDNN off" in out and "CPU kernels: oneDNN on" in out
-    assert "ratio stock / ours" in out and "against the faster stock side" in out
-
-
-def test_mobilenet_step_benchmark_runs_one_setting_in_process(capsys):
+    # One setting in this process (the dispatch to one child per oneDNN setting is the shared
+    # _timing code, run end to end by the grouped-conv benchmark test above).
     bench = _load("bench_mobilenet_step")
     assert bench.main(["--size", "32", "--batch", "2", "--alpha", "0.25", "--reps", "1",
                        "--onednn", "current"]) == 0
     out = capsys.readouterr().out
+    assert out.count("traced through the custom op: 13 in ours, 0 in stock") == 1, out
     assert "=== TF_ENABLE_ONEDNN_OPTS" not in out and "stock TF" in out
+    assert "ratio stock / ours" in out
+
+
+def test_mobilenet_step_benchmark_summary_takes_the_faster_stock_side(capsys):
+    bench = _load("bench_mobilenet_step")
+    bench._print_summary({"off": {"ours_ms": 10.0, "stock_ms": 12.0, "ratio": 1.2},
+                          "on": {"ours_ms": 10.0, "stock_ms": 9.0, "ratio": 0.9}})
+    out = capsys.readouterr().out
+    assert "against the faster stock side: 0.900x" in out
+    assert "oneDNN off: ours 10.0 ms, stock 12.0 ms, ratio 1.200x" in out
 
 
 @pytest.mark.parametrize("argv", [["--batch", "0"], ["--reps", "0"]])
@@ -68,14 +72,38 @@ def test_mobilenet_step_benchmark_rejects_bad_sizes(argv, capsys):
 
 def test_stochastic_depth_benchmark_runs_at_toy_size(capsys):
     bench = _load("bench_stochastic_depth")
-    assert bench.main(["--depth", "8", "--batch", "2", "--reps", "1"]) == 0
+    assert bench.main(["--depth", "8", "--batch", "2", "--reps", "1", "--breakdown",
+                       "--onednn", "current"]) == 0
     out = capsys.readouterr().out
     assert "CIFAR ResNet-8 (3 residual blocks)" in out
     assert "expected fraction of blocks run per step: 0.667" in out   # mean of 1 - l/3 * 0.5
-    assert "ratio stochastic / constant" in out and "target <= 0.80" in out
+    assert "median of per-step ratios" in out and "total time" in out and "target <= 0.80" in out
+    # --breakdown: one row per stage (ResNet-8: one block each), with the stage's mean p_l.
+    for stage, mean_p in (("conv2", "0.833"), ("conv3", "0.667"), ("conv4", "0.500")):
+        rows = [line.split() for line in out.splitlines() if line.startswith(stage + " ")]
+        assert len(rows) == 1 and rows[0][-1] == mean_p, out
+    assert "stochastic, conv3 dropped" in out and "ratio the linear rule can reach" in out
 
 
-@pytest.mark.parametrize("argv", [["--batch", "0"], ["--survival", "0"], ["--depth", "21"]])
+def test_stochastic_depth_benchmark_forces_survival_per_stage():
+    # The breakdown's forced nets: survival 0 in the chosen stage (never kept), 1 elsewhere.
+    import keras_cnns
+    from keras_cnns.blocks.stochastic_depth import StochasticDepth
+
+    bench = _load("bench_stochastic_depth")
+    model = keras_cnns.CifarResNet(depth=14, stochastic_depth=0.5)
+
+    def stage_of(m):
+        return [(l, l.name.split("_block")[0]) for l in m.layers if isinstance(l, StochasticDepth)]
+
+    bench._force(model, stage_of, "conv3")
+    got = {l.name: l.survival_prob for l, _ in stage_of(model)}
+    assert got == {f"conv{s}_block{b}_add": (0.0 if s == 3 else 1.0)
+                   for s in (2, 3, 4) for b in (1, 2)}
+
+
+@pytest.mark.parametrize("argv", [["--batch", "0"], ["--survival", "0"], ["--depth", "21"],
+                                  ["--depth", "2"]])
 def test_stochastic_depth_benchmark_rejects_bad_arguments(argv, capsys):
     assert _load("bench_stochastic_depth").main(argv) == 2
     assert argv[0].lstrip("-") in capsys.readouterr().out
