@@ -67,7 +67,7 @@ from typing import Any, Dict
 import keras
 
 from keras_cnns._checks import fail, is_int
-from keras_cnns.blocks.stochastic_depth import PadChannels, StochasticDepth, check_survival_prob
+from keras_cnns.blocks.stochastic_depth import PadChannels, add_residual, check_survival_prob
 from keras_cnns.layers._validation import sub
 from keras_cnns.layers.activations import activation_layer
 
@@ -249,15 +249,10 @@ class _Block:
         return x
 
     def add(self, x, shortcut, branch_fn, suffix):
-        """``shortcut + branch_fn(x)`` as ``{name}_{suffix}``: an ``Add``, or with stochastic
-        depth a :class:`StochasticDepth` holding ``branch_fn``'s layers as a model."""
-        if self.survival_prob is None or self.survival_prob == 1.0:
-            y = branch_fn(x)
-            return keras.layers.Add(name=self.name_of(suffix))([shortcut, y])
-        inner = keras.Input(shape=tuple(x.shape[1:]), dtype=x.dtype, name=self.name_of("branch_input"))
-        branch = keras.Model(inner, branch_fn(inner), name=self.name_of("branch"))
-        return StochasticDepth(branch, self.survival_prob, seed=self.seed,
-                               name=self.name_of(suffix))([x, shortcut])
+        """``shortcut + branch_fn(x)`` as ``{name}_{suffix}`` (see
+        :func:`~keras_cnns.blocks.stochastic_depth.add_residual`)."""
+        return add_residual(x, shortcut, branch_fn, name_of=self.name_of, add_suffix=suffix,
+                            survival_prob=self.survival_prob, seed=self.seed)
 
 
 def _units(block):

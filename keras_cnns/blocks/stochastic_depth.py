@@ -25,7 +25,7 @@ from keras import ops
 
 from keras_cnns._checks import fail, is_int
 
-__all__ = ["PadChannels", "StochasticDepth", "check_survival_prob"]
+__all__ = ["PadChannels", "StochasticDepth", "add_residual", "check_survival_prob"]
 
 
 def check_survival_prob(arg, value, allow_none=True):
@@ -102,6 +102,23 @@ class StochasticDepth(keras.layers.Layer):
         config = dict(config)
         config["branch"] = keras.saving.deserialize_keras_object(config["branch"])
         return cls(**config)
+
+
+def add_residual(x, shortcut, branch_fn, *, name_of, add_suffix="add", survival_prob=None,
+                 seed=None):
+    """``shortcut + branch_fn(x)``: an ``Add`` named ``name_of(add_suffix)``, or with a survival
+    probability below 1 a :class:`StochasticDepth` of that name holding ``branch_fn``'s layers as
+    a functional model ``name_of("branch")`` (input ``name_of("branch_input")``).
+
+    Every block with a residual sum (:mod:`keras_cnns.blocks.residual`,
+    :mod:`keras_cnns.blocks.inverted_residual`) ends with it, so stochastic depth behaves alike
+    in all of them. ``name_of(suffix)`` gives a layer name (``None`` for Keras' automatic names).
+    """
+    if survival_prob is None or survival_prob == 1.0:
+        return keras.layers.Add(name=name_of(add_suffix))([shortcut, branch_fn(x)])
+    inner = keras.Input(shape=tuple(x.shape[1:]), dtype=x.dtype, name=name_of("branch_input"))
+    branch = keras.Model(inner, branch_fn(inner), name=name_of("branch"))
+    return StochasticDepth(branch, survival_prob, seed=seed, name=name_of(add_suffix))([x, shortcut])
 
 
 @keras.saving.register_keras_serializable(package="keras_cnns")

@@ -41,7 +41,7 @@ from keras_cnns.models._validation import (
     fail,
 )
 
-__all__ = ["MobileNet"]
+__all__ = ["MobileNet", "resolution_side"]
 
 _PAPER = ("Howard et al., MobileNets: Efficient Convolutional Neural Networks for Mobile Vision "
           "Applications, 2017")
@@ -61,6 +61,27 @@ _BLOCKS = (
 def _input_side(rho: float) -> int:
     """The input side for a resolution multiplier: ``round(224 * rho)`` (0.714 -> 160)."""
     return int(round(_BASE_SIZE * rho))
+
+
+def resolution_side(ctx, rho: float, min_size: int) -> int:
+    """The input side ``round(224 * rho)`` of a checked ``rho`` (MobileNet v1 and v2): ``rho != 1``
+    excludes ``input_shape`` and must agree with a Keras ``input_tensor``'s side."""
+    side = _input_side(rho)
+    input_shape, input_tensor = ctx.input_shape, ctx.input_tensor
+    if rho != 1.0:
+        if input_shape is not None:
+            raise ValueError(
+                "`rho` and `input_shape` both set the input size: pass one of them (rho sets the "
+                f"side to round(224 * rho) = {side}). Received: rho={rho!r}, "
+                f"input_shape={input_shape!r}"
+            )
+        if side < min_size:
+            fail("rho", f"must give an input side round(224 * rho) >= {min_size} (got {side})", rho)
+        if input_tensor is not None and keras.backend.is_keras_tensor(input_tensor):
+            if tuple(input_tensor.shape[1:3]) != (side, side):
+                fail("rho", f"must agree with the side of `input_tensor` {tuple(input_tensor.shape)}: "
+                            f"round(224 * rho) = {side}", rho)
+    return side
 
 
 @family_builder
@@ -99,21 +120,7 @@ def MobileNet(alpha=1.0, rho=1.0, depth_multiplier=1, dropout=1e-3, *, ctx):
     rho = check_positive_float("rho", rho)
     check_positive_int("depth_multiplier", depth_multiplier)
     check_probability("dropout", dropout)
-    side = _input_side(rho)
-    input_shape, input_tensor = ctx.input_shape, ctx.input_tensor
-    if rho != 1.0:
-        if input_shape is not None:
-            raise ValueError(
-                "`rho` and `input_shape` both set the input size: pass one of them (rho sets the "
-                f"side to round(224 * rho) = {side}). Received: rho={rho!r}, "
-                f"input_shape={input_shape!r}"
-            )
-        if side < _MIN_SIZE:
-            fail("rho", f"must give an input side round(224 * rho) >= {_MIN_SIZE} (got {side})", rho)
-        if input_tensor is not None and keras.backend.is_keras_tensor(input_tensor):
-            if tuple(input_tensor.shape[1:3]) != (side, side):
-                fail("rho", f"must agree with the side of `input_tensor` {tuple(input_tensor.shape)}: "
-                            f"round(224 * rho) = {side}", rho)
+    side = resolution_side(ctx, rho, _MIN_SIZE)
 
     img_input = ctx.start(default_shape=(side, side, 3), min_size=_MIN_SIZE)
     x = kl.conv_bn_act(
