@@ -15,6 +15,7 @@ from keras_cnns.models import create_model, list_models, model_info  # noqa: E40
 from keras_cnns.models._keras_apps import from_keras_applications  # noqa: E402
 from keras_cnns.models._torchvision import from_torchvision  # noqa: E402
 from keras_cnns.models.mobilenet import MobileNet  # noqa: E402
+from keras_cnns.models.mobilenet_v2 import MobileNetV2  # noqa: E402
 from keras_cnns.models.resnet import (  # noqa: E402
     CifarResNet, PreActResNet, ResNet, ResNeXt, ResNetV2, WideResNet, wrn,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "__version__",
     "CifarResNet",
     "MobileNet",
+    "MobileNetV2",
     "PreActResNet",
     "Profile",
     "ResNeXt",

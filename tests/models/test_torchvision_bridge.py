@@ -59,6 +59,8 @@ RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
            "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
            "wide_resnet50_2", "wide_resnet101_2")
 CASES.update({name: (name, name, 64, 2) for name in RESNETS})
+# MobileNetV2 in torchvision's layout (symmetric padding, BN eps 1e-5); 64 -> 2x2 at the end.
+CASES["mobilenet_v2"] = ("mobilenetv2_torchvision", "mobilenet_v2", 64, 2)
 # Random running statistics do not normalise, and a residual stack adds every un-normalised
 # branch: the logits grow with depth (measured at 64: resnet101 ~2e6, resnet152 ~1e10, float32
 # round-off alone 3 .. 1e4) and would hide e.g. a wrong fc bias. Re-estimating the statistics
@@ -68,7 +70,7 @@ CASES.update({name: (name, name, 64, 2) for name in RESNETS})
 # running mean / variance to the statistics of the test batch (one train-mode pass, momentum 1):
 # float32 round-off <= 7e-6 (resnet152), while one block's permuted running variance moves the
 # logits by 0.04 .. 0.13 and a permuted fc bias by 0.2.
-CALIBRATE = set(RESNETS)
+CALIBRATE = set(RESNETS) | {"mobilenet_v2"}  # 17 inverted residual sums
 # The heaviest: > 130 M parameters each (a ~550 MB state_dict) and 7.6-19.6 G mult-adds at 224.
 SLOW = {"vgg13", "vgg16", "vgg19", "vgg13_bn", "vgg16_bn", "vgg19_bn"}
 TOY_INPUT = (2, 4, 5, 7)  # NCHW: a non-square map, so the flatten permutation matters

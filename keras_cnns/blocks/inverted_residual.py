@@ -1,0 +1,161 @@
+"""The inverted residual block (MBConv) of the MobileNetV2 line.
+
+Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks", CVPR 2018
+(arXiv:1801.04381), Table 1: a 1x1 expansion to ``expansion * C_in`` channels (BN, activation;
+left out when ``expansion == 1``), a ``k x k`` depthwise convolution with the block's stride
+(BN, activation), a *linear* 1x1 projection to ``filters`` (BN, no activation), and the identity
+skip ``x + branch(x)`` when the stride is 1 and the channels match. With ``survival_prob`` the
+skip is a :class:`~keras_cnns.blocks.StochasticDepth` (Huang et al. 2016: a dropped branch is
+not computed; blocks without a skip ignore it, as timm's ``drop_path`` does).
+
+Layers (``name`` prefix; each can be renamed through ``layer_names``, which is how
+``keras.applications``' ``block_1_expand`` ... names are kept): ``{name}_expand_conv``,
+``_expand_bn``, ``_expand_act``, ``_pad`` (stride > 1), ``_dw``, ``_dw_bn``, ``_dw_act``,
+``_project_conv``, ``_project_bn``, ``_add``.
+
+``padding`` of a strided depthwise convolution: ``"keras"`` is keras.applications'
+``correct_pad`` (``ZeroPadding2D(((k//2 - a, k//2), (k//2 - a, k//2)))`` with ``a = 1`` for an
+even side, ``0`` for odd, then ``"valid"``), ``"torch"`` is PyTorch's symmetric ``k // 2``. The
+two give maps of the same size but shifted by one pixel, so a model follows one of them to match
+its reference's outputs.
+
+The depthwise convolution is :func:`depthwise_conv`, the one place that picks its
+implementation: :class:`~keras_cnns.layers.GroupedDepthwiseConv2D` (the library's custom op,
+kernel ``[k, k, 1, C]``), as MobileNet v1's blocks; it exports with stock ops
+(:func:`keras_cnns.ops.stock_ops_only`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import keras
+
+from keras_cnns._checks import fail, is_int
+from keras_cnns.blocks.stochastic_depth import add_residual, check_survival_prob
+from keras_cnns.layers._validation import sub
+from keras_cnns.layers.activations import activation_layer
+
+__all__ = ["PADDINGS", "depthwise_conv", "inverted_residual_block", "keras_correct_pad"]
+
+PADDINGS = ("keras", "torch")
+_ROLES = ("expand_conv", "expand_bn", "expand_act", "pad", "dw", "dw_bn", "dw_act",
+          "project_conv", "project_bn", "add", "branch", "branch_input")
+
+
+def depthwise_conv(kernel_size, *, strides=1, padding="same", name=None):
+    """The depthwise convolution of the inverted-residual line (no bias, multiplier 1):
+    :class:`~keras_cnns.layers.GroupedDepthwiseConv2D`, the custom op."""
+    from keras_cnns.layers import GroupedDepthwiseConv2D
+
+    return GroupedDepthwiseConv2D(None, kernel_size, strides=strides, padding=padding,
+                                  groups=None, use_bias=False, name=name)
+
+
+def keras_correct_pad(side: Optional[int], kernel_size: int):
+    """keras.applications' ``imagenet_utils.correct_pad`` along one axis: ``(before, after)``
+    zero padding for a stride-2 "valid" convolution to give ``ceil(side / 2)`` outputs."""
+    adjust = 1 if side is None else 1 - side % 2
+    half = kernel_size // 2
+    return (half - adjust, half)
+
+
+def _check(filters, stride, expansion, kernel_size, padding, groups, bn_momentum, bn_epsilon,
+           layer_names):
+    for arg, value in (("filters", filters), ("stride", stride), ("expansion", expansion),
+                       ("kernel_size", kernel_size)):
+        if not is_int(value) or value < 1:
+            fail(arg, "must be a positive integer", value)
+    if kernel_size % 2 == 0:
+        fail("kernel_size", "must be odd (3, 5, 7, ...)", kernel_size)
+    if padding not in PADDINGS:
+        fail("padding", f"must be one of {list(PADDINGS)}", padding)
+    if groups != 1:
+        fail("groups", "must be 1: the inverted residual block has no grouped convolution", groups)
+    if not 0.0 <= bn_momentum < 1.0:
+        fail("bn_momentum", "must be in [0, 1)", bn_momentum)
+    if not bn_epsilon > 0.0:
+        fail("bn_epsilon", "must be > 0", bn_epsilon)
+    unknown = sorted(set(layer_names or {}) - set(_ROLES))
+    if unknown:
+        fail("layer_names", f"has unknown roles {unknown}; the roles are {list(_ROLES)}",
+             layer_names)
+
+
+def inverted_residual_block(x, filters, *, stride=1, expansion=6, kernel_size=3,
+                            activation="relu6", padding="keras", bn_momentum=0.999,
+                            bn_epsilon=1e-3, kernel_initializer="glorot_uniform",
+                            survival_prob=None, seed=None, groups=1, base_width=None,
+                            name=None, layer_names: Optional[Dict[str, Any]] = None):
+    """MobileNetV2's inverted residual block on ``x`` (channels last); see the module docstring.
+
+    Args:
+        x: input tensor ``[N, H, W, C]`` with known ``C``.
+        filters: output channels of the linear projection.
+        stride: the depthwise convolution's stride.
+        expansion: expansion factor ``t``: the hidden width is ``t * C``; 1 leaves out the 1x1
+            expansion (MobileNetV2's first block).
+        kernel_size: odd depthwise kernel size.
+        activation: after the expansion and the depthwise convolution (``"relu6"``).
+        padding: ``"keras"`` or ``"torch"``, the strided depthwise padding (module docstring).
+        bn_momentum, bn_epsilon: BatchNormalization settings (keras.applications: 0.999, 1e-3;
+            torchvision: 0.9, 1e-5).
+        kernel_initializer: of the convolutions (the depthwise one keeps the layer's default).
+        survival_prob: stochastic depth ``p_l`` (``None``: off); used only when the block has
+            its identity skip.
+        seed: seed of the stochastic-depth draws.
+        groups, base_width: the stage builder's common block arguments; ``groups`` must be 1,
+            ``base_width`` is unused.
+        name: layer-name prefix (``None``: Keras' automatic names).
+        layer_names: ``{role: layer name}`` overrides (roles: see the module docstring).
+
+    Returns:
+        ``[N, ceil(H / stride), ceil(W / stride), filters]``.
+
+    Raises:
+        ValueError: an invalid argument (the message names it), or ``x`` without a known
+            channel count.
+    """
+    del base_width
+    _check(filters, stride, expansion, kernel_size, padding, groups, bn_momentum, bn_epsilon,
+           layer_names)
+    survival_prob = check_survival_prob("survival_prob", survival_prob)
+    if seed is not None and not is_int(seed):
+        fail("seed", "must be None or an integer", seed)
+    channels = x.shape[-1]
+    if channels is None:
+        fail("x", "must have a known number of channels", tuple(x.shape))
+    channels = int(channels)
+    names = dict(layer_names or {})
+
+    def name_of(role):
+        return names[role] if role in names else sub(name, role)
+
+    def bn(t, role):
+        return keras.layers.BatchNormalization(axis=-1, momentum=bn_momentum, epsilon=bn_epsilon,
+                                               name=name_of(role))(t)
+
+    def branch(t):
+        if expansion > 1:
+            t = keras.layers.Conv2D(expansion * channels, 1, padding="same", use_bias=False,
+                                    kernel_initializer=kernel_initializer,
+                                    name=name_of("expand_conv"))(t)
+            t = activation_layer(activation, name=name_of("expand_act"))(bn(t, "expand_bn"))
+        dw_padding = "same"
+        if stride > 1:
+            if padding == "keras":
+                pads = tuple(keras_correct_pad(side, kernel_size) for side in t.shape[1:3])
+            else:
+                pads = kernel_size // 2
+            t = keras.layers.ZeroPadding2D(pads, name=name_of("pad"))(t)
+            dw_padding = "valid"
+        t = depthwise_conv(kernel_size, strides=stride, padding=dw_padding, name=name_of("dw"))(t)
+        t = activation_layer(activation, name=name_of("dw_act"))(bn(t, "dw_bn"))
+        t = keras.layers.Conv2D(filters, 1, padding="same", use_bias=False,
+                                kernel_initializer=kernel_initializer,
+                                name=name_of("project_conv"))(t)
+        return bn(t, "project_bn")
+
+    if stride == 1 and channels == filters:
+        return add_residual(x, x, branch, name_of=name_of, survival_prob=survival_prob, seed=seed)
+    return branch(x)
