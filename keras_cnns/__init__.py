@@ -16,6 +16,7 @@ from keras_cnns.models._keras_apps import from_keras_applications  # noqa: E402
 from keras_cnns.models._torchvision import from_torchvision  # noqa: E402
 from keras_cnns.models.mobilenet import MobileNet  # noqa: E402
 from keras_cnns.models.mobilenet_v2 import MobileNetV2  # noqa: E402
+from keras_cnns.models.mobilenet_v3 import MobileNetV3  # noqa: E402
 from keras_cnns.models.resnet import (  # noqa: E402
     CifarResNet, PreActResNet, ResNet, ResNeXt, ResNetV2, WideResNet, wrn,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "CifarResNet",
     "MobileNet",
     "MobileNetV2",
+    "MobileNetV3",
     "PreActResNet",
     "Profile",
     "ResNeXt",

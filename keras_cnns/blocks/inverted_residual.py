@@ -3,7 +3,9 @@
 Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks", CVPR 2018
 (arXiv:1801.04381), Table 1: a 1x1 expansion to ``expansion * C_in`` channels (BN, activation;
 left out when ``expansion == 1``), a ``k x k`` depthwise convolution with the block's stride
-(BN, activation), a *linear* 1x1 projection to ``filters`` (BN, no activation), and the identity
+(BN, activation), optionally squeeze-and-excitation on the hidden map (MobileNetV3, Howard et
+al. 2019, arXiv:1905.02244: reduce to ``make_divisible(hidden * se_ratio, 8)`` with ReLU, gate
+with hard-sigmoid), a *linear* 1x1 projection to ``filters`` (BN, no activation), and the identity
 skip ``x + branch(x)`` when the stride is 1 and the channels match. With ``survival_prob`` the
 skip is a :class:`~keras_cnns.blocks.StochasticDepth` (Huang et al. 2016: a dropped branch is
 not computed; blocks without a skip ignore it, as timm's ``drop_path`` does).
@@ -11,6 +13,7 @@ not computed; blocks without a skip ignore it, as timm's ``drop_path`` does).
 Layers (``name`` prefix; each can be renamed through ``layer_names``, which is how
 ``keras.applications``' ``block_1_expand`` ... names are kept): ``{name}_expand_conv``,
 ``_expand_bn``, ``_expand_act``, ``_pad`` (stride > 1), ``_dw``, ``_dw_bn``, ``_dw_act``,
+``_se`` (the squeeze-and-excitation prefix: ``_se_squeeze``, ``_se_reduce``, ...),
 ``_project_conv``, ``_project_bn``, ``_add``.
 
 ``padding`` of a strided depthwise convolution: ``"keras"`` is keras.applications'
@@ -27,6 +30,7 @@ kernel ``[k, k, 1, C]``), as MobileNet v1's blocks; it exports with stock ops
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Dict, Optional
 
 import keras
@@ -35,11 +39,13 @@ from keras_cnns._checks import fail, is_int
 from keras_cnns.blocks.stochastic_depth import add_residual, check_survival_prob
 from keras_cnns.layers._validation import sub
 from keras_cnns.layers.activations import activation_layer
+from keras_cnns.layers.se import squeeze_excite
+from keras_cnns.layers.utils import make_divisible
 
 __all__ = ["PADDINGS", "depthwise_conv", "inverted_residual_block", "keras_correct_pad"]
 
 PADDINGS = ("keras", "torch")
-_ROLES = ("expand_conv", "expand_bn", "expand_act", "pad", "dw", "dw_bn", "dw_act",
+_ROLES = ("expand_conv", "expand_bn", "expand_act", "pad", "dw", "dw_bn", "dw_act", "se",
           "project_conv", "project_bn", "add", "branch", "branch_input")
 
 
@@ -61,11 +67,18 @@ def keras_correct_pad(side: Optional[int], kernel_size: int):
 
 
 def _check(filters, stride, expansion, kernel_size, padding, groups, bn_momentum, bn_epsilon,
-           layer_names):
-    for arg, value in (("filters", filters), ("stride", stride), ("expansion", expansion),
-                       ("kernel_size", kernel_size)):
+           layer_names, se_ratio, expand_divisor):
+    for arg, value in (("filters", filters), ("stride", stride), ("kernel_size", kernel_size)):
         if not is_int(value) or value < 1:
             fail(arg, "must be a positive integer", value)
+    if not isinstance(expansion, numbers.Real) or isinstance(expansion, bool) \
+            or not expansion >= 1.0 or expansion == float("inf"):
+        fail("expansion", "must be a finite number >= 1", expansion)
+    if se_ratio is not None and (not isinstance(se_ratio, numbers.Real)
+                                 or isinstance(se_ratio, bool) or not 0.0 < se_ratio <= 1.0):
+        fail("se_ratio", "must be None or a number in (0, 1]", se_ratio)
+    if expand_divisor is not None and (not is_int(expand_divisor) or expand_divisor < 1):
+        fail("expand_divisor", "must be None or a positive integer", expand_divisor)
     if kernel_size % 2 == 0:
         fail("kernel_size", "must be odd (3, 5, 7, ...)", kernel_size)
     if padding not in PADDINGS:
@@ -83,7 +96,8 @@ def _check(filters, stride, expansion, kernel_size, padding, groups, bn_momentum
 
 
 def inverted_residual_block(x, filters, *, stride=1, expansion=6, kernel_size=3,
-                            activation="relu6", padding="keras", bn_momentum=0.999,
+                            activation="relu6", se_ratio=None, expand_divisor=None,
+                            padding="keras", bn_momentum=0.999,
                             bn_epsilon=1e-3, kernel_initializer="glorot_uniform",
                             survival_prob=None, seed=None, groups=1, base_width=None,
                             name=None, layer_names: Optional[Dict[str, Any]] = None):
@@ -93,10 +107,14 @@ def inverted_residual_block(x, filters, *, stride=1, expansion=6, kernel_size=3,
         x: input tensor ``[N, H, W, C]`` with known ``C``.
         filters: output channels of the linear projection.
         stride: the depthwise convolution's stride.
-        expansion: expansion factor ``t``: the hidden width is ``t * C``; 1 leaves out the 1x1
-            expansion (MobileNetV2's first block).
+        expansion: expansion factor ``t`` >= 1 (may be fractional, as MobileNetV3's 2.3): the
+            hidden width is ``round(t * C)``, or ``make_divisible(t * C, expand_divisor)``; 1
+            leaves out the 1x1 expansion (the first block of MobileNetV2 / V3).
         kernel_size: odd depthwise kernel size.
-        activation: after the expansion and the depthwise convolution (``"relu6"``).
+        activation: after the expansion and the depthwise convolution (``"relu6"``; V3:
+            ``"relu"`` or ``"hard_swish"``).
+        se_ratio: ``None`` or the squeeze-and-excitation ratio (V3: 0.25 of the hidden width).
+        expand_divisor: ``None`` or the divisor the hidden width is rounded to (V3: 8).
         padding: ``"keras"`` or ``"torch"``, the strided depthwise padding (module docstring).
         bn_momentum, bn_epsilon: BatchNormalization settings (keras.applications: 0.999, 1e-3;
             torchvision: 0.9, 1e-5).
@@ -118,7 +136,7 @@ def inverted_residual_block(x, filters, *, stride=1, expansion=6, kernel_size=3,
     """
     del base_width
     _check(filters, stride, expansion, kernel_size, padding, groups, bn_momentum, bn_epsilon,
-           layer_names)
+           layer_names, se_ratio, expand_divisor)
     survival_prob = check_survival_prob("survival_prob", survival_prob)
     if seed is not None and not is_int(seed):
         fail("seed", "must be None or an integer", seed)
@@ -135,9 +153,12 @@ def inverted_residual_block(x, filters, *, stride=1, expansion=6, kernel_size=3,
         return keras.layers.BatchNormalization(axis=-1, momentum=bn_momentum, epsilon=bn_epsilon,
                                                name=name_of(role))(t)
 
+    hidden = (int(round(expansion * channels)) if expand_divisor is None
+              else make_divisible(expansion * channels, expand_divisor))
+
     def branch(t):
         if expansion > 1:
-            t = keras.layers.Conv2D(expansion * channels, 1, padding="same", use_bias=False,
+            t = keras.layers.Conv2D(hidden, 1, padding="same", use_bias=False,
                                     kernel_initializer=kernel_initializer,
                                     name=name_of("expand_conv"))(t)
             t = activation_layer(activation, name=name_of("expand_act"))(bn(t, "expand_bn"))
@@ -151,6 +172,9 @@ def inverted_residual_block(x, filters, *, stride=1, expansion=6, kernel_size=3,
             dw_padding = "valid"
         t = depthwise_conv(kernel_size, strides=stride, padding=dw_padding, name=name_of("dw"))(t)
         t = activation_layer(activation, name=name_of("dw_act"))(bn(t, "dw_bn"))
+        if se_ratio is not None:
+            t = squeeze_excite(t, se_filters=make_divisible(t.shape[-1] * se_ratio, 8),
+                               activation="relu", gate="hard_sigmoid", name=name_of("se"))
         t = keras.layers.Conv2D(filters, 1, padding="same", use_bias=False,
                                 kernel_initializer=kernel_initializer,
                                 name=name_of("project_conv"))(t)

@@ -13,7 +13,10 @@ field  meaning                                      StageSpec
 ``c``  output channels, required                     ``filters``
 ``s``  stride of the stage's first block (1)         ``stride``
 ``k``  depthwise kernel size                         ``options["kernel_size"]``
-``e``  expansion factor                              ``options["expansion"]``
+``e``  expansion factor (may be fractional: ``e2.3``)    ``options["expansion"]``
+``se`` squeeze-and-excitation ratio (``se0.25``)       ``options["se_ratio"]``
+``n``  activation: ``nre`` ReLU, ``nr6`` ReLU6,        ``options["activation"]``
+       ``nhs`` hard-swish, ``nsw`` swish
 =====  ===========================================  =========================
 
 Kinds: ``ir`` -> ``"inverted_residual"``. Unknown kinds, fields or malformed values are a
@@ -28,13 +31,15 @@ from typing import Sequence, Tuple
 from keras_cnns._checks import fail
 from keras_cnns.models._stages import StageSpec
 
-__all__ = ["BLOCK_KINDS", "decode_stage", "decode_stages"]
+__all__ = ["ACTIVATIONS", "BLOCK_KINDS", "decode_stage", "decode_stages"]
 
 #: notation kind -> block kind of the stage builder's block mapping.
 BLOCK_KINDS = {"ir": "inverted_residual"}
 _FIELDS = {"r": ("blocks", int), "c": ("filters", int), "s": ("stride", int),
-           "k": ("kernel_size", int), "e": ("expansion", int)}
-_FIELD = re.compile(r"^([a-z]+?)(\d+(?:\.\d+)?)$")
+           "k": ("kernel_size", int), "e": ("expansion", float), "se": ("se_ratio", float)}
+_FLOAT_OK = ("e", "se")
+ACTIVATIONS = {"re": "relu", "r6": "relu6", "hs": "hard_swish", "sw": "swish"}
+_FIELD = re.compile(r"^(se|[a-z])(\d+(?:\.\d+)?)$")
 
 
 def decode_stage(text: str) -> StageSpec:
@@ -47,15 +52,22 @@ def decode_stage(text: str) -> StageSpec:
              text)
     spec, options = {}, {}
     for field in fields:
+        if field.startswith("n") and field[1:] in ACTIVATIONS:
+            if "activation" in options:
+                fail("stage", f"sets 'n' twice in {text!r}", text)
+            options["activation"] = ACTIVATIONS[field[1:]]
+            continue
         m = _FIELD.match(field)
-        if m is None or m.group(1) not in _FIELDS or "." in m.group(2):
-            fail("stage", f"has a malformed field {field!r} (fields: "
-                          f"{', '.join(k + '<int>' for k in _FIELDS)}) in {text!r}", text)
+        if m is None or m.group(1) not in _FIELDS or ("." in m.group(2)
+                                                      and m.group(1) not in _FLOAT_OK):
+            fail("stage", f"has a malformed field {field!r} (fields: r, c, s, k <int>, e, se "
+                          f"<number>, n{{{','.join(ACTIVATIONS)}}}) in {text!r}", text)
         key, cast = _FIELDS[m.group(1)]
         target = spec if key in ("blocks", "filters", "stride") else options
         if key in target:
             fail("stage", f"sets {m.group(1)!r} twice in {text!r}", text)
-        target[key] = cast(m.group(2))
+        value = cast(m.group(2))
+        target[key] = int(value) if key == "expansion" and value == int(value) else value
     for required in ("r", "c"):
         if _FIELDS[required][0] not in spec:
             fail("stage", f"needs the field {required!r}<int> (in {text!r})", text)

@@ -97,6 +97,8 @@ def test_layer_names_override_roles():
     ({"padding": "same"}, "padding"), ({"groups": 2}, "groups"), ({"bn_momentum": 1.0}, "bn_momentum"),
     ({"bn_epsilon": 0.0}, "bn_epsilon"), ({"survival_prob": 0.0}, "survival_prob"),
     ({"seed": "x"}, "seed"), ({"layer_names": {"conv": "c"}}, "layer_names"),
+    ({"expansion": 0.5}, "expansion"), ({"se_ratio": 0.0}, "se_ratio"),
+    ({"se_ratio": 2}, "se_ratio"), ({"expand_divisor": 0}, "expand_divisor"),
 ])
 def test_block_rejects_bad_arguments(kwargs, arg):
     with pytest.raises(ValueError, match=arg):
@@ -116,12 +118,29 @@ def test_decode_stage():
                              options={"kernel_size": 5, "expansion": 6})
     assert decode_stage("ir_r1_c16") == StageSpec("inverted_residual", 1, 16)
     assert [s.filters for s in decode_stages(["ir_r1_c16", "ir_r3_s2_c32"])] == [16, 32]
+    # MobileNetV3's fields: fractional expansion, squeeze-and-excitation, activation
+    spec = decode_stage("ir_r2_k5_s1_e2.3_c80_se0.25_nhs")
+    assert spec.kwargs == {"kernel_size": 5, "expansion": 2.3, "se_ratio": 0.25,
+                           "activation": "hard_swish"}
+    assert decode_stage("ir_r1_e6_c8_nre").kwargs == {"expansion": 6, "activation": "relu"}
+
+
+def test_fractional_expansion_rounds_to_the_divisor_and_se_widths():
+    inp = keras.Input((8, 8, 24))
+    out = inverted_residual_block(inp, 24, expansion=3.667, expand_divisor=8, se_ratio=0.25,
+                                  name="b")
+    model = keras.Model(inp, out)
+    assert model.get_layer("b_expand_conv").filters == 88          # make_divisible(88.008, 8)
+    assert model.get_layer("b_se_reduce").filters == 24            # make_divisible(22, 8)
+    assert model.get_layer("b_se_expand").filters == 88
+    plain = keras.Model(inp, inverted_residual_block(inp, 24, expansion=2.5, name="c"))
+    assert plain.get_layer("c_expand_conv").filters == 60          # round(2.5 * 24)
 
 
 @pytest.mark.parametrize("text, message", [
     ("xx_r1_c16", "block kind"), ("ir_r1", "'c'"), ("ir_c16", "'r'"), ("ir_r1_c16_q3", "q3"),
     ("ir_r1_c16_r2", "twice"), ("ir_r1.5_c16", "r1.5"), ("", "block string"), (3, "block string"),
-    ("ir_r1_c16_s3", "stride"),
+    ("ir_r1_c16_s3", "stride"), ("ir_r1_c16_nxx", "nxx"), ("ir_r1_c16_nre_nhs", "twice"),
 ])
 def test_decode_stage_rejects(text, message):
     with pytest.raises(ValueError, match=message):

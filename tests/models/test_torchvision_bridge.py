@@ -61,6 +61,10 @@ RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
 CASES.update({name: (name, name, 64, 2) for name in RESNETS})
 # MobileNetV2 in torchvision's layout (symmetric padding, BN eps 1e-5); 64 -> 2x2 at the end.
 CASES["mobilenet_v2"] = ("mobilenetv2_torchvision", "mobilenet_v2", 64, 2)
+# MobileNetV3 (torchvision layout); torchvision builds it with BatchNorm eps=0.001.
+CASES["mobilenet_v3_large"] = ("mobilenetv3_large_torchvision", "mobilenet_v3_large", 64, 2)
+CASES["mobilenet_v3_small"] = ("mobilenetv3_small_torchvision", "mobilenet_v3_small", 64, 2)
+BN_EPSILON = {"mobilenet_v3_large": 1e-3, "mobilenet_v3_small": 1e-3}
 # Random running statistics do not normalise, and a residual stack adds every un-normalised
 # branch: the logits grow with depth (measured at 64: resnet101 ~2e6, resnet152 ~1e10, float32
 # round-off alone 3 .. 1e4) and would hide e.g. a wrong fc bias. Re-estimating the statistics
@@ -70,7 +74,7 @@ CASES["mobilenet_v2"] = ("mobilenetv2_torchvision", "mobilenet_v2", 64, 2)
 # running mean / variance to the statistics of the test batch (one train-mode pass, momentum 1):
 # float32 round-off <= 7e-6 (resnet152), while one block's permuted running variance moves the
 # logits by 0.04 .. 0.13 and a permuted fc bias by 0.2.
-CALIBRATE = set(RESNETS) | {"mobilenet_v2"}  # 17 inverted residual sums
+CALIBRATE = set(RESNETS) | {"mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"}
 # The heaviest: > 130 M parameters each (a ~550 MB state_dict) and 7.6-19.6 G mult-adds at 224.
 SLOW = {"vgg13", "vgg16", "vgg19", "vgg13_bn", "vgg16_bn", "vgg19_bn"}
 TOY_INPUT = (2, 4, 5, 7)  # NCHW: a non-square map, so the flatten permutation matters
@@ -204,7 +208,7 @@ def test_outputs_match_torchvision(case, torch_reference):
     state = torch_reference / f"{case}_state.npz"
     if case.startswith("squeezenet"):  # exercise both kinds of source: a path and a dict
         state = dict(np.load(state))
-    assert from_torchvision(state, model) is model
+    assert from_torchvision(state, model, bn_epsilon=BN_EPSILON.get(case, 1e-5)) is model
     got = _outputs(model, _nhwc(x))
     assert got.shape == expected.shape
     assert np.abs(expected).max() > 1e-2  # a non-trivial signal
