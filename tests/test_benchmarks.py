@@ -123,3 +123,20 @@ def test_resnext_grouped_benchmark_runs_at_toy_size(capsys):
 def test_resnext_grouped_benchmark_rejects_bad_arguments(argv, arg, capsys):
     assert _load("bench_resnext_grouped").main(argv) == 2
     assert arg in capsys.readouterr().out
+
+
+def test_mobile_throughput_benchmark_runs_at_toy_size(capsys):
+    bench = _load("bench_mobile_throughput")
+    assert bench.main(["--sizes", "32", "--batch", "2", "--reps", "1", "--models", "mobilenet",
+                       "mobilenetv3_large", "--onednn", "current"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.split()[:2] in
+            (["mobilenet", "32"], ["mobilenetv3_large", "32"])]
+    assert len(rows) == 2 and all(r[4].endswith("x") for r in rows), out
+    assert "stock TF" in out and "ours img/s" in out
+
+
+@pytest.mark.parametrize("argv, arg", [(["--batch", "0"], "--batch"), (["--sizes", "16"], "--sizes")])
+def test_mobile_throughput_benchmark_rejects_bad_arguments(argv, arg, capsys):
+    assert _load("bench_mobile_throughput").main(argv) == 2
+    assert arg in capsys.readouterr().out
