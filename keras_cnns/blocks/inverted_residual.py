@@ -30,14 +30,13 @@ kernel ``[k, k, 1, C]``), as MobileNet v1's blocks; it exports with stock ops
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, Dict, Optional
 
 import keras
 
 from keras_cnns._checks import fail, is_int
 from keras_cnns.blocks.stochastic_depth import add_residual, check_survival_prob
-from keras_cnns.layers._validation import sub
+from keras_cnns.layers._validation import check_float, check_positive_int, sub
 from keras_cnns.layers.activations import activation_layer
 from keras_cnns.layers.se import squeeze_excite
 from keras_cnns.layers.utils import make_divisible
@@ -69,26 +68,19 @@ def keras_correct_pad(side: Optional[int], kernel_size: int):
 def _check(filters, stride, expansion, kernel_size, padding, groups, bn_momentum, bn_epsilon,
            layer_names, se_ratio, expand_divisor):
     for arg, value in (("filters", filters), ("stride", stride), ("kernel_size", kernel_size)):
-        if not is_int(value) or value < 1:
-            fail(arg, "must be a positive integer", value)
-    if not isinstance(expansion, numbers.Real) or isinstance(expansion, bool) \
-            or not expansion >= 1.0 or expansion == float("inf"):
-        fail("expansion", "must be a finite number >= 1", expansion)
-    if se_ratio is not None and (not isinstance(se_ratio, numbers.Real)
-                                 or isinstance(se_ratio, bool) or not 0.0 < se_ratio <= 1.0):
-        fail("se_ratio", "must be None or a number in (0, 1]", se_ratio)
-    if expand_divisor is not None and (not is_int(expand_divisor) or expand_divisor < 1):
-        fail("expand_divisor", "must be None or a positive integer", expand_divisor)
+        check_positive_int(arg, value)
+    check_float("expansion", expansion, 1.0, float("inf"), high_inclusive=False)
+    if se_ratio is not None:
+        check_float("se_ratio", se_ratio, 0.0, 1.0, low_inclusive=False)
+    check_positive_int("expand_divisor", expand_divisor, allow_none=True)
     if kernel_size % 2 == 0:
         fail("kernel_size", "must be odd (3, 5, 7, ...)", kernel_size)
     if padding not in PADDINGS:
         fail("padding", f"must be one of {list(PADDINGS)}", padding)
     if groups != 1:
         fail("groups", "must be 1: the inverted residual block has no grouped convolution", groups)
-    if not 0.0 <= bn_momentum < 1.0:
-        fail("bn_momentum", "must be in [0, 1)", bn_momentum)
-    if not bn_epsilon > 0.0:
-        fail("bn_epsilon", "must be > 0", bn_epsilon)
+    check_float("bn_momentum", bn_momentum, 0.0, 1.0, high_inclusive=False)
+    check_float("bn_epsilon", bn_epsilon, 0.0, low_inclusive=False)
     unknown = sorted(set(layer_names or {}) - set(_ROLES))
     if unknown:
         fail("layer_names", f"has unknown roles {unknown}; the roles are {list(_ROLES)}",

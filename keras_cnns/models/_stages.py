@@ -24,6 +24,7 @@ from keras_cnns.blocks.stochastic_depth import check_survival_prob
 __all__ = [
     "SURVIVAL_RULES",
     "StageSpec",
+    "build_numbered_stages",
     "build_stages",
     "check_stochastic_depth",
     "stage_levels",
@@ -236,3 +237,25 @@ def build_stages(
             l += 1
     out[f"P{level}"] = x
     return x, out
+
+
+def build_numbered_stages(x, stages: Sequence[StageSpec], block_fn: Callable[..., Any], *,
+                          layer_names: Callable[[int], Mapping[str, str]],
+                          name: Optional[Callable[[int], str]] = None, **kwargs):
+    """:func:`build_stages` with one block function for every stage, for families whose layer
+    names count the blocks over all stages (keras.applications' MobileNetV2 ``block_16_...``,
+    MobileNetV3 ``expanded_conv_14_...``): block ``i`` (0-based) is built with
+    ``layer_names=layer_names(i)`` and, when ``name`` is given, ``name=name(i)``. ``kwargs`` go to
+    :func:`build_stages`; returns its ``(x, features)``."""
+    offsets = [sum(spec.blocks for spec in stages[:i]) for i in range(len(stages))]
+    prefix = name
+
+    def numbered(t, filters, *, name: str, **block_kwargs):
+        index = int(name)
+        if prefix is not None:
+            block_kwargs["name"] = prefix(index)
+        return block_fn(t, filters, layer_names=layer_names(index), **block_kwargs)
+
+    kinds = {spec.block for spec in stages}
+    return build_stages(x, stages, block_fns={kind: numbered for kind in kinds},
+                        name_fn=lambda s, b: str(offsets[s] + b), **kwargs)

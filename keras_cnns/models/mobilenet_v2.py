@@ -11,10 +11,10 @@ block's channels to ``make_divisible(int(c * alpha), 8)`` and the stem to
 (``make_divisible(1280 * alpha, 8)``). ``rho`` sets the input side ``round(224 * rho)``.
 
 Layouts (``layout``; both use keras.applications' layer names): ``"keras"`` (default) is
-``keras.applications.MobileNetV2`` layer for layer: its names (``Conv1``, ``bn_Conv1``, ``expanded_conv_depthwise``, ``block_1_expand``, ...,
-``Conv_1``, ``predictions``), BatchNormalization ``momentum=0.999, epsilon=1e-3``, the stem's
-"same" padding and ``correct_pad`` before the strided depthwise convolutions, so its weights copy
-over one to one (:func:`keras_cnns.models._keras_apps.from_keras_applications`).
+``keras.applications.MobileNetV2`` layer for layer: its names (``Conv1``, ``bn_Conv1``,
+``expanded_conv_depthwise``, ``block_1_expand``, ..., ``Conv_1``, ``predictions``),
+BatchNormalization ``momentum=0.999, epsilon=1e-3``, the stem's "same" padding and
+``correct_pad`` before the strided depthwise convolutions, so its weights copy over one to one (:func:`keras_cnns.models._keras_apps.from_keras_applications`).
 ``"torchvision"`` is ``torchvision.models.mobilenet_v2``: BatchNormalization ``epsilon=1e-5``,
 ``momentum=0.9`` and PyTorch's symmetric padding (stem and strided depthwise), so torchvision
 weights give torchvision's outputs (:func:`keras_cnns.from_torchvision`). Both have the same
@@ -31,6 +31,8 @@ The depthwise convolutions run on the custom op
 
 from __future__ import annotations
 
+import dataclasses
+
 from keras import layers
 
 from keras_cnns import layers as kl
@@ -39,7 +41,7 @@ from keras_cnns.layers.utils import make_divisible
 from keras_cnns.models._builder import classifier, family_builder
 from keras_cnns.models._notation import decode_stages
 from keras_cnns.models._registry import register_model
-from keras_cnns.models._stages import StageSpec, build_stages
+from keras_cnns.models._stages import build_numbered_stages
 from keras_cnns.models._validation import check_choice, check_positive_float, check_probability
 from keras_cnns.models.mobilenet import resolution_side
 
@@ -117,30 +119,17 @@ def MobileNetV2(alpha=1.0, rho=1.0, layout="keras", dropout=0.0, stochastic_dept
 
     stem = make_divisible(32 * alpha, 8)
     bn = dict(bn_momentum=cfg["bn_momentum"], bn_epsilon=cfg["bn_epsilon"])
-    if layout == "keras":
-        x = kl.conv_bn_act(img_input, stem, 3, strides=2, padding="same", activation="relu6",
-                           kernel_initializer="glorot_uniform", **bn, name="Conv1",
-                           layer_names={"conv": "Conv1", "bn": "bn_Conv1", "act": "Conv1_relu"})
-    else:
-        x = kl.conv_bn_act(img_input, stem, 3, strides=2, padding=1, activation="relu6",
-                           kernel_initializer="glorot_uniform", **bn, name="Conv1",
-                           layer_names={"pad": "Conv1_pad", "conv": "Conv1", "bn": "bn_Conv1",
-                                        "act": "Conv1_relu"})
-    stages = tuple(
-        StageSpec(s.block, s.blocks, make_divisible(int(s.filters * alpha), 8), stride=s.stride,
-                  options=s.options)
-        for s in decode_stages(ARCH)
-    )
-    offsets = [sum(s.blocks for s in stages[:i]) for i in range(len(stages))]
-
-    def block(t, filters, *, name, **kwargs):
-        return inverted_residual_block(t, filters, layer_names=_keras_names(int(name)), **kwargs)
-
-    x, features = build_stages(
-        x, stages, block_fns={"inverted_residual": block},
+    x = kl.conv_bn_act(img_input, stem, 3, strides=2,
+                       padding="same" if layout == "keras" else 1, activation="relu6",
+                       kernel_initializer="glorot_uniform", **bn, name="Conv1",
+                       layer_names={"pad": "Conv1_pad", "conv": "Conv1", "bn": "bn_Conv1",
+                                    "act": "Conv1_relu"})
+    stages = tuple(dataclasses.replace(s, filters=make_divisible(int(s.filters * alpha), 8))
+                   for s in decode_stages(ARCH))
+    x, features = build_numbered_stages(
+        x, stages, inverted_residual_block, layer_names=_keras_names,
         block_kwargs=dict(padding=cfg["padding"], **bn),
-        stochastic_depth=stochastic_depth, stochastic_depth_rule=stochastic_depth_rule,
-        name_fn=lambda s, b: str(offsets[s] + b), level=1,
+        stochastic_depth=stochastic_depth, stochastic_depth_rule=stochastic_depth_rule, level=1,
     )
     last = make_divisible(1280 * alpha, 8) if alpha > 1.0 else 1280
     x = kl.conv_bn_act(x, last, 1, activation="relu6", kernel_initializer="glorot_uniform", **bn,

@@ -1,4 +1,5 @@
-"""MobileNetV3 Large and Small: searched inverted residuals with squeeze-and-excitation and hard-swish.
+"""MobileNetV3 Large and Small: searched inverted residuals with squeeze-and-excitation and
+hard-swish.
 
 Howard et al., "Searching for MobileNetV3", ICCV 2019 (arXiv:1905.02244), Tables 1 and 2: a 3x3
 stride-2 stem (16 channels, hard-swish), 15 (Large) or 11 (Small) inverted residual blocks
@@ -39,7 +40,7 @@ from keras_cnns.layers.utils import make_divisible
 from keras_cnns.models._builder import family_builder
 from keras_cnns.models._notation import decode_stages
 from keras_cnns.models._registry import register_model
-from keras_cnns.models._stages import build_stages
+from keras_cnns.models._stages import build_numbered_stages
 from keras_cnns.models._validation import check_choice, check_positive_float, check_probability
 
 __all__ = ["MobileNetV3"]
@@ -142,19 +143,11 @@ def MobileNetV3(model_size="large", alpha=1.0, minimalistic=False, layout="keras
                        activation=act, kernel_initializer="glorot_uniform", **bn, name="conv",
                        layer_names=stem_names)
 
-    stages = _stages(model_size, alpha, minimalistic)
-    offsets = [sum(s.blocks for s in stages[:i]) for i in range(len(stages))]
-
-    def block(t, filters, *, name, **kwargs):
-        index = int(name)
-        return inverted_residual_block(t, filters, layer_names=_keras_names(index),
-                                       expand_divisor=8, name=f"expanded_conv_{index}", **kwargs)
-
-    x, features = build_stages(
-        x, stages, block_fns={"inverted_residual": block},
-        block_kwargs=dict(padding=cfg["padding"], **bn),
-        stochastic_depth=stochastic_depth, stochastic_depth_rule=stochastic_depth_rule,
-        name_fn=lambda s, b: str(offsets[s] + b), level=1,
+    x, features = build_numbered_stages(
+        x, _stages(model_size, alpha, minimalistic), inverted_residual_block,
+        layer_names=_keras_names, name=lambda i: f"expanded_conv_{i}",
+        block_kwargs=dict(padding=cfg["padding"], expand_divisor=8, **bn),
+        stochastic_depth=stochastic_depth, stochastic_depth_rule=stochastic_depth_rule, level=1,
     )
     x = kl.conv_bn_act(x, make_divisible(x.shape[-1] * 6, 8), 1, activation=act,
                        kernel_initializer="glorot_uniform", **bn, name="conv_1",
