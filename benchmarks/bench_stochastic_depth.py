@@ -71,12 +71,12 @@ def _summarize(results):
         print(line)
 
 
-def _force(model, stage_of, keep_stage_dropped):
+def _force(model, stage_of, dropped_stage):
     """Fix every StochasticDepth layer's survival: 1.0 (always kept), or 0.0 (never: a uniform
-    draw in [0, 1) is never below 0) in the stage ``keep_stage_dropped``. A diagnostic that sets
+    draw in [0, 1) is never below 0) in the stage ``dropped_stage``. A diagnostic that sets
     the attribute directly, past the (0, 1] check of the constructor; used before tracing."""
     for layer, stage in stage_of(model):
-        layer.survival_prob = 0.0 if stage == keep_stage_dropped else 1.0
+        layer.survival_prob = 0.0 if stage == dropped_stage else 1.0
     return model
 
 
