@@ -14,6 +14,7 @@ from keras_cnns import data, export, layers, models, ops  # noqa: E402
 from keras_cnns.models import create_model, list_models, model_info  # noqa: E402
 from keras_cnns.models._keras_apps import from_keras_applications  # noqa: E402
 from keras_cnns.models._torchvision import from_torchvision  # noqa: E402
+from keras_cnns.models.efficientnet import EfficientNet, efficientnet  # noqa: E402
 from keras_cnns.models.mobilenet import MobileNet  # noqa: E402
 from keras_cnns.models.mobilenet_v2 import MobileNetV2  # noqa: E402
 from keras_cnns.models.mobilenet_v3 import MobileNetV3  # noqa: E402
@@ -28,6 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "CifarResNet",
+    "EfficientNet",
     "MobileNet",
     "MobileNetV2",
     "MobileNetV3",
@@ -40,6 +42,7 @@ __all__ = [
     "WideResNet",
     "create_model",
     "data",
+    "efficientnet",
     "export",
     "from_keras_applications",
     "from_torchvision",

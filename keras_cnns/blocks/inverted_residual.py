@@ -14,7 +14,7 @@ Layers (``name`` prefix; each can be renamed through ``layer_names``, which is h
 ``keras.applications``' ``block_1_expand`` ... names are kept): ``{name}_expand_conv``,
 ``_expand_bn``, ``_expand_act``, ``_pad`` (stride > 1), ``_dw``, ``_dw_bn``, ``_dw_act``,
 ``_se`` (the squeeze-and-excitation prefix: ``_se_squeeze``, ``_se_reduce``, ...),
-``_project_conv``, ``_project_bn``, ``_add``.
+``_project_conv``, ``_project_bn``, ``_drop`` (``drop_rate > 0``), ``_add``.
 
 ``padding`` of a strided depthwise convolution: ``"keras"`` is keras.applications'
 ``correct_pad`` (``ZeroPadding2D(((k//2 - a, k//2), (k//2 - a, k//2)))`` with ``a = 1`` for an
@@ -39,22 +39,26 @@ from keras_cnns.blocks.stochastic_depth import add_residual, check_survival_prob
 from keras_cnns.layers._validation import check_float, check_positive_int, sub
 from keras_cnns.layers.activations import activation_layer
 from keras_cnns.layers.se import squeeze_excite
-from keras_cnns.layers.utils import make_divisible
+from keras_cnns.layers.utils import DropPath, make_divisible
 
-__all__ = ["PADDINGS", "depthwise_conv", "inverted_residual_block", "keras_correct_pad"]
+__all__ = ["PADDINGS", "SE_BASES", "depthwise_conv", "inverted_residual_block", "keras_correct_pad"]
 
 PADDINGS = ("keras", "torch")
 _ROLES = ("expand_conv", "expand_bn", "expand_act", "pad", "dw", "dw_bn", "dw_act", "se",
-          "project_conv", "project_bn", "add", "branch", "branch_input")
+          "project_conv", "project_bn", "drop", "add", "branch", "branch_input")
+SE_BASES = ("hidden", "input")
 
 
-def depthwise_conv(kernel_size, *, strides=1, padding="same", name=None):
+def depthwise_conv(kernel_size, *, strides=1, padding="same", kernel_initializer=None,
+                   name=None):
     """The depthwise convolution of the inverted-residual line (no bias, multiplier 1):
-    :class:`~keras_cnns.layers.GroupedDepthwiseConv2D`, the custom op."""
+    :class:`~keras_cnns.layers.GroupedDepthwiseConv2D`, the custom op (``kernel_initializer``
+    ``None``: the layer's default)."""
     from keras_cnns.layers import GroupedDepthwiseConv2D
 
+    init = {} if kernel_initializer is None else {"kernel_initializer": kernel_initializer}
     return GroupedDepthwiseConv2D(None, kernel_size, strides=strides, padding=padding,
-                                  groups=None, use_bias=False, name=name)
+                                  groups=None, use_bias=False, name=name, **init)
 
 
 def keras_correct_pad(side: Optional[int], kernel_size: int):
@@ -66,13 +70,23 @@ def keras_correct_pad(side: Optional[int], kernel_size: int):
 
 
 def _check(filters, stride, expansion, kernel_size, padding, groups, bn_momentum, bn_epsilon,
-           layer_names, se_ratio, expand_divisor):
+           layer_names, se_ratio, expand_divisor, se_base, se_divisor, se_gate, drop_rate,
+           survival_prob):
     for arg, value in (("filters", filters), ("stride", stride), ("kernel_size", kernel_size)):
         check_positive_int(arg, value)
     check_float("expansion", expansion, 1.0, float("inf"), high_inclusive=False)
     if se_ratio is not None:
         check_float("se_ratio", se_ratio, 0.0, 1.0, low_inclusive=False)
     check_positive_int("expand_divisor", expand_divisor, allow_none=True)
+    check_positive_int("se_divisor", se_divisor, allow_none=True)
+    if se_base not in SE_BASES:
+        fail("se_base", f"must be one of {list(SE_BASES)}", se_base)
+    if se_gate not in ("sigmoid", "hard_sigmoid"):
+        fail("se_gate", "must be 'sigmoid' or 'hard_sigmoid'", se_gate)
+    check_float("drop_rate", drop_rate, 0.0, 1.0, high_inclusive=False)
+    if drop_rate > 0 and survival_prob is not None:
+        fail("drop_rate", "must be 0 when survival_prob is given (stochastic depth and drop "
+                          "connect both act on the skip; pick one)", drop_rate)
     if kernel_size % 2 == 0:
         fail("kernel_size", "must be odd (3, 5, 7, ...)", kernel_size)
     if padding not in PADDINGS:
@@ -89,9 +103,11 @@ def _check(filters, stride, expansion, kernel_size, padding, groups, bn_momentum
 
 def inverted_residual_block(x, filters, *, stride=1, expansion=6, kernel_size=3,
                             activation="relu6", se_ratio=None, expand_divisor=None,
-                            padding="keras", bn_momentum=0.999,
+                            se_base="hidden", se_divisor=8, se_activation="relu",
+                            se_gate="hard_sigmoid", padding="keras", bn_momentum=0.999,
                             bn_epsilon=1e-3, kernel_initializer="glorot_uniform",
-                            survival_prob=None, seed=None, groups=1, base_width=None,
+                            depthwise_initializer=None, survival_prob=None, drop_rate=0.0,
+                            seed=None, groups=1, base_width=None,
                             name=None, layer_names: Optional[Dict[str, Any]] = None):
     """MobileNetV2's inverted residual block on ``x`` (channels last); see the module docstring.
 
@@ -107,12 +123,21 @@ def inverted_residual_block(x, filters, *, stride=1, expansion=6, kernel_size=3,
             ``"relu"`` or ``"hard_swish"``).
         se_ratio: ``None`` or the squeeze-and-excitation ratio (V3: 0.25 of the hidden width).
         expand_divisor: ``None`` or the divisor the hidden width is rounded to (V3: 8).
+        se_base: the width ``se_ratio`` multiplies: ``"hidden"`` (V3) or ``"input"``
+            (EfficientNet's ``filters_in * se_ratio``).
+        se_divisor: the SE width is ``make_divisible(base * se_ratio, se_divisor)`` (V3: 8), or
+            with ``None`` ``max(1, int(base * se_ratio))`` (EfficientNet).
+        se_activation, se_gate: after the SE reduction (``"relu"``; EfficientNet ``"swish"``) and
+            its gate (``"hard_sigmoid"``; EfficientNet ``"sigmoid"``).
         padding: ``"keras"`` or ``"torch"``, the strided depthwise padding (module docstring).
         bn_momentum, bn_epsilon: BatchNormalization settings (keras.applications: 0.999, 1e-3;
             torchvision: 0.9, 1e-5).
-        kernel_initializer: of the convolutions (the depthwise one keeps the layer's default).
+        kernel_initializer: of the 1x1 convolutions.
+        depthwise_initializer: of the depthwise kernel (``None``: the layer's default).
         survival_prob: stochastic depth ``p_l`` (``None``: off); used only when the block has
             its identity skip.
+        drop_rate: EfficientNet's drop connect rate in ``[0, 1)`` on the skip block's branch
+            (0: off; not together with ``survival_prob``).
         seed: seed of the stochastic-depth draws.
         groups, base_width: the stage builder's common block arguments; ``groups`` must be 1,
             ``base_width`` is unused.
@@ -127,9 +152,10 @@ def inverted_residual_block(x, filters, *, stride=1, expansion=6, kernel_size=3,
             channel count.
     """
     del base_width
-    _check(filters, stride, expansion, kernel_size, padding, groups, bn_momentum, bn_epsilon,
-           layer_names, se_ratio, expand_divisor)
     survival_prob = check_survival_prob("survival_prob", survival_prob)
+    _check(filters, stride, expansion, kernel_size, padding, groups, bn_momentum, bn_epsilon,
+           layer_names, se_ratio, expand_divisor, se_base, se_divisor, se_gate, drop_rate,
+           survival_prob)
     if seed is not None and not is_int(seed):
         fail("seed", "must be None or an integer", seed)
     channels = x.shape[-1]
@@ -148,6 +174,8 @@ def inverted_residual_block(x, filters, *, stride=1, expansion=6, kernel_size=3,
     hidden = (int(round(expansion * channels)) if expand_divisor is None
               else make_divisible(expansion * channels, expand_divisor))
 
+    skip = stride == 1 and channels == filters
+
     def branch(t):
         if expansion > 1:
             t = keras.layers.Conv2D(hidden, 1, padding="same", use_bias=False,
@@ -162,16 +190,23 @@ def inverted_residual_block(x, filters, *, stride=1, expansion=6, kernel_size=3,
                 pads = kernel_size // 2
             t = keras.layers.ZeroPadding2D(pads, name=name_of("pad"))(t)
             dw_padding = "valid"
-        t = depthwise_conv(kernel_size, strides=stride, padding=dw_padding, name=name_of("dw"))(t)
+        t = depthwise_conv(kernel_size, strides=stride, padding=dw_padding,
+                           kernel_initializer=depthwise_initializer, name=name_of("dw"))(t)
         t = activation_layer(activation, name=name_of("dw_act"))(bn(t, "dw_bn"))
         if se_ratio is not None:
-            t = squeeze_excite(t, se_filters=make_divisible(t.shape[-1] * se_ratio, 8),
-                               activation="relu", gate="hard_sigmoid", name=name_of("se"))
+            base = (hidden if se_base == "hidden" else channels) * se_ratio
+            se_filters = (max(1, int(base)) if se_divisor is None
+                          else make_divisible(base, se_divisor))
+            t = squeeze_excite(t, se_filters=se_filters, activation=se_activation, gate=se_gate,
+                               name=name_of("se"))
         t = keras.layers.Conv2D(filters, 1, padding="same", use_bias=False,
                                 kernel_initializer=kernel_initializer,
                                 name=name_of("project_conv"))(t)
-        return bn(t, "project_bn")
+        t = bn(t, "project_bn")
+        if drop_rate > 0 and skip:
+            t = DropPath(drop_rate, seed=seed, name=name_of("drop"))(t)
+        return t
 
-    if stride == 1 and channels == filters:
+    if skip:
         return add_residual(x, x, branch, name_of=name_of, survival_prob=survival_prob, seed=seed)
     return branch(x)

@@ -18,6 +18,7 @@ from keras_cnns.layers.fire import fire_module
 from keras_cnns.layers.grouped_conv import GroupedDepthwiseConv2D
 from keras_cnns.layers.invertible import InvertibleDownsampling, InvertibleUpsampling
 from keras_cnns.layers.lrn import LocalResponseNormalization
+from keras_cnns.layers.normalization import InputNormalization
 from keras_cnns.layers.se import squeeze_excite
 from keras_cnns.layers.separable import depthwise_separable_block
 from keras_cnns.layers.shuffle import ChannelShuffle
@@ -30,6 +31,7 @@ __all__ = [
     "GroupedDepthwiseConv2D",
     "HardSigmoid",
     "HardSwish",
+    "InputNormalization",
     "InvertibleDownsampling",
     "InvertibleUpsampling",
     "LocalResponseNormalization",

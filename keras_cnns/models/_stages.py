@@ -241,12 +241,16 @@ def build_stages(
 
 def build_numbered_stages(x, stages: Sequence[StageSpec], block_fn: Callable[..., Any], *,
                           layer_names: Callable[[int], Mapping[str, str]],
-                          name: Optional[Callable[[int], str]] = None, **kwargs):
+                          name: Optional[Callable[[int], str]] = None,
+                          block_kwargs_of: Optional[Callable[[int], Mapping[str, Any]]] = None,
+                          **kwargs):
     """:func:`build_stages` with one block function for every stage, for families whose layer
     names count the blocks over all stages (keras.applications' MobileNetV2 ``block_16_...``,
     MobileNetV3 ``expanded_conv_14_...``): block ``i`` (0-based) is built with
-    ``layer_names=layer_names(i)`` and, when ``name`` is given, ``name=name(i)``. ``kwargs`` go to
-    :func:`build_stages`; returns its ``(x, features)``."""
+    ``layer_names=layer_names(i)``, when ``name`` is given ``name=name(i)``, and when
+    ``block_kwargs_of`` is given with its ``block_kwargs_of(i)`` added (EfficientNet's drop
+    connect rate, which grows with ``i``). ``kwargs`` go to :func:`build_stages`; returns its
+    ``(x, features)``."""
     offsets = [sum(spec.blocks for spec in stages[:i]) for i in range(len(stages))]
     prefix = name
 
@@ -254,6 +258,8 @@ def build_numbered_stages(x, stages: Sequence[StageSpec], block_fn: Callable[...
         index = int(name)
         if prefix is not None:
             block_kwargs["name"] = prefix(index)
+        if block_kwargs_of is not None:
+            block_kwargs.update(block_kwargs_of(index))
         return block_fn(t, filters, layer_names=layer_names(index), **block_kwargs)
 
     kinds = {spec.block for spec in stages}

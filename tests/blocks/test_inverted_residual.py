@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from keras_cnns.blocks import StochasticDepth, inverted_residual_block
 from keras_cnns.blocks.inverted_residual import keras_correct_pad
+from keras_cnns.layers import DropPath
 from keras_cnns.models._notation import decode_stage, decode_stages
 from keras_cnns.models._stages import StageSpec
 
@@ -99,6 +100,9 @@ def test_layer_names_override_roles():
     ({"seed": "x"}, "seed"), ({"layer_names": {"conv": "c"}}, "layer_names"),
     ({"expansion": 0.5}, "expansion"), ({"se_ratio": 0.0}, "se_ratio"),
     ({"se_ratio": 2}, "se_ratio"), ({"expand_divisor": 0}, "expand_divisor"),
+    ({"se_base": "output"}, "se_base"), ({"se_divisor": 0}, "se_divisor"),
+    ({"se_gate": "relu"}, "se_gate"), ({"drop_rate": 1.0}, "drop_rate"),
+    ({"drop_rate": 0.1, "survival_prob": 0.9}, "drop_rate"),
 ])
 def test_block_rejects_bad_arguments(kwargs, arg):
     with pytest.raises(ValueError, match=arg):
@@ -135,6 +139,34 @@ def test_fractional_expansion_rounds_to_the_divisor_and_se_widths():
     assert model.get_layer("b_se_expand").filters == 88
     plain = keras.Model(inp, inverted_residual_block(inp, 24, expansion=2.5, name="c"))
     assert plain.get_layer("c_expand_conv").filters == 60          # round(2.5 * 24)
+
+
+def test_efficientnet_squeeze_excite_and_drop_connect():
+    # EfficientNet: SE width from the block's input (max(1, int(C_in * ratio))), swish reduce,
+    # sigmoid gate; drop connect only on the skip block, per sample, 1 / (1 - rate) in training
+    inp = keras.Input((8, 8, 10))
+    out = inverted_residual_block(inp, 10, expansion=6, se_ratio=0.25, se_base="input",
+                                  se_divisor=None, se_activation="swish", se_gate="sigmoid",
+                                  activation="swish", drop_rate=0.5, seed=1, name="b")
+    model = keras.Model(inp, out)
+    assert model.get_layer("b_se_reduce").filters == 2                # int(10 * 0.25)
+    assert model.get_layer("b_se_expand").filters == 60
+    assert isinstance(model.get_layer("b_se_gate"), keras.layers.Activation)
+    x = np.random.default_rng(0).normal(size=(64, 8, 8, 10)).astype("float32")
+    sub = keras.Model(inp, [model.get_layer("b_project_bn").output, out])
+    branch, y = (keras.ops.convert_to_numpy(t) for t in sub(x, training=False))
+    np.testing.assert_allclose(y, x + branch, atol=1e-5)            # inference: no drop
+    branch, y = (keras.ops.convert_to_numpy(t) for t in sub(x, training=True))
+    delta = (y - x).reshape(64, -1)
+    kept = np.abs(delta).max(axis=1) > 0
+    assert 10 < kept.sum() < 54                                    # per-sample draws at rate 0.5
+    np.testing.assert_allclose(delta[kept], 2.0 * branch.reshape(64, -1)[kept], rtol=1e-4,
+                               atol=1e-4)
+    inp2 = keras.Input((8, 8, 10))
+    strided = keras.Model(inp2, inverted_residual_block(inp2, 10, stride=2, drop_rate=0.5,
+                                                        name="s"))
+    assert not any(isinstance(l, DropPath) for l in strided.layers)
+    assert any(isinstance(l, DropPath) for l in model.layers)
 
 
 @pytest.mark.parametrize("text, message", [

@@ -65,16 +65,21 @@ CASES["mobilenet_v2"] = ("mobilenetv2_torchvision", "mobilenet_v2", 64, 2)
 CASES["mobilenet_v3_large"] = ("mobilenetv3_large_torchvision", "mobilenet_v3_large", 64, 2)
 CASES["mobilenet_v3_small"] = ("mobilenetv3_small_torchvision", "mobilenet_v3_small", 64, 2)
 BN_EPSILON = {"mobilenet_v3_large": 1e-3, "mobilenet_v3_small": 1e-3}
+# EfficientNet B0 / B1 (torchvision layout: symmetric padding, BN eps 1e-5, no preprocessing).
+CASES["efficientnet_b0"] = ("efficientnet_b0_torchvision", "efficientnet_b0", 64, 2)
+CASES["efficientnet_b1"] = ("efficientnet_b1_torchvision", "efficientnet_b1", 64, 2)
 # Random running statistics do not normalise, and a residual stack adds every un-normalised
 # branch: the logits grow with depth (measured at 64: resnet101 ~2e6, resnet152 ~1e10, float32
-# round-off alone 3 .. 1e4) and would hide e.g. a wrong fc bias. Re-estimating the statistics
-# from the batch alone brings the logits to O(1) but leaves the deep nets chaotic (torchvision's
-# own float32 vs float64 output: 1.4e-3 for resnet152). So for these the child also damps each
-# block's last BatchNorm (bn2 / bn3: weight in [0.1, 0.3], bias in [-0.1, 0.1]), then sets every
-# running mean / variance to the statistics of the test batch (one train-mode pass, momentum 1):
-# float32 round-off <= 7e-6 (resnet152), while one block's permuted running variance moves the
-# logits by 0.04 .. 0.13 and a permuted fc bias by 0.2.
-CALIBRATE = set(RESNETS) | {"mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"}
+# round-off alone 3 .. 1e4; EfficientNet-B1 ~90, round-off 4e-3) and would hide e.g. a wrong fc
+# bias. Re-estimating the statistics from the batch alone brings the logits to O(1) but leaves
+# the deep nets chaotic (torchvision's own float32 vs float64 output: 1.4e-3 for resnet152). So
+# for these the child also damps each residual block's last BatchNorm (ResNet's bn2 / bn3,
+# EfficientNet's projection BN in its skip blocks: weight in [0.1, 0.3], bias in [-0.1, 0.1]),
+# then sets every running mean / variance to the statistics of the test batch (one train-mode
+# pass, momentum 1): float32 round-off <= 7e-6 (resnet152), while one block's permuted running
+# variance moves the logits by 0.04 .. 0.13 and a permuted fc bias by 0.2.
+CALIBRATE = set(RESNETS) | {"mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
+                            "efficientnet_b0", "efficientnet_b1"}
 # The heaviest: > 130 M parameters each (a ~550 MB state_dict) and 7.6-19.6 G mult-adds at 224.
 SLOW = {"vgg13", "vgg16", "vgg19", "vgg13_bn", "vgg16_bn", "vgg19_bn"}
 TOY_INPUT = (2, 4, 5, 7)  # NCHW: a non-square map, so the flatten permutation matters
@@ -101,11 +106,16 @@ _REFERENCE_SCRIPT = textwrap.dedent("""
                     m.bias.uniform_(-0.1, 0.1, generator=gen)
 
     def calibrate(model, x, gen):  # residual families: see CALIBRATE
+        from torchvision.models.efficientnet import MBConv
         from torchvision.models.resnet import BasicBlock, Bottleneck
         with torch.no_grad():
             for m in model.modules():
+                last = None
                 if isinstance(m, (BasicBlock, Bottleneck)):
                     last = m.bn2 if isinstance(m, BasicBlock) else m.bn3
+                elif isinstance(m, MBConv) and m.use_res_connect:
+                    last = m.block[-1][1]  # the projection's BatchNorm
+                if last is not None:
                     last.weight.uniform_(0.1, 0.3, generator=gen)
                     last.bias.uniform_(-0.1, 0.1, generator=gen)
             bns = [m for m in model.modules()
