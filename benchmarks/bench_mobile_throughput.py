@@ -5,7 +5,8 @@ Run from the repository root::
     python benchmarks/bench_mobile_throughput.py                        # sizes 128 and 224, batch 32
     python benchmarks/bench_mobile_throughput.py --sizes 128 --reps 3 --onednn current
 
-For each architecture (MobileNet v1, MobileNetV2, MobileNetV3-Large; 1000 classes) the
+For each architecture (MobileNet v1, MobileNetV2, MobileNetV3-Large, EfficientNet-B0; 1000
+classes) the
 keras_cnns model and keras.applications' model of the same configuration (``weights=None``; our
 weights copied in with ``from_keras_applications`` so both compute the same function) are
 compiled alike (SGD, ``jit_compile=False``: XLA's CPU depthwise convolution is far slower than
@@ -35,7 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import (add_onednn_arguments, dispatch_onednn_runs, environment_line,  # noqa: E402
                      interleaved, reject_below_one, write_json)
 
-MODELS = ("mobilenet", "mobilenetv2", "mobilenetv3_large")
+MODELS = ("mobilenet", "mobilenetv2", "mobilenetv3_large", "efficientnet_b0")
 
 
 def _pair(name, size):
@@ -49,6 +50,9 @@ def _pair(name, size):
             input_shape=shape, weights=None)
     if name == "mobilenetv2":
         return keras_cnns.MobileNetV2(input_shape=shape), keras.applications.MobileNetV2(
+            input_shape=shape, weights=None)
+    if name == "efficientnet_b0":
+        return keras_cnns.EfficientNet(input_shape=shape), keras.applications.EfficientNetB0(
             input_shape=shape, weights=None)
     return keras_cnns.MobileNetV3("large", input_shape=shape), keras.applications.MobileNetV3Large(
         input_shape=shape, weights=None)

@@ -140,3 +140,19 @@ def test_mobile_throughput_benchmark_runs_at_toy_size(capsys):
 def test_mobile_throughput_benchmark_rejects_bad_arguments(argv, arg, capsys):
     assert _load("bench_mobile_throughput").main(argv) == 2
     assert arg in capsys.readouterr().out
+
+
+def test_depthwise_shapes_benchmark_runs_at_toy_size(capsys):
+    bench = _load("bench_depthwise_shapes")
+    assert bench.main(["--sizes", "32", "--batch", "1", "--reps", "1", "--onednn", "current"]) == 0
+    out = capsys.readouterr().out
+    assert "distinct shapes in mobilenet, mobilenetv2, mobilenetv3_large, efficientnet_b0" in out
+    assert "weighted total: custom" in out and "the rule's picks" in out
+
+
+def test_mobile_throughput_benchmark_runs_efficientnet_at_toy_size(capsys):
+    bench = _load("bench_mobile_throughput")
+    assert bench.main(["--sizes", "32", "--batch", "2", "--reps", "1", "--models",
+                       "efficientnet_b0", "--onednn", "current"]) == 0
+    out = capsys.readouterr().out
+    assert "efficientnet_b0" in out and "x" in out.split("efficientnet_b0")[-1]

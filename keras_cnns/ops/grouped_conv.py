@@ -4,7 +4,9 @@ The compiled op (``KerasCnns>GroupedDepthwiseConv2D``, C++ CPU kernels and CUDA 
 ``custom_ops/``) is built on first use and cached (see :mod:`keras_cnns.ops._loader`). When it is
 unavailable (no compiler, build error, ``KERAS_CNNS_DISABLE_CUSTOM_OP=1``) the same function runs
 :func:`keras_cnns.ops._reference.reference_grouped_depthwise_conv2d`, and inside
-:func:`stock_ops_only` it always does, so exported graphs contain stock TF ops only.
+:func:`stock_ops_only` it always does, so exported graphs contain stock TF ops only. A plain
+depthwise convolution also runs there where TF's own kernel is the faster one on this machine
+(:mod:`keras_cnns.ops.depthwise_dispatch`, measured per shape).
 """
 
 from __future__ import annotations
@@ -48,6 +50,16 @@ def custom_op_available() -> bool:
         to the pure-TensorFlow reference (``keras_cnns.ops._loader.load_error()`` says why).
     """
     return _loader.load_library() is not None
+
+
+def _plain_depthwise(x, filters, strides, dilations, groups, shuffle_groups) -> bool:
+    """A depthwise convolution ``tf.nn.depthwise_conv2d`` runs as is: static channels,
+    multiplier 1, no shuffle or dilation, equal strides, a square kernel."""
+    channels = x.shape[-1] if x.shape.rank == 4 else None
+    return (channels is not None and groups == channels and shuffle_groups == 1
+            and filters.shape.rank == 4 and filters.shape[2] == 1 and filters.shape[3] == channels
+            and tuple(dilations) == (1, 1) and strides[0] == strides[1]
+            and filters.shape[0] is not None and filters.shape[0] == filters.shape[1])
 
 
 def grouped_depthwise_conv2d(x, filters, strides=1, padding="SAME", dilations=1, groups=None,
@@ -121,6 +133,13 @@ def grouped_depthwise_conv2d(x, filters, strides=1, padding="SAME", dilations=1,
                                  f"Received: shuffle_groups={shuffle_groups}")
 
         lib = None if _stock_only() else _loader.load_library()
+        if lib is not None and _plain_depthwise(x, filters, strides, dilations, groups,
+                                                shuffle_groups):
+            from keras_cnns.ops.depthwise_dispatch import prefer_custom_op
+
+            if not prefer_custom_op(x.shape[1], x.shape[2], channels, filters.shape[0],
+                                    strides[0]):
+                lib = None  # TF's own kernel is faster for this shape (measured)
         if lib is None:
             return reference_grouped_depthwise_conv2d(x, filters, strides, padding, dilations,
                                                       groups, shuffle_groups)

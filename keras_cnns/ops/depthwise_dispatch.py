@@ -1,0 +1,83 @@
+"""Which kernel runs a plain depthwise convolution: the custom op or TensorFlow's own.
+
+:func:`keras_cnns.ops.grouped_depthwise_conv2d` (and so every
+:class:`~keras_cnns.layers.GroupedDepthwiseConv2D` layer of the mobile networks) asks
+:func:`prefer_custom_op` at trace time, for a *plain* depthwise convolution only (channel
+multiplier 1, no channel shuffle, no dilation, equal strides, a square kernel): ``True`` runs the
+compiled custom op, ``False`` runs ``tf.nn.depthwise_conv2d`` (the kernel
+``keras.layers.DepthwiseConv2D`` uses). Grouped and shuffled convolutions always use the custom op
+(stock TF has no fused kernel for them). The layer, its weights and its exported graph
+(:func:`keras_cnns.ops.stock_ops_only`) are the same either way; only the kernel differs.
+
+The rule is derived from ``benchmarks/bench_depthwise_shapes.py`` (forward + both gradients,
+batch 32, every depthwise shape of MobileNet v1, MobileNetV2, MobileNetV3-Large and
+EfficientNet-B0 at 224; 2-core AMD EPYC with AVX-512, TF 2.21):
+
+* TF with oneDNN off (Eigen kernels): the custom op is faster at every shape, 1.10-2.09x
+  (1.33x over the four models' shapes weighted by use) -> always the custom op.
+* oneDNN on: the custom op is 1.5-2.0x faster for 5x5 kernels and 1.0-1.25x for most 3x3
+  shapes (1.15x weighted), but oneDNN's kernel wins for 3x3 kernels on small maps with many
+  channels (7x7 x 960..1152: 0.70-0.94x) and on large maps with few channels (56x56 x 72,
+  112x112 x 16, 113x113 x 64 stride 2: 0.82-0.91x) -> stock TF there.
+
+``KERAS_CNNS_DEPTHWISE`` overrides the rule for the whole process: ``custom`` or ``stock``
+(``auto``, the default, applies it). The benchmark sets ``custom`` to time the op itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+__all__ = ["ENV_VAR", "dispatch_mode", "measured_rule", "prefer_custom_op"]
+
+ENV_VAR = "KERAS_CNNS_DEPTHWISE"
+_MODES = ("auto", "custom", "stock")
+
+
+def dispatch_mode() -> str:
+    """``KERAS_CNNS_DEPTHWISE`` (``auto`` when unset).
+
+    Raises:
+        ValueError: an unknown value (the message names the variable).
+    """
+    mode = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
+    if mode not in _MODES:
+        raise ValueError(f"`{ENV_VAR}` must be one of {list(_MODES)}. Received: "
+                         f"{ENV_VAR}={os.environ.get(ENV_VAR)!r}")
+    return mode
+
+
+@functools.lru_cache(maxsize=1)
+def _onednn() -> bool:
+    from keras_cnns.environment import onednn_enabled
+
+    return bool(onednn_enabled())
+
+
+def prefer_custom_op(height, width, channels, kernel_size, stride, onednn=None) -> bool:
+    """Whether a plain depthwise convolution of an ``height x width x channels`` input with a
+    ``kernel_size`` square kernel and ``stride`` runs faster on the custom op than on
+    ``tf.nn.depthwise_conv2d`` in this process (the module docstring gives the measurements).
+    Unknown sides (``None``) count as large. ``onednn``: ``None`` reads this process's setting.
+    """
+    mode = dispatch_mode()
+    if mode != "auto":
+        return mode == "custom"
+    return measured_rule(height, width, channels, kernel_size, stride,
+                         _onednn() if onednn is None else onednn)
+
+
+def measured_rule(height, width, channels, kernel_size, stride, onednn) -> bool:
+    """The measured rule itself (no environment override): ``True`` for the custom op."""
+    del stride  # the measurements show no stride dependence beyond the map size
+    if not onednn:
+        return True
+    if kernel_size != 3:
+        return True
+    side = min(s for s in (height, width, 1 << 30) if s is not None)
+    if side <= 7 and channels is not None and channels >= 960:
+        return False
+    if side >= 56 and channels is not None and channels <= 72:
+        return False
+    return True
