@@ -15,6 +15,7 @@ from keras_cnns.models import create_model, list_models, model_info  # noqa: E40
 from keras_cnns.models._keras_apps import from_keras_applications  # noqa: E402
 from keras_cnns.models._torchvision import from_torchvision  # noqa: E402
 from keras_cnns.models.efficientnet import EfficientNet, efficientnet  # noqa: E402
+from keras_cnns.models.fbnet import FBNet  # noqa: E402
 from keras_cnns.models.mobilenet import MobileNet  # noqa: E402
 from keras_cnns.models.mobilenet_v2 import MobileNetV2  # noqa: E402
 from keras_cnns.models.mobilenet_v3 import MobileNetV3  # noqa: E402
@@ -30,6 +31,7 @@ __all__ = [
     "__version__",
     "CifarResNet",
     "EfficientNet",
+    "FBNet",
     "MobileNet",
     "MobileNetV2",
     "MobileNetV3",

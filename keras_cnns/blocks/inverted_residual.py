@@ -50,15 +50,30 @@ SE_BASES = ("hidden", "input")
 
 
 def depthwise_conv(kernel_size, *, strides=1, padding="same", kernel_initializer=None,
-                   name=None):
-    """The depthwise convolution of the inverted-residual line (no bias, multiplier 1):
+                   shuffle_groups=1, use_bias=False, name=None):
+    """The depthwise convolution of the inverted-residual line (multiplier 1):
     :class:`~keras_cnns.layers.GroupedDepthwiseConv2D`, the custom op (``kernel_initializer``
-    ``None``: the layer's default)."""
+    ``None``: the layer's default), with ShuffleNet's channel shuffle of ``shuffle_groups``
+    groups fused in front. Which kernel runs a plain depthwise convolution on this machine is
+    :mod:`keras_cnns.ops.depthwise_dispatch`'s measured choice."""
     from keras_cnns.layers import GroupedDepthwiseConv2D
 
     init = {} if kernel_initializer is None else {"kernel_initializer": kernel_initializer}
     return GroupedDepthwiseConv2D(None, kernel_size, strides=strides, padding=padding,
-                                  groups=None, use_bias=False, name=name, **init)
+                                  groups=None, shuffle_groups=shuffle_groups, use_bias=use_bias,
+                                  name=name, **init)
+
+
+def _pointwise(filters, groups, use_bias, kernel_initializer, name):
+    """A 1x1 convolution; grouped ones run on the custom op's grouped path (Keras'
+    ``Conv2D(groups=...)`` has no TF CPU kernel outside XLA)."""
+    if groups == 1:
+        return keras.layers.Conv2D(filters, 1, padding="same", use_bias=use_bias,
+                                   kernel_initializer=kernel_initializer, name=name)
+    from keras_cnns.layers import GroupedDepthwiseConv2D
+
+    return GroupedDepthwiseConv2D(filters, 1, groups=groups, use_bias=use_bias,
+                                  kernel_initializer=kernel_initializer, name=name)
 
 
 def keras_correct_pad(side: Optional[int], kernel_size: int):
@@ -71,7 +86,7 @@ def keras_correct_pad(side: Optional[int], kernel_size: int):
 
 def _check(filters, stride, expansion, kernel_size, padding, groups, bn_momentum, bn_epsilon,
            layer_names, se_ratio, expand_divisor, se_base, se_divisor, se_gate, drop_rate,
-           survival_prob):
+           survival_prob, pw_groups, use_bias):
     for arg, value in (("filters", filters), ("stride", stride), ("kernel_size", kernel_size)):
         check_positive_int(arg, value)
     check_float("expansion", expansion, 1.0, float("inf"), high_inclusive=False)
@@ -79,6 +94,9 @@ def _check(filters, stride, expansion, kernel_size, padding, groups, bn_momentum
         check_float("se_ratio", se_ratio, 0.0, 1.0, low_inclusive=False)
     check_positive_int("expand_divisor", expand_divisor, allow_none=True)
     check_positive_int("se_divisor", se_divisor, allow_none=True)
+    check_positive_int("pw_groups", pw_groups)
+    if not isinstance(use_bias, bool):
+        fail("use_bias", "must be True or False", use_bias)
     if se_base not in SE_BASES:
         fail("se_base", f"must be one of {list(SE_BASES)}", se_base)
     if se_gate not in ("sigmoid", "hard_sigmoid"):
@@ -107,7 +125,7 @@ def inverted_residual_block(x, filters, *, stride=1, expansion=6, kernel_size=3,
                             se_gate="hard_sigmoid", padding="keras", bn_momentum=0.999,
                             bn_epsilon=1e-3, kernel_initializer="glorot_uniform",
                             depthwise_initializer=None, survival_prob=None, drop_rate=0.0,
-                            seed=None, groups=1, base_width=None,
+                            pw_groups=1, use_bias=False, seed=None, groups=1, base_width=None,
                             name=None, layer_names: Optional[Dict[str, Any]] = None):
     """MobileNetV2's inverted residual block on ``x`` (channels last); see the module docstring.
 
@@ -138,6 +156,11 @@ def inverted_residual_block(x, filters, *, stride=1, expansion=6, kernel_size=3,
             its identity skip.
         drop_rate: EfficientNet's drop connect rate in ``[0, 1)`` on the skip block's branch
             (0: off; not together with ``survival_prob``).
+        pw_groups: FBNet's ``g``: groups of the 1x1 expansion and projection, and a channel
+            shuffle of that many groups before the depthwise convolution (fused into it); 1
+            (default) is the plain block. ``C_in``, the hidden width and ``filters`` must be
+            divisible by it.
+        use_bias: biases on the three convolutions (FBNet's reference has them; default off).
         seed: seed of the stochastic-depth draws.
         groups, base_width: the stage builder's common block arguments; ``groups`` must be 1,
             ``base_width`` is unused.
@@ -155,7 +178,7 @@ def inverted_residual_block(x, filters, *, stride=1, expansion=6, kernel_size=3,
     survival_prob = check_survival_prob("survival_prob", survival_prob)
     _check(filters, stride, expansion, kernel_size, padding, groups, bn_momentum, bn_epsilon,
            layer_names, se_ratio, expand_divisor, se_base, se_divisor, se_gate, drop_rate,
-           survival_prob)
+           survival_prob, pw_groups, use_bias)
     if seed is not None and not is_int(seed):
         fail("seed", "must be None or an integer", seed)
     channels = x.shape[-1]
@@ -175,12 +198,15 @@ def inverted_residual_block(x, filters, *, stride=1, expansion=6, kernel_size=3,
               else make_divisible(expansion * channels, expand_divisor))
 
     skip = stride == 1 and channels == filters
+    for arg, width in (("x", channels), ("expansion", hidden), ("filters", filters)):
+        if width % pw_groups:
+            fail("pw_groups", f"must divide the block's widths (input {channels}, hidden "
+                              f"{hidden}, output {filters}; {arg} does not)", pw_groups)
 
     def branch(t):
         if expansion > 1:
-            t = keras.layers.Conv2D(hidden, 1, padding="same", use_bias=False,
-                                    kernel_initializer=kernel_initializer,
-                                    name=name_of("expand_conv"))(t)
+            t = _pointwise(hidden, pw_groups, use_bias, kernel_initializer,
+                           name_of("expand_conv"))(t)
             t = activation_layer(activation, name=name_of("expand_act"))(bn(t, "expand_bn"))
         dw_padding = "same"
         if stride > 1:
@@ -191,7 +217,8 @@ def inverted_residual_block(x, filters, *, stride=1, expansion=6, kernel_size=3,
             t = keras.layers.ZeroPadding2D(pads, name=name_of("pad"))(t)
             dw_padding = "valid"
         t = depthwise_conv(kernel_size, strides=stride, padding=dw_padding,
-                           kernel_initializer=depthwise_initializer, name=name_of("dw"))(t)
+                           kernel_initializer=depthwise_initializer, shuffle_groups=pw_groups,
+                           use_bias=use_bias, name=name_of("dw"))(t)
         t = activation_layer(activation, name=name_of("dw_act"))(bn(t, "dw_bn"))
         if se_ratio is not None:
             base = (hidden if se_base == "hidden" else channels) * se_ratio
@@ -199,9 +226,8 @@ def inverted_residual_block(x, filters, *, stride=1, expansion=6, kernel_size=3,
                           else make_divisible(base, se_divisor))
             t = squeeze_excite(t, se_filters=se_filters, activation=se_activation, gate=se_gate,
                                name=name_of("se"))
-        t = keras.layers.Conv2D(filters, 1, padding="same", use_bias=False,
-                                kernel_initializer=kernel_initializer,
-                                name=name_of("project_conv"))(t)
+        t = _pointwise(filters, pw_groups, use_bias, kernel_initializer,
+                       name_of("project_conv"))(t)
         t = bn(t, "project_bn")
         if drop_rate > 0 and skip:
             t = DropPath(drop_rate, seed=seed, name=name_of("drop"))(t)

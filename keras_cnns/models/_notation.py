@@ -15,6 +15,7 @@ field  meaning                                      StageSpec
 ``k``  depthwise kernel size                         ``options["kernel_size"]``
 ``e``  expansion factor (may be fractional: ``e2.3``)    ``options["expansion"]``
 ``se`` squeeze-and-excitation ratio (``se0.25``)       ``options["se_ratio"]``
+``g``  groups of the 1x1 convolutions + shuffle (g2)  ``options["pw_groups"]``
 ``n``  activation: ``nre`` ReLU, ``nr6`` ReLU6,        ``options["activation"]``
        ``nhs`` hard-swish, ``nsw`` swish
 =====  ===========================================  =========================
@@ -36,7 +37,8 @@ __all__ = ["ACTIVATIONS", "BLOCK_KINDS", "decode_stage", "decode_stages"]
 #: notation kind -> block kind of the stage builder's block mapping.
 BLOCK_KINDS = {"ir": "inverted_residual"}
 _FIELDS = {"r": ("blocks", int), "c": ("filters", int), "s": ("stride", int),
-           "k": ("kernel_size", int), "e": ("expansion", float), "se": ("se_ratio", float)}
+           "k": ("kernel_size", int), "e": ("expansion", float), "se": ("se_ratio", float),
+           "g": ("pw_groups", int)}
 _FLOAT_OK = ("e", "se")
 ACTIVATIONS = {"re": "relu", "r6": "relu6", "hs": "hard_swish", "sw": "swish"}
 _FIELD = re.compile(r"^(se|[a-z])(\d+(?:\.\d+)?)$")

@@ -11,14 +11,16 @@ compiled custom op, ``False`` runs ``tf.nn.depthwise_conv2d`` (the kernel
 
 The rule is derived from ``benchmarks/bench_depthwise_shapes.py`` (forward + both gradients,
 batch 32, every depthwise shape of MobileNet v1, MobileNetV2, MobileNetV3-Large and
-EfficientNet-B0 at 224; 2-core AMD EPYC with AVX-512, TF 2.21):
+EfficientNet-B0 at 224 and at 128; 2-core AMD EPYC with AVX-512, TF 2.21):
 
 * TF with oneDNN off (Eigen kernels): the custom op is faster at every shape, 1.10-2.09x
   (1.33x over the four models' shapes weighted by use) -> always the custom op.
-* oneDNN on: the custom op is 1.5-2.0x faster for 5x5 kernels and 1.0-1.25x for most 3x3
-  shapes (1.15x weighted), but oneDNN's kernel wins for 3x3 kernels on small maps with many
-  channels (7x7 x 960..1152: 0.70-0.94x) and on large maps with few channels (56x56 x 72,
-  112x112 x 16, 113x113 x 64 stride 2: 0.82-0.91x) -> stock TF there.
+* oneDNN on: the custom op is 1.2-2.5x faster for 5x5 kernels and about 1.0-1.35x for most 3x3
+  shapes (1.15x weighted, at 224 and at 128), but oneDNN's kernel wins for 3x3 kernels on large
+  maps with few channels at both sizes (>= 56 px, <= 72 channels: 113x113 x 64 stride 2 0.82x,
+  112x112 x 16 0.91x, 56x56 x 72 0.88x, 65x65 x 64 0.87x, 64x64 x 16 0.96x) -> stock TF there.
+  Small maps with many channels are mixed (7x7 x 1152: 0.70x, but 4x4 x 1152 1.11x, 4x4 x 960
+  1.21x) and keep the op.
 
 ``KERAS_CNNS_DEPTHWISE`` overrides the rule for the whole process: ``custom`` or ``stock``
 (``auto``, the default, applies it). The benchmark sets ``custom`` to time the op itself.
@@ -76,8 +78,6 @@ def measured_rule(height, width, channels, kernel_size, stride, onednn) -> bool:
     if kernel_size != 3:
         return True
     side = min(s for s in (height, width, 1 << 30) if s is not None)
-    if side <= 7 and channels is not None and channels >= 960:
-        return False
     if side >= 56 and channels is not None and channels <= 72:
         return False
     return True

@@ -14,11 +14,11 @@ def test_measured_rule():
     # oneDNN off: the custom op for every measured shape
     for shape in [(7, 7, 1152, 3, 1), (112, 112, 16, 3, 1), (14, 14, 672, 5, 1)]:
         assert measured_rule(*shape, onednn=False)
-    # oneDNN on: TF's kernel for 3x3 on small maps with many channels / large maps, few channels
-    assert not measured_rule(7, 7, 1152, 3, 1, onednn=True)
+    # oneDNN on: TF's kernel for 3x3 on large maps with few channels
+    assert measured_rule(7, 7, 1152, 3, 1, onednn=True)
     assert not measured_rule(113, 113, 64, 3, 2, onednn=True)
     assert not measured_rule(112, 112, 16, 3, 1, onednn=True)
-    assert measured_rule(7, 7, 1152, 5, 1, onednn=True)      # 5x5: the custom op (2.0x)
+    assert measured_rule(112, 112, 16, 5, 1, onednn=True)    # 5x5: always the custom op
     assert measured_rule(28, 28, 256, 3, 1, onednn=True)
     assert measured_rule(None, None, 256, 3, 1, onednn=True)  # unknown sides count as large
     assert not measured_rule(None, None, 32, 3, 1, onednn=True)
@@ -28,9 +28,9 @@ def test_environment_override(monkeypatch):
     monkeypatch.setenv(ENV_VAR, "stock")
     assert not prefer_custom_op(28, 28, 256, 5, 1)
     monkeypatch.setenv(ENV_VAR, "custom")
-    assert prefer_custom_op(7, 7, 1152, 3, 1, onednn=True)
+    assert prefer_custom_op(112, 112, 16, 3, 1, onednn=True)
     monkeypatch.setenv(ENV_VAR, "auto")
-    assert not prefer_custom_op(7, 7, 1152, 3, 1, onednn=True)
+    assert not prefer_custom_op(112, 112, 16, 3, 1, onednn=True)
     monkeypatch.setenv(ENV_VAR, "fastest")
     with pytest.raises(ValueError, match=ENV_VAR):
         prefer_custom_op(7, 7, 1152, 3, 1)
