@@ -49,8 +49,9 @@ class ModelInfo:
         builder: the family builder function.
         kwargs: the keyword arguments this variant fixes.
         default_classes: classes of the reference configuration.
-        heavy: building it takes about a minute (thousands of layers, e.g. ResNet-1202): the
-            generic tests build it once instead of once per test.
+        heavy: building it takes about a minute (thousands of layers, e.g. ResNet-1202) or
+            running it dominates the suite (EfficientNet-B6 / B7): the generic tests build it
+            once, for its figures, instead of once per test.
     """
 
     name: str

@@ -232,10 +232,12 @@ def efficientnet(phi=0, alpha=1.2, beta=1.1, gamma=1.15, **kwargs):
 
 # reference figures: reference_figures.csv
 for _variant, (_w, _d, _side, _drop) in VARIANTS.items():
+    # B6 / B7 (43 M / 66 M parameters, 45 / 55 blocks) are built for their figures only in the
+    # generic matrix; tests/models/test_efficientnet.py runs both against keras.applications.
     register_model(f"efficientnet_{_variant}", family="EfficientNet", paper=_PAPER,
                    builder=EfficientNet, default_input_shape=(_side, _side, 3),
                    min_input_size=_MIN_SIZE, width=_w, depth=_d, dropout=_drop,
-                   default_side=_side)
+                   default_side=_side, heavy=_variant in ("b6", "b7"))
 for _variant in ("b0", "b1"):
     _w, _d, _side, _drop = VARIANTS[_variant]
     register_model(f"efficientnet_{_variant}_torchvision", family="EfficientNet", paper=_PAPER,

@@ -73,6 +73,7 @@ def test_drop_path_invalid(rate):
 
 def test_public_exports():
     expected = {"ChannelShuffle", "ConvFC", "DropPath", "GroupedDepthwiseConv2D", "HardSigmoid", "HardSwish",
+                "InputNormalization",
                 "InvertibleDownsampling", "InvertibleUpsampling", "LocalResponseNormalization",
                 "activation_layer", "conv_bn_act", "dense_to_conv_kernel", "depthwise_separable_block",
                 "drop_path", "fc_as_conv", "fire_module", "hard_sigmoid", "hard_swish", "make_divisible",
