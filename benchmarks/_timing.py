@@ -60,6 +60,23 @@ def fastest_runnable(candidates, errors, reps: int = 3):
     return best[0], best[1]
 
 
+def grad_step(fn, x, wrt):
+    """A callable running one forward pass of ``fn`` on ``x`` and the gradients of
+    ``sum(y ** 2)`` with respect to ``x`` and the variables ``wrt`` (a training step's worth of
+    work for one layer) in a ``tf.function`` without XLA, results fetched to the host."""
+    import tensorflow as tf
+
+    @tf.function(jit_compile=False)
+    def step(inp):
+        with tf.GradientTape() as tape:
+            tape.watch(inp)
+            y = fn(inp)
+            loss = tf.reduce_sum(y * y)
+        return tape.gradient(loss, [inp, *wrt])
+
+    return lambda: [g.numpy() for g in step(x)]
+
+
 def _time_once(fn):
     t0 = time.perf_counter()
     fn()

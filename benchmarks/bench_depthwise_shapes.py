@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _timing import (add_onednn_arguments, dispatch_onednn_runs, environment_line,  # noqa: E402
-                     interleaved, reject_below_one, write_json)
+                     grad_step, interleaved, reject_below_one, write_json)
 
 MODELS = ("mobilenet", "mobilenetv2", "mobilenetv3_large", "efficientnet_b0")
 
@@ -104,16 +104,6 @@ def main(argv=None) -> int:
             x = tf.constant(rng.normal(size=(args.batch, h, w, c)).astype(np.float32))
             kernel = tf.Variable(rng.normal(size=(k, k, 1, c)).astype(np.float32))
 
-            def step(conv):
-                @tf.function(jit_compile=False)
-                def run(x):
-                    with tf.GradientTape() as tape:
-                        tape.watch(x)
-                        y = conv(x)
-                        loss = tf.reduce_sum(y * y)
-                    return tape.gradient(loss, [x, kernel])
-                return lambda: [t.numpy() for t in run(x)][:0]
-
             def custom(t):
                 return grouped_depthwise_conv2d(t, kernel, strides=s, padding=pad.upper())
 
@@ -121,7 +111,8 @@ def main(argv=None) -> int:
                 return tf.nn.depthwise_conv2d(t, tf.reshape(kernel, (k, k, c, 1)),
                                               (1, s, s, 1), pad.upper())
 
-            med_custom, med_stock, _ = interleaved(step(custom), step(stock), args.reps)
+            med_custom, med_stock, _ = interleaved(grad_step(custom, x, [kernel]),
+                                                   grad_step(stock, x, [kernel]), args.reps)
             use_custom = measured_rule(h, w, c, k, s, bool(onednn_enabled()))
             sum_custom += n * med_custom
             sum_stock += n * med_stock

@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _timing import (add_onednn_arguments, dispatch_onednn_runs, environment_line,  # noqa: E402
-                     interleaved, reject_below_one, write_json)
+                     grad_step, interleaved, reject_below_one, write_json)
 
 #: (channels, side) of ResNeXt-50 32x4d's grouped 3x3 convolutions, stages 1-4
 STAGES = ((128, 56), (256, 28), (512, 14), (1024, 7))
@@ -99,17 +99,8 @@ def main(argv=None) -> int:
         x = tf.constant(rng.normal(size=shape).astype("float32"))
         np.testing.assert_allclose(ours(x).numpy(), stock(x).numpy(), rtol=1e-3, atol=1e-3)
 
-        def step_fn(layer):
-            @tf.function(jit_compile=False)
-            def step(inp):
-                with tf.GradientTape() as tape:
-                    tape.watch(inp)
-                    y = layer(inp)
-                    loss = tf.reduce_sum(y * y)
-                return tape.gradient(loss, [inp, layer.kernel])
-            return lambda: [g.numpy() for g in step(x)]
-
-        t_ours, t_stock, ratio = interleaved(step_fn(ours), step_fn(stock), args.reps)
+        t_ours, t_stock, ratio = interleaved(grad_step(ours, x, [ours.kernel]),
+                                             grad_step(stock, x, [stock.kernel]), args.reps)
         t_keras_sum += t_stock
         t_ours_sum += t_ours
         rows.append({"channels": channels, "side": side, "ours_ms": t_ours, "keras_ms": t_stock,
