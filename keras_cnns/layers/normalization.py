@@ -44,7 +44,8 @@ class InputNormalization(keras.layers.Normalization):
         if kwargs["axis"] not in (-1, (-1,), [-1]):
             raise ValueError("`axis` must be -1 (channels last). Received: "
                              f"axis={kwargs['axis']!r}")
-        kwargs.pop("mean", None), kwargs.pop("variance", None), kwargs.pop("invert", None)
+        for key in ("mean", "variance", "invert"):  # None / False: the defaults
+            kwargs.pop(key, None)
         super().__init__(**kwargs)
         self.initial_mean = None if initial_mean is None else [float(v) for v in initial_mean]
         self.initial_variance = (None if initial_variance is None

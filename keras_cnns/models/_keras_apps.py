@@ -38,7 +38,6 @@ __all__ = ["from_keras_applications", "register_weight_rule", "weighted_layers"]
 # converter(source_layer, target_layer, source_arrays, target_variables) -> target arrays
 Converter = Callable[[Any, Any, List[np.ndarray], List[Any]], List[np.ndarray]]
 _RULES: Dict[Tuple[type, type], Converter] = {}
-_COPYING: Dict[str, Any] = {}  # the source model of the copy in progress
 
 
 def register_weight_rule(source_class: type, target_class: type, converter: Converter) -> None:
@@ -231,31 +230,27 @@ def from_keras_applications(
         )
 
     plan: List[Tuple[Any, np.ndarray]] = []
-    _COPYING["source"] = source  # read by rules that look at the source's graph
-    try:
-        for s, t in zip(src_layers, tgt_layers):
-            arrays = [np.asarray(keras.ops.convert_to_numpy(v)) for v in s.weights]
-            t_vars = list(t.weights)
-            where = f"source layer {_describe(s)} -> target layer {_describe(t)}"
-            rule = _rule_for(s, t)
-            try:
-                if rule is not None:
-                    new = list(rule(s, t, arrays, t_vars))
-                else:
-                    new = _same_layout(s, arrays, t_vars)
-            except ValueError as exc:
-                raise ValueError(f"Cannot copy {where}: {exc}") from None
-            if len(new) != len(t_vars):
-                raise ValueError(f"Cannot copy {where}: {len(new)} weights for {len(t_vars)} variables")
-            for a, v in zip(new, t_vars):
-                if tuple(a.shape) != tuple(v.shape):
-                    raise ValueError(
-                        f"Cannot copy {where}: weight {_short(v)!r} has shape {tuple(a.shape)} in the "
-                        f"source and {tuple(v.shape)} in the target"
-                    )
-                plan.append((v, a))
-    finally:
-        _COPYING.clear()
+    for s, t in zip(src_layers, tgt_layers):
+        arrays = [np.asarray(keras.ops.convert_to_numpy(v)) for v in s.weights]
+        t_vars = list(t.weights)
+        where = f"source layer {_describe(s)} -> target layer {_describe(t)}"
+        rule = _rule_for(s, t)
+        try:
+            if rule is not None:
+                new = list(rule(s, t, arrays, t_vars))
+            else:
+                new = _same_layout(s, arrays, t_vars)
+        except ValueError as exc:
+            raise ValueError(f"Cannot copy {where}: {exc}") from None
+        if len(new) != len(t_vars):
+            raise ValueError(f"Cannot copy {where}: {len(new)} weights for {len(t_vars)} variables")
+        for a, v in zip(new, t_vars):
+            if tuple(a.shape) != tuple(v.shape):
+                raise ValueError(
+                    f"Cannot copy {where}: weight {_short(v)!r} has shape {tuple(a.shape)} in the "
+                    f"source and {tuple(v.shape)} in the target"
+                )
+            plan.append((v, a))
 
     for v, a in plan:
         v.assign(a.astype(v.dtype) if hasattr(a, "astype") else a)
@@ -265,19 +260,14 @@ def from_keras_applications(
     return target
 
 
-def _following_scale(model, layer) -> Optional[np.ndarray]:
+def _following_scale(layer) -> Optional[np.ndarray]:
     """The per-channel scale of a ``Rescaling`` (offset 0) that alone consumes ``layer``'s
-    output in ``model``, else ``None``."""
-    for op in _sublayers(model):
-        if not isinstance(op, keras.layers.Rescaling) or op is layer:
-            continue
-        try:
-            consumes = op.input is layer.output
-        except (AttributeError, ValueError):
-            continue
-        if consumes and np.all(np.asarray(op.offset) == 0):
-            return np.asarray(op.scale, dtype=np.float64)
-    return None
+    output, else ``None``."""
+    consumers = [node.operation for node in getattr(layer, "_outbound_nodes", [])]
+    if len(consumers) != 1 or not isinstance(consumers[0], keras.layers.Rescaling):
+        return None
+    op = consumers[0]
+    return np.asarray(op.scale, dtype=np.float64) if np.all(np.asarray(op.offset) == 0) else None
 
 
 def _normalization_fold(source_layer, target_layer, src, tgt_vars):
@@ -287,8 +277,7 @@ def _normalization_fold(source_layer, target_layer, src, tgt_vars):
     variance and add ``Rescaling(1 / sqrt(std))`` after the layer (tensorflow/tensorflow#49930):
     the copy then holds the true variance ``std^2``."""
     out = _same_layout(source_layer, src, tgt_vars)
-    model = _COPYING.get("source")
-    scale = None if model is None else _following_scale(model, source_layer)
+    scale = _following_scale(source_layer)
     if scale is not None:
         names = [_short(v) for v in tgt_vars]
         i = names.index("variance") if "variance" in names else 1
