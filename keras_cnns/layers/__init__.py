@@ -21,11 +21,12 @@ from keras_cnns.layers.lrn import LocalResponseNormalization
 from keras_cnns.layers.normalization import InputNormalization
 from keras_cnns.layers.se import squeeze_excite
 from keras_cnns.layers.separable import depthwise_separable_block
-from keras_cnns.layers.shuffle import ChannelShuffle
+from keras_cnns.layers.shuffle import ChannelShuffle, ChannelSplit
 from keras_cnns.layers.utils import DropPath, drop_path, make_divisible
 
 __all__ = [
     "ChannelShuffle",
+    "ChannelSplit",
     "ConvFC",
     "DropPath",
     "GroupedDepthwiseConv2D",

@@ -15,7 +15,7 @@ import keras
 from keras_cnns.layers._validation import check_positive_int
 from keras_cnns.ops import channel_shuffle_4d
 
-__all__ = ["ChannelShuffle"]
+__all__ = ["ChannelShuffle", "ChannelSplit"]
 
 
 @keras.saving.register_keras_serializable(package="keras_cnns")
@@ -58,4 +58,46 @@ class ChannelShuffle(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config["groups"] = self.groups
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_cnns")
+class ChannelSplit(keras.layers.Layer):
+    """ShuffleNet v2's channel split: the input's channels cut into ``parts`` equal parts,
+    returned as a list (``torch.chunk(x, parts, dim=1)``); a 4-D strided slice each.
+
+    Args:
+        parts: number of parts (default 2); the channel count must be divisible by it.
+        **kwargs: standard Layer arguments.
+
+    Raises:
+        ValueError: ``parts`` not an integer >= 2; input not 4-D, channels unknown, or
+            channels not divisible by ``parts`` (at build).
+    """
+
+    def __init__(self, parts=2, **kwargs):
+        super().__init__(**kwargs)
+        self.parts = check_positive_int("parts", parts)
+        if self.parts < 2:
+            raise ValueError(f"`parts` must be an integer >= 2. Received: parts={parts!r}")
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None or channels % self.parts:
+            raise ValueError(f"{self.name}: input channels ({channels}) must be known and "
+                             f"divisible by `parts`. Received: parts={self.parts}")
+        self._width = channels // self.parts
+
+    def call(self, inputs):
+        w = self._width
+        return [inputs[..., i * w:(i + 1) * w] for i in range(self.parts)]
+
+    def compute_output_shape(self, input_shape):
+        part = (*input_shape[:-1], input_shape[-1] // self.parts)
+        return [part] * self.parts
+
+    def get_config(self):
+        config = super().get_config()
+        config["parts"] = self.parts
         return config

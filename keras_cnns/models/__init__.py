@@ -21,6 +21,8 @@ from keras_cnns.models import mobilenet_v2  # noqa: F401,E402
 from keras_cnns.models import mobilenet_v3  # noqa: F401,E402
 from keras_cnns.models import efficientnet  # noqa: F401,E402
 from keras_cnns.models import fbnet  # noqa: F401,E402
+from keras_cnns.models import squeezenext  # noqa: F401,E402
+from keras_cnns.models import shufflenet  # noqa: F401,E402
 from keras_cnns.models import resnet  # noqa: F401,E402
 
 __all__ = ["ModelInfo", "ReferenceFigures", "create_model", "feature_extractor", "list_models",

@@ -68,6 +68,13 @@ BN_EPSILON = {"mobilenet_v3_large": 1e-3, "mobilenet_v3_small": 1e-3}
 # EfficientNet B0 / B1 (torchvision layout: symmetric padding, BN eps 1e-5, no preprocessing).
 CASES["efficientnet_b0"] = ("efficientnet_b0_torchvision", "efficientnet_b0", 64, 2)
 CASES["efficientnet_b1"] = ("efficientnet_b1_torchvision", "efficientnet_b1", 64, 2)
+# ShuffleNet v2 (torchvision's layout; our layer names are its module prefixes). At 96, not 64:
+# calibrated on 2 images of 2x2 final maps, torchvision's own float32 output is 9e-5 from its
+# float64 one (x0_5), at 96 (3x3) 1.8e-5.
+for _scale, _tv in (("0_50", "x0_5"), ("", "x1_0"), ("1_50", "x1_5"), ("2_00", "x2_0")):
+    CASES[f"shufflenet_v2_{_tv}"] = ("shufflenetv2" + (f"_{_scale}" if _scale else ""),
+                                     f"shufflenet_v2_{_tv}", 96, 2)
+del _scale, _tv
 # Random running statistics do not normalise, and a residual stack adds every un-normalised
 # branch: the logits grow with depth (measured at 64: resnet101 ~2e6, resnet152 ~1e10, float32
 # round-off alone 3 .. 1e4; EfficientNet-B1 ~90, round-off 4e-3) and would hide e.g. a wrong fc
@@ -79,7 +86,8 @@ CASES["efficientnet_b1"] = ("efficientnet_b1_torchvision", "efficientnet_b1", 64
 # pass, momentum 1): float32 round-off <= 7e-6 (resnet152), while one block's permuted running
 # variance moves the logits by 0.04 .. 0.13 and a permuted fc bias by 0.2.
 CALIBRATE = set(RESNETS) | {"mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
-                            "efficientnet_b0", "efficientnet_b1"}
+                            "efficientnet_b0", "efficientnet_b1",
+                            *(c for c in CASES if c.startswith("shufflenet_v2"))}
 # The heaviest: > 130 M parameters each (a ~550 MB state_dict) and 7.6-19.6 G mult-adds at 224.
 SLOW = {"vgg13", "vgg16", "vgg19", "vgg13_bn", "vgg16_bn", "vgg19_bn"}
 TOY_INPUT = (2, 4, 5, 7)  # NCHW: a non-square map, so the flatten permutation matters
