@@ -149,3 +149,25 @@ def test_depthwise_shapes_benchmark_runs_at_toy_size(capsys):
     assert "distinct shapes in mobilenet, mobilenetv2, mobilenetv3_large, efficientnet_b0" in out
     assert "weighted total: custom" in out and "the rule's picks" in out
 
+
+
+def test_shufflenet_benchmark_runs_both_paths_and_the_breakdown(capsys):
+    bench = _load("bench_shufflenet")
+    assert bench.main(["--groups", "8", "--sizes", "32", "--batch", "2", "--reps", "1",
+                       "--scale", "0.5", "--breakdown", "--onednn", "current"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.startswith("g8 ")]
+    assert len(rows) == 1 and rows[0][1] == "32" and rows[0][4].endswith("x"), out
+    # the breakdown: ShuffleNet v1's fused kinds, each shape with its count of uses
+    table = out.split("breakdown g8@32")[1]
+    kinds = {line.split()[0] for line in table.splitlines()[2:] if line.startswith(("shuffle", "gconv"))}
+    assert kinds == {"shuffle+dw", "gconv1x1"}, table
+    uses = sum(int(line.split()[-4]) for line in table.splitlines()[2:]
+               if line.startswith("shuffle+dw"))
+    assert uses == 16                           # one fused shuffle + depthwise per unit
+    assert "training step at >= 1.25x:" in out
+
+
+def test_shufflenet_benchmark_rejects_bad_sizes(capsys):
+    assert _load("bench_shufflenet").main(["--sizes", "16"]) == 2
+    assert "--sizes must be >= 32" in capsys.readouterr().out

@@ -40,6 +40,7 @@ from keras_cnns.layers._validation import check_float, check_positive_int, sub
 from keras_cnns.layers.activations import activation_layer
 from keras_cnns.layers.se import squeeze_excite
 from keras_cnns.layers.utils import DropPath, make_divisible
+from keras_cnns.layers.batch_norm import BatchNormalization
 
 __all__ = ["PADDINGS", "SE_BASES", "depthwise_conv", "inverted_residual_block", "keras_correct_pad"]
 
@@ -191,8 +192,8 @@ def inverted_residual_block(x, filters, *, stride=1, expansion=6, kernel_size=3,
         return names[role] if role in names else sub(name, role)
 
     def bn(t, role):
-        return keras.layers.BatchNormalization(axis=-1, momentum=bn_momentum, epsilon=bn_epsilon,
-                                               name=name_of(role))(t)
+        return BatchNormalization(axis=-1, momentum=bn_momentum, epsilon=bn_epsilon,
+                                  name=name_of(role))(t)
 
     hidden = (int(round(expansion * channels)) if expand_divisor is None
               else make_divisible(expansion * channels, expand_divisor))

@@ -70,6 +70,7 @@ from keras_cnns._checks import fail, is_int
 from keras_cnns.blocks.stochastic_depth import PadChannels, add_residual, check_survival_prob
 from keras_cnns.layers._validation import sub
 from keras_cnns.layers.activations import activation_layer
+from keras_cnns.layers.batch_norm import BatchNormalization
 
 __all__ = [
     "BLOCKS",
@@ -196,7 +197,7 @@ class _Block:
         return sub(self.name, suffix)
 
     def bn(self, x, suffix):
-        return keras.layers.BatchNormalization(
+        return BatchNormalization(
             axis=-1, momentum=self.bn_momentum, epsilon=self.bn_epsilon, name=self.name_of(suffix),
         )(x)
 

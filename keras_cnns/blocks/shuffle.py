@@ -44,13 +44,14 @@ from keras_cnns._checks import fail
 from keras_cnns.blocks.inverted_residual import _pointwise, depthwise_conv
 from keras_cnns.layers._validation import check_float, check_positive_int, sub
 from keras_cnns.layers.shuffle import ChannelShuffle, ChannelSplit
+from keras_cnns.layers.batch_norm import BatchNormalization
 
 __all__ = ["shufflenet_unit", "shufflenet_v2_unit"]
 
 
 def _bn(t, momentum, epsilon, name):
-    return keras.layers.BatchNormalization(axis=-1, momentum=momentum, epsilon=epsilon,
-                                           name=name)(t)
+    return BatchNormalization(axis=-1, momentum=momentum, epsilon=epsilon,
+                              name=name)(t)
 
 
 def _check_common(filters, stride, bn_momentum, bn_epsilon):

@@ -12,6 +12,7 @@ from keras_cnns.layers.activations import (
     hard_sigmoid,
     hard_swish,
 )
+from keras_cnns.layers.batch_norm import BatchNormalization
 from keras_cnns.layers.conv import conv_bn_act
 from keras_cnns.layers.conv_fc import ConvFC, dense_to_conv_kernel, fc_as_conv
 from keras_cnns.layers.fire import fire_module
@@ -25,6 +26,7 @@ from keras_cnns.layers.shuffle import ChannelShuffle, ChannelSplit
 from keras_cnns.layers.utils import DropPath, drop_path, make_divisible
 
 __all__ = [
+    "BatchNormalization",
     "ChannelShuffle",
     "ChannelSplit",
     "ConvFC",

@@ -14,6 +14,7 @@ import keras
 
 from keras_cnns.layers._validation import check_float, check_pair, check_positive_int, sub
 from keras_cnns.layers.activations import activation_layer, is_identity
+from keras_cnns.layers.batch_norm import BatchNormalization
 
 __all__ = ["activation_layer", "conv_bn_act"]
 
@@ -130,8 +131,8 @@ def conv_bn_act(x, filters, kernel_size, strides=1, padding="same", groups=1, us
         name=names["conv"],
     )(x)
     if use_bn:
-        x = keras.layers.BatchNormalization(axis=-1, momentum=bn_momentum, epsilon=bn_epsilon,
-                                            name=names["bn"])(x)
+        x = BatchNormalization(axis=-1, momentum=bn_momentum, epsilon=bn_epsilon,
+                               name=names["bn"])(x)
     if not is_identity(activation):
         x = activation_layer(activation, name=names["act"])(x)
     return x

@@ -11,6 +11,7 @@ import keras
 
 from keras_cnns.layers._validation import check_positive_int, sub
 from keras_cnns.layers.activations import activation_layer, is_identity
+from keras_cnns.layers.batch_norm import BatchNormalization
 
 __all__ = ["fire_module"]
 
@@ -68,8 +69,8 @@ def fire_module(x, squeeze_filters, expand1x1_filters, expand3x3_filters, activa
         t = keras.layers.Conv2D(filters, k, padding="same" if k > 1 else "valid", use_bias=True,
                                 kernel_initializer=init, bias_initializer="zeros", name=lname)(t)
         if use_bn:
-            t = keras.layers.BatchNormalization(axis=-1, momentum=bn_momentum, epsilon=bn_epsilon,
-                                                name=sub(lname, "bn"))(t)
+            t = BatchNormalization(axis=-1, momentum=bn_momentum, epsilon=bn_epsilon,
+                                   name=sub(lname, "bn"))(t)
         if not is_identity(activation):
             t = activation_layer(activation, name=sub(lname, "relu"))(t)
         return t

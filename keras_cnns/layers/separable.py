@@ -13,6 +13,7 @@ import keras
 from keras_cnns.layers._validation import check_float, check_pair, check_positive_int, sub
 from keras_cnns.layers.activations import activation_layer, is_identity
 from keras_cnns.layers.grouped_conv import GroupedDepthwiseConv2D
+from keras_cnns.layers.batch_norm import BatchNormalization
 
 __all__ = ["depthwise_separable_block"]
 
@@ -84,15 +85,15 @@ def depthwise_separable_block(x, pointwise_filters, strides=1, kernel_size=3, ac
             use_bias=use_bias, name=sub(name, "dw"),
         )(x)
     if use_bn:
-        x = keras.layers.BatchNormalization(axis=-1, momentum=bn_momentum, epsilon=bn_epsilon,
-                                            name=sub(name, "dw_bn"))(x)
+        x = BatchNormalization(axis=-1, momentum=bn_momentum, epsilon=bn_epsilon,
+                               name=sub(name, "dw_bn"))(x)
     if not is_identity(activation):
         x = activation_layer(activation, name=sub(name, "dw_act"))(x)
     x = keras.layers.Conv2D(pointwise_filters, 1, padding="same", use_bias=use_bias,
                             name=sub(name, "pw"))(x)
     if use_bn:
-        x = keras.layers.BatchNormalization(axis=-1, momentum=bn_momentum, epsilon=bn_epsilon,
-                                            name=sub(name, "pw_bn"))(x)
+        x = BatchNormalization(axis=-1, momentum=bn_momentum, epsilon=bn_epsilon,
+                               name=sub(name, "pw_bn"))(x)
     if not is_identity(activation):
         x = activation_layer(activation, name=sub(name, "pw_act"))(x)
     return x

@@ -77,6 +77,7 @@ from keras_cnns.models._registry import register_model
 from keras_cnns.models._stages import StageSpec, build_stages, check_stochastic_depth, stage_levels
 from keras_cnns.models._torchvision import register_torchvision_names
 from keras_cnns.models._validation import check_bool, check_choice, check_probability, fail, is_int
+from keras_cnns.layers.batch_norm import BatchNormalization
 
 __all__ = [
     "CifarResNet",
@@ -191,8 +192,8 @@ def _network(ctx, *, stages, layout, stem, level, preact, shortcut, dropout, sto
         name_fn=_keras_block_name, level=level, features=features,
     )
     if preact:
-        x = layers.BatchNormalization(axis=-1, momentum=cfg["bn_momentum"],
-                                      epsilon=cfg["bn_epsilon"], name="post_bn")(x)
+        x = BatchNormalization(axis=-1, momentum=cfg["bn_momentum"],
+                               epsilon=cfg["bn_epsilon"], name="post_bn")(x)
         x = layers.ReLU(name="post_relu")(x)
         features[f"P{max(stage_levels(stages, level))}"] = x
 

@@ -61,6 +61,7 @@ from keras_cnns.models._builder import classifier, family_builder
 from keras_cnns.models._registry import register_model
 from keras_cnns.models._validation import check_choice, check_probability
 from keras_cnns.models.squeezenet import CeilModeMaxPooling2D
+from keras_cnns.layers.batch_norm import BatchNormalization
 
 __all__ = ["DEPTHS", "SqueezeNext", "VERSIONS", "WIDTHS", "squeezenext_block"]
 
@@ -90,8 +91,8 @@ def _conv_bn_relu(x, filters, kernel_size, *, strides=1, groups=1, padding="vali
     x = grouped_conv2d(filters, kernel_size, strides=strides, groups=groups, padding=padding,
                        use_bias=False, kernel_initializer=KERNEL_INITIALIZER,
                        name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                  name=f"{name}_bn")(x)
+    x = BatchNormalization(axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                           name=f"{name}_bn")(x)
     return activation_layer("relu", name=f"{name}_act")(x)
 
 

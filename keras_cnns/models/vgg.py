@@ -31,6 +31,7 @@ from keras import layers
 from keras_cnns.models._builder import classifier, family_builder
 from keras_cnns.models._registry import register_model
 from keras_cnns.models._validation import check_bool, check_choice, check_probability
+from keras_cnns.layers.batch_norm import BatchNormalization
 
 __all__ = ["VGG", "VGG11", "VGG13", "VGG16", "VGG19"]
 
@@ -57,7 +58,7 @@ def _conv(x, filters, block, index, batch_norm):
         # keras.applications' exact layer: the ReLU lives inside the Conv2D.
         return layers.Conv2D(filters, 3, padding="same", activation="relu", name=name)(x)
     x = layers.Conv2D(filters, 3, padding="same", name=name)(x)
-    x = layers.BatchNormalization(axis=-1, momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+    x = BatchNormalization(axis=-1, momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 

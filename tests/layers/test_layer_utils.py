@@ -72,7 +72,7 @@ def test_drop_path_invalid(rate):
 
 
 def test_public_exports():
-    expected = {"ChannelShuffle", "ConvFC", "DropPath", "GroupedDepthwiseConv2D", "HardSigmoid", "HardSwish",
+    expected = {"BatchNormalization", "ChannelShuffle", "ChannelSplit", "ConvFC", "DropPath", "GroupedDepthwiseConv2D", "HardSigmoid", "HardSwish",
                 "InputNormalization",
                 "InvertibleDownsampling", "InvertibleUpsampling", "LocalResponseNormalization",
                 "activation_layer", "conv_bn_act", "dense_to_conv_kernel", "depthwise_separable_block",
@@ -86,7 +86,7 @@ def test_public_exports():
 
 
 def test_custom_layers_are_registered():
-    for cls in (L.ChannelShuffle, L.ConvFC, L.DropPath, L.HardSigmoid, L.HardSwish, L.InvertibleDownsampling,
+    for cls in (L.BatchNormalization, L.ChannelShuffle, L.ChannelSplit, L.ConvFC, L.DropPath, L.HardSigmoid, L.HardSwish, L.InvertibleDownsampling,
                 L.InvertibleUpsampling, L.LocalResponseNormalization, L.GroupedDepthwiseConv2D):
         name = keras.saving.get_registered_name(cls)
         assert name == f"keras_cnns>{cls.__name__}"
