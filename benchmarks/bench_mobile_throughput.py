@@ -13,11 +13,14 @@ compiled alike (SGD, ``jit_compile=False``: XLA's CPU depthwise convolution is f
 TF's kernels, and the custom op has no XLA kernel) and trained on the same random batch. Their
 steps are timed interleaved (ours, theirs, ours, ...); the table gives training images/s and the
 ratio ``ours / theirs`` (target >= 1.0 for each), and the median latency of one image in
-inference (``model(x, training=False)`` in a ``tf.function``). By default the whole run is made
-once per TensorFlow CPU kernel set (oneDNN off and on), each in its own process.
+inference (``model(x, training=False)`` in a ``tf.function``, also timed interleaved). By
+default the whole run is made once per TensorFlow CPU kernel set (oneDNN off and on), each in
+its own process.
 
-The difference between the two sides is the depthwise convolution: ours runs on the custom op
-(``GroupedDepthwiseConv2D``), keras.applications' on ``DepthwiseConv2D``.
+The two sides differ in the depthwise convolution (ours: the custom op
+``GroupedDepthwiseConv2D`` where :mod:`keras_cnns.ops.depthwise_dispatch` measured it faster;
+keras.applications': ``DepthwiseConv2D``) and in BatchNormalization (ours:
+:class:`keras_cnns.layers.BatchNormalization`, TF's fused kernel in training mode).
 """
 
 from __future__ import annotations
@@ -70,17 +73,19 @@ def _parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def _latency_ms(model, x, reps):
+def _latency_ms(ours, theirs, x, reps):
+    """Median batch-1 inference latency (ms) of both models, timed interleaved like the
+    training steps (ours, theirs, ours, ...) so that load from other processes hits both alike
+    (timing one model after the other let a burst of load land on one side only)."""
     import tensorflow as tf
 
-    fn = tf.function(lambda t: model(t, training=False), jit_compile=False)
-    fn(x)
-    times = []
-    for _ in range(max(3, reps * 4)):
-        t0 = time.perf_counter()
-        fn(x)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    def forward(model):
+        fn = tf.function(lambda t: model(t, training=False), jit_compile=False)
+        return lambda: fn(x)
+
+    med_ours, med_theirs, _ = interleaved(forward(ours), forward(theirs), max(8, reps * 6),
+                                          warmup=3)
+    return med_ours, med_theirs
 
 
 def _summarize(results):
@@ -129,8 +134,7 @@ def main(argv=None) -> int:
 
             med_ours, med_theirs, ratio = interleaved(make_step(ours), make_step(theirs),
                                                       args.reps, warmup=2)
-            lat_ours, lat_theirs = _latency_ms(ours, one, args.reps), _latency_ms(theirs, one,
-                                                                                   args.reps)
+            lat_ours, lat_theirs = _latency_ms(ours, theirs, one, args.reps)
             row = {"model": name, "size": size, "ours_ips": args.batch / med_ours * 1e3,
                    "theirs_ips": args.batch / med_theirs * 1e3, "ratio": ratio,
                    "ours_latency_ms": lat_ours, "theirs_latency_ms": lat_theirs}
