@@ -62,6 +62,16 @@ def classifier(x, classes: int, classifier_activation, name: str = "predictions"
     return layers.Dense(classes, activation=classifier_activation, name=name, **dense_kwargs)(x)
 
 
+def pooled_classifier(x, ctx, dropout: float = 0.0, dropout_name: str = "dropout",
+                      name: str = "predictions", **dense_kwargs):
+    """The usual head: global average pooling (``avg_pool``), dropout when ``dropout > 0``, and
+    :func:`classifier` with the context's classes and activation."""
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if dropout > 0:
+        x = layers.Dropout(dropout, name=dropout_name)(x)
+    return classifier(x, ctx.classes, ctx.classifier_activation, name=name, **dense_kwargs)
+
+
 def make_model(inputs, outputs, name: str, weights: Any = None) -> keras.Model:
     """The functional model, with ``weights`` (a file path) loaded when given."""
     model = keras.Model(inputs, outputs, name=name)

@@ -30,12 +30,11 @@ what else it counts).
 
 from __future__ import annotations
 
-from keras import layers
 
 from keras_cnns import layers as kl
 from keras_cnns._checks import fail
 from keras_cnns.blocks.inverted_residual import inverted_residual_block
-from keras_cnns.models._builder import classifier, family_builder
+from keras_cnns.models._builder import family_builder, pooled_classifier
 from keras_cnns.models._notation import decode_stages
 from keras_cnns.models._registry import register_model
 from keras_cnns.models._stages import build_numbered_stages
@@ -132,10 +131,7 @@ def FBNet(model="c", dropout=0.2, *, ctx):
     features["P5"] = x
 
     def head(x):
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        if dropout > 0:
-            x = layers.Dropout(dropout, name="dropout")(x)
-        return classifier(x, ctx.classes, ctx.classifier_activation)
+        return pooled_classifier(x, ctx, dropout)
 
     return ctx.finish(x, head, default_name=f"fbnet_{model}", features=features)
 

@@ -44,7 +44,7 @@ from keras import layers
 from keras_cnns import layers as kl
 from keras_cnns._checks import fail
 from keras_cnns.blocks.shuffle import shufflenet_unit, shufflenet_v2_unit
-from keras_cnns.models._builder import classifier, family_builder
+from keras_cnns.models._builder import family_builder, pooled_classifier
 from keras_cnns.models._registry import register_model
 from keras_cnns.models._torchvision import register_torchvision_names
 from keras_cnns.models._validation import check_choice, check_probability
@@ -98,14 +98,7 @@ def _scale_arg(scale, allowed):
 
 
 def _head(ctx, dropout, name="predictions", use_bias=True):
-    def head(x):
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        if dropout > 0:
-            x = layers.Dropout(dropout, name="dropout")(x)
-        return classifier(x, ctx.classes, ctx.classifier_activation, name=name,
-                          use_bias=use_bias)
-
-    return head
+    return lambda x: pooled_classifier(x, ctx, dropout, name=name, use_bias=use_bias)
 
 
 @family_builder

@@ -57,7 +57,7 @@ from keras import layers
 from keras_cnns._checks import fail
 from keras_cnns.blocks.residual import grouped_conv2d
 from keras_cnns.layers import activation_layer
-from keras_cnns.models._builder import classifier, family_builder
+from keras_cnns.models._builder import family_builder, pooled_classifier
 from keras_cnns.models._registry import register_model
 from keras_cnns.models._validation import check_choice, check_probability
 from keras_cnns.models.squeezenet import CeilModeMaxPooling2D
@@ -185,11 +185,8 @@ def SqueezeNext(width=1.0, version="23", groups=1, dropout=0.0, *, ctx):
     features["P5"] = x
 
     def head(x):
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        if dropout > 0:
-            x = layers.Dropout(dropout, name="dropout")(x)
-        return classifier(x, ctx.classes, ctx.classifier_activation, use_bias=False,
-                          kernel_initializer=KERNEL_INITIALIZER)
+        return pooled_classifier(x, ctx, dropout, use_bias=False,
+                                 kernel_initializer=KERNEL_INITIALIZER)
 
     return ctx.finish(x, head, default_name=_default_name(width, version, groups),
                       features=features)
