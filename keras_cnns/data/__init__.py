@@ -1,5 +1,11 @@
 """Datasets for training and evaluating keras_cnns models.
 
+* :func:`load` -- ``load(name, split="train", batch_size=..., image_size=..., augment=...)``: a
+  batched ``tf.data.Dataset`` of ``(images, labels)`` with the papers' augmentation, for every
+  dataset of :data:`DATASETS` (digits, CIFAR-10/100, SVHN, MNIST, Fashion-MNIST, Imagenette,
+  ImageNet, ``folder:PATH``); :func:`info` its classes and sizes; :func:`load_splits` both
+  splits as a :class:`DatasetSplits`.
+
 * :func:`load_digits` -- the embedded default: scikit-learn's 1797 real handwritten digits (no
   download), upsampled and normalised for CNNs.
 * :func:`load_tfds` -- any tensorflow-datasets image-classification dataset (CIFAR-10/100, SVHN,
@@ -11,11 +17,20 @@
 from __future__ import annotations
 
 from keras_cnns.data.digits import load_digits
+from keras_cnns.data.pipelines import (DATASETS, DatasetInfo, DatasetSpec, info, list_datasets,
+                                       load, load_splits)
 from keras_cnns.data.metrics import top_k_accuracy
 from keras_cnns.data.splits import DatasetSplits, DatasetUnavailableError
 from keras_cnns.data.tfds_loader import load_tfds
 
 __all__ = [
+    "DATASETS",
+    "DatasetInfo",
+    "DatasetSpec",
+    "info",
+    "list_datasets",
+    "load",
+    "load_splits",
     "DatasetSplits",
     "DatasetUnavailableError",
     "load_dataset",

@@ -19,7 +19,7 @@ package, so training works with no download. The pipeline:
 from __future__ import annotations
 
 import numbers
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -85,7 +85,8 @@ def _train_statistics(images16, image_size, method, chunk=256) -> Tuple[float, f
 
 def load_digits(image_size: int = 64, channels: int = 3, validation_split: float = 0.2,
                 seed: int = 0, batch_size: int = 64, shuffle: bool = True,
-                augment: bool = False, resize_method: str = "bilinear") -> DatasetSplits:
+                augment: bool = False, resize_method: str = "bilinear",
+                shuffle_seed: Optional[int] = None) -> DatasetSplits:
     """scikit-learn's 1797 real handwritten digits as a normalised NHWC image pipeline.
 
     Args:
@@ -99,6 +100,8 @@ def load_digits(image_size: int = 64, channels: int = 3, validation_split: float
             the training images, filled with the background; no flips (digits are not
             mirror-symmetric).
         resize_method: ``tf.image.resize`` method for the upsampling (default bilinear).
+        shuffle_seed: seeds the shuffle and the augmentation only (default ``seed``), so a
+            training run can keep one split (``seed``) and draw a new order every epoch.
 
     Returns:
         DatasetSplits: ``train``/``val`` yield ``(float32 [B, S, S, channels], int32 [B])``;
@@ -110,6 +113,10 @@ def load_digits(image_size: int = 64, channels: int = 3, validation_split: float
     """
     _validate(image_size, channels, validation_split, seed, batch_size, shuffle, augment,
               resize_method)
+    if shuffle_seed is None:
+        shuffle_seed = seed
+    elif not is_int(shuffle_seed):
+        fail("shuffle_seed", "must be None or an integer", shuffle_seed)
     from sklearn.datasets import load_digits as _sk_load_digits
     from sklearn.model_selection import train_test_split
 
@@ -141,9 +148,9 @@ def load_digits(image_size: int = 64, channels: int = 3, validation_split: float
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.cache()  # normalised single-channel images, in memory
         if training and shuffle:
-            ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+            ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
         if training and augment:
-            ds = _translate(ds, image_size, background=(0.0 - mean) / std, seed=seed)
+            ds = _translate(ds, image_size, background=(0.0 - mean) / std, seed=shuffle_seed)
         ds = ds.batch(batch_size)
         ds = ds.map(lambda img, lab: (to_channels(img), lab),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

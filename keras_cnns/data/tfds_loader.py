@@ -44,7 +44,7 @@ def _validate(name, image_size, channels, batch_size, train_split, val_split, sh
         fail("shuffle_buffer", "must be an integer >= 1", shuffle_buffer)
 
 
-def _tfds_load(name, splits, data_dir, download, shuffle, seed):
+def _tfds_load(name, splits, data_dir, download, shuffle, seed, prepare=None):
     import tensorflow_datasets as tfds
 
     read_config = tfds.ReadConfig(shuffle_seed=seed)
@@ -72,9 +72,10 @@ def _tfds_load(name, splits, data_dir, download, shuffle, seed):
             f"tensorflow-datasets could not load {name!r} from {where}"
             f"{' and could not download it' if download else ' (download=False)'}: "
             f"{type(exc).__name__}: {exc}\n"
-            "This machine may have no network access. Prepare the dataset where there is "
-            f"network (`tfds build {name}` or tfds.load({name!r}, data_dir=DIR)), copy DIR here "
-            "and pass data_dir=DIR; or use the embedded dataset: load_dataset('digits')."
+            + (prepare or "This machine may have no network access. Prepare the dataset where "
+               f"there is network (`tfds build {name}` or tfds.load({name!r}, data_dir=DIR)), "
+               "copy DIR here and pass data_dir=DIR")
+            + "; or use the embedded dataset ('digits')."
         ) from exc
 
 
