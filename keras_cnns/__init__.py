@@ -10,6 +10,10 @@ Quick start::
     keras_cnns.profile(model)                                 # per-layer params / mult-adds
 """
 
+from keras_cnns import _startup
+
+_startup.quiet_tensorflow_start()  # only in the `keras-cnns` command, without --verbose
+
 from keras_cnns import data, export, layers, models, ops  # noqa: E402
 from keras_cnns.models import create_model, list_models, model_info  # noqa: E402
 from keras_cnns.models._keras_apps import from_keras_applications  # noqa: E402

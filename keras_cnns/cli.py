@@ -20,8 +20,13 @@ import sys
 from typing import Optional, Sequence
 
 
-def _quiet_tf() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def _quiet_tf(verbose: bool = False) -> None:
+    """TensorFlow without its start-up noise unless ``verbose`` (see :mod:`keras_cnns._startup`;
+    usually already done when the package was imported)."""
+    if not verbose:
+        from keras_cnns._startup import quiet_tensorflow_start
+
+        quiet_tensorflow_start(force=True)
 
 
 def _cmd_list(args) -> int:
@@ -52,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="keras-cnns",
-        description="Classic CNN architectures as Keras models: train, profile, list.",
+        description="Classic CNN architectures as Keras models: train, profile, list. "
+                    "--verbose (anywhere) shows TensorFlow's start-up log lines.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -79,12 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    _quiet_tf()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv
+    if verbose:
+        argv.remove("--verbose")
+    _quiet_tf(verbose)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileExistsError) as exc:  # bad arguments: a message, not a traceback
+    except (ValueError, FileExistsError, FileNotFoundError) as exc:  # bad arguments: a message, not a traceback
         print(f"keras-cnns {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:  # e.g. a dataset that cannot be loaded offline

@@ -86,7 +86,8 @@ def _train_statistics(images16, image_size, method, chunk=256) -> Tuple[float, f
 def load_digits(image_size: int = 64, channels: int = 3, validation_split: float = 0.2,
                 seed: int = 0, batch_size: int = 64, shuffle: bool = True,
                 augment: bool = False, resize_method: str = "bilinear",
-                shuffle_seed: Optional[int] = None) -> DatasetSplits:
+                shuffle_seed: Optional[int] = None,
+                reshuffle_each_iteration: bool = True) -> DatasetSplits:
     """scikit-learn's 1797 real handwritten digits as a normalised NHWC image pipeline.
 
     Args:
@@ -102,6 +103,9 @@ def load_digits(image_size: int = 64, channels: int = 3, validation_split: float
         resize_method: ``tf.image.resize`` method for the upsampling (default bilinear).
         shuffle_seed: seeds the shuffle and the augmentation only (default ``seed``), so a
             training run can keep one split (``seed``) and draw a new order every epoch.
+        reshuffle_each_iteration: a new order (and new shifts) on every pass over ``train``
+            (default); ``False`` repeats the one order of ``shuffle_seed`` on every pass (a
+            pipeline rebuilt per epoch with a new seed, as :func:`keras_cnns.data.load` does).
 
     Returns:
         DatasetSplits: ``train``/``val`` yield ``(float32 [B, S, S, channels], int32 [B])``;
@@ -148,9 +152,11 @@ def load_digits(image_size: int = 64, channels: int = 3, validation_split: float
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.cache()  # normalised single-channel images, in memory
         if training and shuffle:
-            ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
+            ds = ds.shuffle(len(y), seed=shuffle_seed,
+                            reshuffle_each_iteration=reshuffle_each_iteration)
         if training and augment:
-            ds = _translate(ds, image_size, background=(0.0 - mean) / std, seed=shuffle_seed)
+            ds = _translate(ds, image_size, background=(0.0 - mean) / std, seed=shuffle_seed,
+                            rerandomize=reshuffle_each_iteration)
         ds = ds.batch(batch_size)
         ds = ds.map(lambda img, lab: (to_channels(img), lab),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -171,10 +177,10 @@ def load_digits(image_size: int = 64, channels: int = 3, validation_split: float
     )
 
 
-def _translate(ds, image_size, background, seed):
+def _translate(ds, image_size, background, seed, rerandomize=True):
     """Random shifts of up to ``image_size // 8`` pixels, deterministic for a given seed."""
     pad = max(1, image_size // 8)
-    noise = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    noise = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=rerandomize)
     ds = tf.data.Dataset.zip((ds, noise))
 
     def shift(example, r):

@@ -364,7 +364,8 @@ def load(name: str = "digits", split: str = "train", batch_size: int = 64,
         if split not in ("train", "test"):
             fail("split", "must be 'train' or 'test' for the digits", split)
         s = load_splits("digits", batch_size=batch_size, image_size=size, channels=channels or 3,
-                        seed=seed, shuffle=shuffle, shuffle_seed=shuffle_seed, augment=augment)
+                        seed=seed, shuffle=shuffle, shuffle_seed=shuffle_seed, augment=augment,
+                        reshuffle_each_iteration=False)
         ds = (s.train if split == "train" else s.val).unbatch()
         n = s.train_size if split == "train" else s.val_size
         ds = ds.apply(tf.data.experimental.assert_cardinality(n))  # lost by unbatch
@@ -435,7 +436,8 @@ def _finish(ds, batch_size, drop_remainder, mixup, num_classes, shuffle_seed):
 def load_splits(name: str = "digits", batch_size: int = 64, image_size: Optional[int] = None,
                 channels: Optional[int] = None, seed: int = 0, augment: bool = False,
                 data_dir: Optional[str] = None, download: bool = False,
-                shuffle: bool = True, shuffle_seed: Optional[int] = None) -> DatasetSplits:
+                shuffle: bool = True, shuffle_seed: Optional[int] = None,
+                reshuffle_each_iteration: bool = True) -> DatasetSplits:
     """The training and held-out splits with their metadata, as a :class:`DatasetSplits`."""
     spec, data_dir = _spec(name, data_dir)
     if spec.source == "digits":
@@ -443,7 +445,8 @@ def load_splits(name: str = "digits", batch_size: int = 64, image_size: Optional
 
         return load_digits(image_size=_default_size(spec, image_size), channels=channels or 3,
                            seed=seed, batch_size=batch_size, shuffle=shuffle, augment=augment,
-                           shuffle_seed=shuffle_seed)
+                           shuffle_seed=shuffle_seed,
+                           reshuffle_each_iteration=reshuffle_each_iteration)
     meta = info(name, data_dir=data_dir, image_size=image_size, channels=channels, seed=seed,
                 download=download)
     kw = dict(batch_size=batch_size, image_size=meta.input_shape[0], channels=meta.input_shape[2],

@@ -79,6 +79,16 @@ class ModelInfo:
             d["feature_levels"] = self.feature_levels()
         return d
 
+    def recipe(self, kind: str = "paper") -> Optional[Dict[str, Any]]:
+        """The training recipe of this model as a dict of ``keras_cnns.training.Recipe`` fields
+        (with its ``source``): ``"paper"`` (its paper's recipe, ``None`` when not recorded) or
+        ``"default"`` (the library's recipe for short runs). Data in ``_recipes.py``."""
+        from keras_cnns.models._recipes import recipe_for
+
+        if kind not in ("paper", "default"):
+            raise ValueError(f"`kind` must be 'paper' or 'default'. Received: kind={kind!r}")
+        return recipe_for(self.name, self.family, kind)
+
     def feature_levels(self) -> list:
         """The levels ``create_model(name, features_only=True)`` returns at the default input
         shape: ``[{"level": "P2", "stride": 4, "channels": 64}, ...]`` (``P<k>`` = stride 2^k).
