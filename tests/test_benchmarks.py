@@ -171,3 +171,14 @@ def test_shufflenet_benchmark_runs_both_paths_and_the_breakdown(capsys):
 def test_shufflenet_benchmark_rejects_bad_sizes(capsys):
     assert _load("bench_shufflenet").main(["--sizes", "16"]) == 2
     assert "--sizes must be >= 32" in capsys.readouterr().out
+
+
+def test_input_pipeline_benchmark_reports_both_pipelines_against_training(capsys):
+    bench = _load("bench_input_pipeline")
+    assert bench.main(["--batch", "4", "--batches", "2", "--steps", "1", "--images", "8",
+                       "--jpeg-size", "48", "64", "--train-size", "32", "--crop-size",
+                       "32"]) == 0
+    out = capsys.readouterr().out
+    assert "training step, MobileNet 0.5 at 32x32:" in out
+    assert out.count("images/s =") == 2 and "CIFAR-style" in out and "ImageNet-style" in out
+    assert bench.main(["--batch", "0"]) == 2

@@ -36,8 +36,8 @@ from keras_cnns._checks import fail, is_int
 from keras_cnns.data import augment as aug
 from keras_cnns.data.splits import DatasetSplits, DatasetUnavailableError
 
-__all__ = ["DATASETS", "DatasetSpec", "DatasetInfo", "info", "load", "load_splits",
-           "list_datasets"]
+__all__ = ["DATASETS", "DatasetSpec", "DatasetInfo", "build_pipeline", "info", "list_datasets",
+           "load", "load_splits"]
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's / keras.applications' "torch" mode
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -377,6 +377,19 @@ def load(name: str = "digits", split: str = "train", batch_size: int = 64,
     else:
         raw, _, names, native_c = _tfds_source(spec, split, data_dir, shuffle, shuffle_seed,
                                                download)
+    return build_pipeline(raw, spec, size, batch_size=batch_size, augment=augment,
+                          native_channels=native_c, channels=channels, shuffle=shuffle,
+                          shuffle_seed=shuffle_seed, shuffle_buffer=shuffle_buffer,
+                          mixup=mixup, num_classes=len(names), drop_remainder=drop_remainder)
+
+
+def build_pipeline(raw, spec, size, *, batch_size, augment, native_channels, channels=None,
+                   shuffle=False, shuffle_seed=0, shuffle_buffer=10_000, mixup=0.0,
+                   num_classes=None, drop_remainder=False):
+    """The pipeline of :func:`load` on any ``tf.data.Dataset`` of ``(image, label)`` (decoded
+    ``uint8`` images, or JPEG bytes for ImageNet-style specs): shuffle, per-example seeded
+    augmentation or evaluation resize, channels, normalisation, batch, mixup, prefetch."""
+    native_c = native_channels
     out_c = channels or native_c
     mean = tf.constant(_channels_stats(spec.mean, out_c), tf.float32)
     std = tf.constant(_channels_stats(spec.std, out_c), tf.float32)
@@ -406,7 +419,7 @@ def load(name: str = "digits", split: str = "train", batch_size: int = 64,
         return x, tf.cast(label, tf.int32)
 
     ds = raw.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return _finish(ds, batch_size, drop_remainder, mixup, len(names), shuffle_seed)
+    return _finish(ds, batch_size, drop_remainder, mixup, num_classes, shuffle_seed)
 
 
 def _convert_channels(x, out_c):
