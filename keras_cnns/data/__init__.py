@@ -17,8 +17,8 @@
 from __future__ import annotations
 
 from keras_cnns.data.digits import load_digits
-from keras_cnns.data.pipelines import (DATASETS, DatasetInfo, DatasetSpec, info, list_datasets,
-                                       load, load_splits)
+from keras_cnns.data.pipelines import (DATASETS, DatasetInfo, DatasetSpec, build_pipeline, info,
+                                       list_datasets, load, load_splits)
 from keras_cnns.data.metrics import top_k_accuracy
 from keras_cnns.data.splits import DatasetSplits, DatasetUnavailableError
 from keras_cnns.data.tfds_loader import load_tfds
@@ -27,6 +27,7 @@ __all__ = [
     "DATASETS",
     "DatasetInfo",
     "DatasetSpec",
+    "build_pipeline",
     "info",
     "list_datasets",
     "load",
