@@ -43,6 +43,8 @@ def main(argv=None) -> int:
     parser.add_argument("--images", type=int, default=512, help="distinct source images")
     parser.add_argument("--jpeg-size", type=int, nargs=2, default=(350, 400),
                         metavar=("H", "W"), help="source JPEG size (ImageNet-style)")
+    parser.add_argument("--texture", type=float, default=30.0,
+                        help="std of the fine texture added to the JPEG sources (sets their size)")
     parser.add_argument("--train-size", type=int, default=128, help="MobileNet input side")
     parser.add_argument("--crop-size", type=int, default=224, help="ImageNet-style crop side")
     args = parser.parse_args(argv)
@@ -65,7 +67,9 @@ def main(argv=None) -> int:
     cifar = tf.cast(tf.image.resize(low, [32, 32]), tf.uint8)
     labels = rng.integers(0, 10, n).astype(np.int32)
     h, w = args.jpeg_size
-    big = tf.cast(tf.image.resize(low[:64], [h, w]), tf.uint8)
+    # photo-like JPEGs: smooth shapes plus fine texture (~86 KB at 400x350; ImageNet ~110 KB)
+    big = tf.image.resize(low[:64], [h, w]) + rng.normal(0, args.texture, (64, h, w, 3))
+    big = tf.cast(tf.clip_by_value(big, 0, 255), tf.uint8)
     jpegs = [tf.io.encode_jpeg(im, quality=90) for im in big]
     jpegs = tf.stack([jpegs[i % len(jpegs)] for i in range(n)])
     kb = np.mean([len(j.numpy()) for j in jpegs[:64]]) / 1024

@@ -5,7 +5,8 @@ never allocated) the parameter count equals the exact figure of ``reference_figu
 profiler's multiply-adds match the figure to the digits its source quotes, and the trainable
 count rounds to the paper's printed count;
 forward and backward at the minimum size (softmax outputs; every trainable weight gets a finite
-gradient; at most 128 px); feature levels (test_contract.py) at the test size (the default side
+gradient; at most 128 px; deep variants that only repeat a sibling's blocks run as that sibling,
+``REPEATS``); feature levels (test_contract.py) at the test size (the default side
 capped at 128 px, or the minimum size where that is larger); invalid arguments raise ``ValueError`` naming the argument, one test per argument.
 On one model per family (the variant does not change them): ``include_top=False`` with
 ``pooling=None|"avg"|"max"``, ``input_tensor`` reuse, ``get_config``/``from_config``,
@@ -113,8 +114,30 @@ def _check_figures(name, model):
             f"{figures.paper_params.text} ({figures.paper_source})")
 
 
+#: Deep variants that only repeat the blocks of a registered sibling (more blocks per stage, or
+#: EfficientNet's wider/deeper scaling of the same MBConv stages): their figures are checked at
+#: the native size like every model's, and that they use exactly their sibling's kinds of layers
+#: (test_repeat_variants_use_their_siblings_layers), but the forward/backward run is the
+#: sibling's: at min size they would only run the same code 2-3x longer (~100 s of the suite).
+REPEATS = {
+    "resnet101": "resnet50", "resnet152": "resnet50",
+    "resnet101_keras": "resnet50_keras", "resnet152_keras": "resnet50_keras",
+    "resnet101v2": "resnet50v2", "resnet152v2": "resnet50v2",
+    "resnext101_32x8d": "resnext50_32x4d", "resnext101_64x4d": "resnext50_32x4d",
+    "wide_resnet101_2": "wide_resnet50_2",
+    "efficientnet_b4": "efficientnet_b3", "efficientnet_b5": "efficientnet_b3",
+}
+RUN_MODELS = [n for n in LIGHT_MODELS if n not in REPEATS]
+_LAYER_KINDS = {}
+
+
+def _layer_kinds(model):
+    return {type(layer).__name__ for layer in model._flatten_layers(include_self=False)}
+
+
 def test_default_size_params_and_macs(native):
     name, model = native
+    _LAYER_KINDS[name] = _layer_kinds(model)
     info = _info(name)
     assert model.name == name
     assert tuple(model.input_shape[1:]) == tuple(info.default_input_shape)
@@ -135,7 +158,21 @@ def test_heavy_model_figures(name):
     _check_figures(name, model)
 
 
-@pytest.mark.parametrize("name", LIGHT_MODELS)
+@pytest.mark.parametrize("name", sorted(REPEATS))
+def test_repeat_variants_use_their_siblings_layers(name):
+    sibling = REPEATS[name]
+    assert _info(name).family == _info(sibling).family
+    assert _info(name).builder is _info(sibling).builder
+    kinds = []
+    for n in (name, sibling):
+        if n not in _LAYER_KINDS:  # run alone (-k): build it
+            with shapes_only():
+                _LAYER_KINDS[n] = _layer_kinds(keras_cnns.create_model(n))
+        kinds.append(_LAYER_KINDS[n])
+    assert kinds[0] == kinds[1]
+
+
+@pytest.mark.parametrize("name", RUN_MODELS)
 def test_min_size_forward_backward(name):
     # The one run of every model: at its minimum size (a real image size for most, and at most
     # 128 px for all: big models are built at their native size for the figures, never run
