@@ -68,11 +68,12 @@ def main(argv=None) -> int:
     labels = rng.integers(0, 10, n).astype(np.int32)
     h, w = args.jpeg_size
     # photo-like JPEGs: smooth shapes plus fine texture (~86 KB at 400x350; ImageNet ~110 KB)
-    big = tf.image.resize(low[:64], [h, w]) + rng.normal(0, args.texture, (64, h, w, 3))
+    k = min(64, n)
+    big = tf.image.resize(low[:k], [h, w]) + rng.normal(0, args.texture, (k, h, w, 3))
     big = tf.cast(tf.clip_by_value(big, 0, 255), tf.uint8)
     jpegs = [tf.io.encode_jpeg(im, quality=90) for im in big]
     jpegs = tf.stack([jpegs[i % len(jpegs)] for i in range(n)])
-    kb = np.mean([len(j.numpy()) for j in jpegs[:64]]) / 1024
+    kb = np.mean([len(j.numpy()) for j in jpegs[:k]]) / 1024
 
     cifar_ds = build_pipeline(
         tf.data.Dataset.from_tensor_slices((cifar, labels)).repeat(), DATASETS["cifar10"], 32,

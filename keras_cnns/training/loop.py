@@ -438,6 +438,12 @@ def train(model_or_name: Union[str, "keras.Model"] = DEFAULT_MODEL,
             model = build()
         finally:
             keras.config.set_dtype_policy(policy)
+        if recipe.precision != "float32" and model.outputs[0].dtype != "float32":
+            # the softmax in float32 (Keras' mixed-precision guide): the loss, top-k metrics
+            # and exported probabilities see float32
+            out = keras.layers.Activation("linear", dtype="float32",
+                                          name="predictions_float32")(model.outputs[0])
+            model = keras.Model(model.inputs, out, name=model.name)
         schedule = make_schedule(recipe, steps)
         optimizer = _make_optimizer(recipe, schedule)
         k = min(5, source.num_classes)

@@ -305,3 +305,27 @@ def test_cli_train_checkpoints_resumes_and_summarises(tmp_path, capsys):
     assert list((tmp_path / "ck" / "logs").rglob("events.out.tfevents.*"))  # TensorBoard
     assert cli.main(argv + ["--resume"]) == 0
     assert "resumed after epoch 2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_runs_and_keeps_float32_variables(precision):
+    result = train("lenet5", "digits", precision=precision, epochs=1, steps_per_epoch=2,
+                   image_size=32, batch_size=16, verbose=0)
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    policies = {layer.dtype_policy.name for layer in result.model.layers if layer.weights}
+    assert policies == {precision}
+    assert result.model.outputs[0].dtype == "float32"
+    assert all(v.dtype == "float32" for v in result.model.weights)
+    assert np.isfinite(result.history["loss"]).all()
+
+
+def test_mirrored_strategy_on_one_device_equals_no_strategy():
+    run = dict(model_or_name="lenet5", data="digits", epochs=1, steps_per_epoch=3,
+               image_size=32, batch_size=16, verbose=0, seed=5, optimizer="sgd",
+               learning_rate=0.05, warmup_epochs=0.0)
+    plain = train(**run)
+    keras.backend.clear_session()
+    mirrored = train(**run, strategy="mirrored")
+    assert mirrored.info["replicas"] == 1
+    for a, b in zip(plain.model.weights, mirrored.model.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
