@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="keras-cnns",
-        description="Classic CNN architectures as Keras models: train, profile, list. "
+        description="Classic CNN architectures as Keras models: train, tune, profile, list. "
                     "--verbose (anywhere) shows TensorFlow's start-up log lines.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_train = sub.add_parser("train", help="train a model and export a SavedModel")
     training.add_arguments(p_train)
     p_train.set_defaults(func=training.run)
+
+    from keras_cnns.tuning import cli as tuning_cli
+
+    p_tune = sub.add_parser("tune", help="search width/resolution multipliers under a budget")
+    tuning_cli.add_arguments(p_tune)
+    p_tune.set_defaults(func=tuning_cli.run)
 
     p_prof = sub.add_parser("profile", help="per-layer params, mult-adds and activation memory")
     profiler.add_arguments(p_prof)

@@ -79,6 +79,14 @@ class ModelInfo:
             d["feature_levels"] = self.feature_levels()
         return d
 
+    def multipliers(self) -> Dict[str, Any]:
+        """The multipliers this model's family exposes to the tuner: ``{"grid": {"alpha":
+        (...), "rho": (...)}, "closed_form": name or None}``, or ``{}`` (not tunable). Data in
+        ``_multipliers.py``."""
+        from keras_cnns.models._multipliers import multipliers_for
+
+        return multipliers_for(self.family)
+
     def recipe(self, kind: str = "paper") -> Optional[Dict[str, Any]]:
         """The training recipe of this model as a dict of ``keras_cnns.training.Recipe`` fields
         (with its ``source``): ``"paper"`` (its paper's recipe, ``None`` when not recorded) or
