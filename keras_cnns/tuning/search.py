@@ -69,12 +69,15 @@ def _label(kwargs, side):
 
 def candidate_configs(name: str, base_size: Optional[int] = None, classes: int = 10,
                       channels: Optional[int] = None, grid: Optional[Dict[str, Sequence]] = None,
-                      ranges: bool = False, samples: int = 12, seed: int = 0) -> List[Config]:
+                      ranges: bool = False, samples: int = 12, seed: int = 0,
+                      phi: Optional[int] = None) -> List[Config]:
     """Every configuration of ``name``'s multipliers with its multiply-adds and parameters.
 
     ``rho`` sets the input side ``round(rho * base_size)`` (``base_size``: the model's default
     side, e.g. 224; smaller for small images); without ``rho`` the side is ``base_size``.
     ``ranges=True`` draws ``samples`` configurations uniformly between each grid's extremes.
+    EfficientNet (a ``compound`` family): the grid over ``alpha, beta, gamma`` is filtered by
+    ``|alpha * beta^2 * gamma^2 - 2| <= 0.1`` and scaled by ``phi`` (default 1).
     """
     from keras_cnns.models import model_info
     from keras_cnns.tuning.cost import CLOSED_FORMS, profiled_cost
@@ -102,10 +105,22 @@ def candidate_configs(name: str, base_size: Optional[int] = None, classes: int =
         points = list(itertools.product(*(space[k] for k in keys)))
     closed = CLOSED_FORMS.get(spec.get("closed_form"))
     configs, seen, params_cache = [], set(), {}
+    compound = spec.get("compound")
+    if phi is not None and (not is_int(phi) or phi < 0):
+        fail("phi", "must be a non-negative integer (EfficientNet's compound coefficient)", phi)
     for values in points:
         kwargs = dict(zip(keys, (float(v) for v in values)))
-        rho = kwargs.pop("rho", None)
-        side = int(round(rho * base)) if rho is not None else int(base)
+        if compound is not None:  # EfficientNet: alpha (depth), beta (width), gamma (resolution)
+            a, b, g = kwargs["alpha"], kwargs["beta"], kwargs["gamma"]
+            if abs(a * b * b * g * g - compound["target"]) > compound["tolerance"]:
+                continue  # off the FLOPS constraint alpha * beta^2 * gamma^2 ~ 2
+            p = compound["phi"] if phi is None else phi
+            kwargs = {"depth": round(a ** p, 4), "width": round(b ** p, 4)}
+            side = int(round(base * g ** p))
+            rho = None
+        else:
+            rho = kwargs.pop("rho", None)
+            side = int(round(rho * base)) if rho is not None else int(base)
         if side < info.min_input_size:
             continue  # the architecture cannot take it
         label = _label(kwargs, side)
@@ -266,7 +281,7 @@ def search(name: str, data: Any = "digits", *, max_macs: Optional[float] = None,
            objective: str = "accuracy", target: Optional[float] = None,
            cost: Optional[str] = None, base_size: Optional[int] = None,
            grid: Optional[Dict[str, Sequence]] = None, ranges: bool = False, samples: int = 12,
-           algorithm: str = "grid", max_trials: Optional[int] = None, epochs: int = 3,
+           phi: Optional[int] = None, algorithm: str = "grid", max_trials: Optional[int] = None, epochs: int = 3,
            seed: int = 0, directory: str = "tuning", project_name: Optional[str] = None,
            overwrite: bool = False, export_dir: Optional[str] = None, plot: bool = True,
            verbose: int = 1, **train_kwargs) -> SearchResult:
@@ -283,6 +298,7 @@ def search(name: str, data: Any = "digits", *, max_macs: Optional[float] = None,
             ``"latency_ms"``.
         base_size: the side ``rho = 1`` stands for (default the model's, 224).
         grid, ranges, samples: the space (default the registry's grid).
+        phi: EfficientNet's compound coefficient (default 1: the paper's step 1).
         algorithm: ``"grid"`` (every configuration under the budget) or ``"random"``.
         max_trials: at most this many trials (default: all).
         epochs: training epochs per trial; ``**train_kwargs`` go to
@@ -322,7 +338,7 @@ def search(name: str, data: Any = "digits", *, max_macs: Optional[float] = None,
     meta = data_info(data, seed=seed)
     configs = candidate_configs(name, base_size=base_size, classes=meta.num_classes,
                                 channels=meta.input_shape[-1], grid=grid, ranges=ranges,
-                                samples=samples, seed=seed)
+                                samples=samples, seed=seed, phi=phi)
     allowed, rejected = [], []
     for c in configs:
         over = ((max_macs is not None and c.macs > max_macs)

@@ -172,3 +172,34 @@ def test_cli_tune_bad_input_names_the_flag(argv, flag, capsys, tmp_path):
     assert cli.main(argv + ["--directory", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert flag in err and "Received:" in err
+
+
+def test_every_tunable_family_yields_costed_configurations():
+    from keras_cnns import list_models, model_info
+
+    tunable = {model_info(n).family: n for n in list_models() if model_info(n).multipliers()}
+    assert set(tunable) == {"MobileNet", "MobileNetV2", "MobileNetV3", "ShuffleNet",
+                            "ShuffleNetV2", "EfficientNet"}
+    assert not model_info("lenet5").multipliers() and not model_info("resnet50").multipliers()
+    for family in ("MobileNetV2", "ShuffleNetV2"):
+        name = tunable[family]
+        grid = {k: v[:2] for k, v in model_info(name).multipliers()["grid"].items()}
+        configs = candidate_configs(name, base_size=96, grid=grid)
+        assert configs and all(c.macs > 0 and c.params > 0 for c in configs)
+        assert len({c.macs for c in configs}) == len(configs)  # each multiplier changes the cost
+
+
+def test_efficientnet_compound_grid_respects_the_flops_constraint():
+    grid = {"alpha": (1.15, 1.2, 1.25), "beta": (1.05, 1.1), "gamma": (1.1, 1.15, 1.2)}
+    configs = candidate_configs("efficientnet_b0", base_size=64, grid=grid)
+    assert 0 < len(configs) < 18  # the constraint removed some of the 18 grid points
+    labels = {c.label for c in configs}
+    assert "depth=1.2 width=1.1 side=74" in labels  # the paper's alpha, beta, gamma at phi = 1
+    for c in configs:
+        a, b = c.kwargs["depth"], c.kwargs["width"]
+        g = c.side / 64
+        assert abs(a * b * b * g * g - 2.0) < 0.1 + 0.1  # side rounding moves gamma slightly
+    phi2 = {c.label for c in candidate_configs("efficientnet_b0", base_size=64, phi=2,
+                                               grid={"alpha": (1.2,), "beta": (1.1,),
+                                                     "gamma": (1.15,)})}
+    assert phi2 == {"depth=1.44 width=1.21 side=85"}
