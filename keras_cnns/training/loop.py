@@ -543,7 +543,8 @@ def train(model_or_name: Union[str, "keras.Model"] = DEFAULT_MODEL,
                         val_accuracy=val_accuracy, val_top5_accuracy=val_top5,
                         best_epoch=best["epoch"], seed=seed, recipe=recipe.as_dict())
         export_path = export_saved_model(model, base_dir=os.fspath(export_dir),
-                                         model_name=run_name, metadata=_jsonable(metadata))
+                                         model_name=run_name, metadata=_jsonable(metadata),
+                                         print_commands=False)
     wall = time.perf_counter() - start
     result = TrainResult(model=model, history=history, val_accuracy=val_accuracy,
                          val_top5_accuracy=val_top5, wall_time_s=wall, images_per_second=ips,

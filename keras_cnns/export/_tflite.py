@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import tempfile
 import uuid
 import warnings
@@ -20,10 +21,45 @@ import numpy as np
 
 from keras_cnns._checks import fail
 
-__all__ = ["QUANTIZATIONS", "export_tflite", "run_tflite"]
+__all__ = ["QUANTIZATIONS", "UnsupportedByTFLiteError", "export_tflite", "run_tflite", "tflite"]
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 
+
+
+class UnsupportedByTFLiteError(ValueError):
+    """The model has a layer whose TensorFlow ops TFLite's builtin op set does not have."""
+
+    def __init__(self, message, ops=(), layers=()):
+        super().__init__(message)
+        self.ops = tuple(ops)
+        self.layers = tuple(layers)
+
+
+_NEEDS_OP_RE = re.compile(r"'(tf\.[A-Za-z0-9_]+)' op is neither a custom op nor a flex op")
+_LOC_RE = re.compile(r'fused\["([A-Za-z0-9_]+):", "([^"@]+)@')
+
+
+def _unsupported(exc, model):
+    """``(ops, layer names)`` TFLite's builtins lack, read from a converter error."""
+    text = str(exc)
+    ops = sorted(set(_NEEDS_OP_RE.findall(text)))
+    if not ops:
+        return [], []
+    names = {layer.name for layer in model._flatten_layers(include_self=False)}
+    bare = {op.split(".", 1)[1] for op in ops}
+    found = []
+    for op_type, scope in _LOC_RE.findall(text):
+        if op_type not in bare:
+            continue
+        for part in scope.split("/")[1:]:  # the first part is the model's own scope
+            candidates = [part, re.sub(r"_[0-9]+$", "", part)]
+            hit = next((c for c in candidates if c in names), None)
+            if hit is not None:
+                if hit not in found:
+                    found.append(hit)
+                break
+    return ops, found
 
 
 def _single_examples(representative_dataset, limit):
@@ -112,7 +148,7 @@ def export_tflite(model, path, quantization: Optional[str] = None,
 
     import tensorflow as tf
 
-    from keras_cnns.export.saved_model import _verify_stock_only
+    from keras_cnns.export._savedmodel import _verify_stock_only
     from keras_cnns.ops import stock_ops_only
 
     with tempfile.TemporaryDirectory(prefix="keras_cnns_tflite_") as workdir:
@@ -137,7 +173,19 @@ def export_tflite(model, path, quantization: Optional[str] = None,
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
-        flatbuffer = converter.convert()
+        try:
+            flatbuffer = converter.convert()
+        except Exception as exc:  # ConverterError: name what TFLite cannot take
+            ops, layers = _unsupported(exc, model)
+            if not ops:
+                raise
+            where = (f"layer{'s' if len(layers) > 1 else ''} "
+                     + ", ".join(repr(n) for n in layers)) if layers else "the model"
+            raise UnsupportedByTFLiteError(
+                f"{where} of {model.name!r} needs TensorFlow op(s) {ops} that TFLite's builtin "
+                "op set does not have, so the model cannot run in the TFLite interpreter as "
+                "is: replace the layer by builtin-op equivalents (nothing was written)",
+                ops=ops, layers=layers) from exc
 
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
@@ -150,6 +198,10 @@ def export_tflite(model, path, quantization: Optional[str] = None,
         if os.path.lexists(tmp):
             os.unlink(tmp)
     return path
+
+
+#: The name the library documents: ``keras_cnns.export.tflite(model, path, quantization=...)``.
+tflite = export_tflite
 
 
 def run_tflite(path, x) -> np.ndarray:
