@@ -26,6 +26,7 @@ from keras_cnns.export._report import (
     tflite_latency_ms,
     tflite_report,
 )
+from keras_cnns.export._tfmot import load_pruned_weights, optimize_with_tfmot
 from keras_cnns.export._tflite import (
     QUANTIZATIONS,
     UnsupportedByTFLiteError,
@@ -45,6 +46,8 @@ __all__ = [
     "find_custom_ops",
     "format_report",
     "list_versions",
+    "load_pruned_weights",
+    "optimize_with_tfmot",
     "output_kind",
     "parse_variants",
     "run_tflite",
