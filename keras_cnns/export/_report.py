@@ -107,7 +107,7 @@ def tflite_report(model, output_dir, variants: Sequence[str] = ("float32", "floa
                   representative: Optional[np.ndarray] = None,
                   train: Optional[Tuple[np.ndarray, np.ndarray]] = None,
                   name: Optional[str] = None, latency_runs: int = 50,
-                  num_threads: Optional[int] = 1, fine_tune_epochs: int = 2,
+                  num_threads: Optional[int] = 1, fine_tune_epochs: int = 6, qat_epochs: int = 1,
                   progress: bool = True) -> List[Dict[str, Any]]:
     """Convert ``model`` to each variant under ``output_dir`` and measure them side by side.
 
@@ -124,7 +124,7 @@ def tflite_report(model, output_dir, variants: Sequence[str] = ("float32", "floa
         latency_runs: timed batch-1 invocations per variant (median reported).
         num_threads: interpreter threads for the latency (default 1: comparable across
             machines); accuracy runs use the interpreter's default.
-        fine_tune_epochs: epochs of pruning / QAT fine-tuning.
+        fine_tune_epochs, qat_epochs: epochs of pruning / QAT fine-tuning.
         progress: print one line per variant as it is done.
 
     Returns:
@@ -186,7 +186,8 @@ def tflite_report(model, output_dir, variants: Sequence[str] = ("float32", "floa
             model, (np.asarray(train[0], np.float32), np.asarray(train[1])),
             (x_test, y_test) if test is not None else (np.asarray(train[0][:64], np.float32),
                                                        np.asarray(train[1][:64])),
-            methods=tuned, epochs=fine_tune_epochs, output_dir=output_dir)
+            methods=tuned, epochs=fine_tune_epochs, qat_epochs=qat_epochs,
+            output_dir=output_dir)
         for r in results:
             tuned_rows[r["method"]] = r
         if progress:

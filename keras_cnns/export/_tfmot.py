@@ -59,6 +59,10 @@ from keras_cnns._checks import fail, is_int
 __all__ = ["check_translation", "graph_spec", "load_pruned_weights", "optimize_with_tfmot",
            "parse_method"]
 
+#: Default fine-tuning learning rates (Adam); see optimize_with_tfmot.
+PRUNE_LEARNING_RATE = 1e-3
+QAT_LEARNING_RATE = 1e-5
+
 CHILD_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_tfmot_child.py")
 _METHOD_RE = re.compile(r"^prune(\d{1,2})$")
 _N_PROBES = 4
@@ -372,7 +376,8 @@ def _from_logits(spec):
 
 def optimize_with_tfmot(model, train, test, *,
                         methods: Sequence[str] = ("prune50", "prune80", "qat"),
-                        epochs: int = 2, batch_size: int = 64, learning_rate: float = 1e-4,
+                        epochs: int = 2, qat_epochs: int = 1, batch_size: int = 64,
+                        learning_rate: Optional[float] = None,
                         output_dir: Optional[str] = None, timeout: float = 1800,
                         verbose: bool = False) -> List[Dict[str, Any]]:
     """Prune and/or quantisation-aware-train a Keras 3 model with tfmot in a tf_keras child.
@@ -385,8 +390,16 @@ def optimize_with_tfmot(model, train, test, *,
             ``train`` fine-tunes (and is the representative data of the int8 conversion),
             ``test`` gives the held-out accuracies.
         methods: ``"prune<P>"`` (target sparsity ``P`` %, ``1 <= P <= 99``) and/or ``"qat"``.
-        epochs: fine-tuning epochs per method (each method starts from ``model``'s weights).
-        batch_size, learning_rate: fine-tuning batch size and Adam learning rate.
+        epochs: pruning fine-tuning epochs per method (each method starts from ``model``'s
+            weights).
+        qat_epochs: QAT fine-tuning epochs. QAT refines trained weights; on the 1,437 digits a
+            longer fine-tuning drifted (SqueezeNet 1.1 with bypass: 0.986 with fake quantisation
+            before, 0.983 after 1 epoch, 0.61 after 6).
+        batch_size: fine-tuning batch size.
+        learning_rate: Adam's learning rate; ``None``: 1e-3 for pruning (the network must
+            re-learn around the removed weights: MobileNet 0.5 on the digits, 6 epochs, 80%
+            sparsity: 0.30 held-out accuracy at 1e-4, 0.86 at 1e-3) and 1e-5 for QAT (a
+            refinement of trained weights: 0.74 at 1e-4, 0.90 at 1e-5, float 0.906).
         output_dir: where the ``.tflite`` files (``{model}_{method}.tflite``) and the pruned
             weights (``{model}_{method}_weights.npz``) are kept; ``None``: nowhere (temporary).
         timeout: seconds the child may run.
@@ -419,11 +432,14 @@ def optimize_with_tfmot(model, train, test, *,
         fail("methods", "must not repeat a method", methods)
     if not is_int(epochs) or epochs < 1:
         fail("epochs", "must be a positive integer", epochs)
+    if not is_int(qat_epochs) or qat_epochs < 1:
+        fail("qat_epochs", "must be a positive integer", qat_epochs)
     if not is_int(batch_size) or batch_size < 1:
         fail("batch_size", "must be a positive integer", batch_size)
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) \
-            or not 0 < learning_rate < float("inf"):
-        fail("learning_rate", "must be a positive number", learning_rate)
+    if learning_rate is not None and (
+            isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float))
+            or not 0 < learning_rate < float("inf")):
+        fail("learning_rate", "must be None or a positive number", learning_rate)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         fail("timeout", "must be a positive number of seconds", timeout)
     if output_dir is not None and not isinstance(output_dir, (str, os.PathLike)):
@@ -441,7 +457,13 @@ def optimize_with_tfmot(model, train, test, *,
     spec, weights = graph_spec(model)  # ValueError for untranslatable layers, before the child
     probes = _probes(model, x_test)
     config = dict(methods=list(methods), epochs=int(epochs), batch_size=int(batch_size),
-                  learning_rate=float(learning_rate), from_logits=_from_logits(spec),
+                  learning_rate=None if learning_rate is None else float(learning_rate),
+                  qat_epochs=int(qat_epochs),
+                  prune_learning_rate=PRUNE_LEARNING_RATE if learning_rate is None
+                  else float(learning_rate),
+                  qat_learning_rate=QAT_LEARNING_RATE if learning_rate is None
+                  else float(learning_rate),
+                  from_logits=_from_logits(spec),
                   verbose=bool(verbose), seed=0)
     workdir = tempfile.mkdtemp(prefix="keras_cnns_tfmot_")
     try:

@@ -61,8 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-examples", type=int, default=5000,
                         help="at most this many held-out and fine-tuning images (default: "
                              "%(default)s)")
-    parser.add_argument("--fine-tune-epochs", type=int, default=2,
-                        help="epochs of pruning / QAT fine-tuning (default: %(default)s)")
+    parser.add_argument("--fine-tune-epochs", type=int, default=6,
+                        help="epochs of pruning fine-tuning (default: %(default)s)")
+    parser.add_argument("--qat-epochs", type=int, default=1,
+                        help="epochs of QAT fine-tuning (default: %(default)s)")
     parser.add_argument("--latency-runs", type=int, default=50,
                         help="timed batch-1 TFLite invocations per variant (default: %(default)s)")
 
@@ -129,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     variants = parse_variants(args.quantize)
     for flag, value in (("--max-examples", args.max_examples),
                         ("--fine-tune-epochs", args.fine_tune_epochs),
+                        ("--qat-epochs", args.qat_epochs),
                         ("--latency-runs", args.latency_runs)):
         if value < 1:
             raise ValueError(f"`{flag}` must be a positive integer. Received: {flag}={value}")
@@ -171,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"TFLite:    {', '.join(variants)} -> {output}/")
         rows = tflite_report(model, output, variants, test=test, train=train,
                              name=facts["name"], latency_runs=args.latency_runs,
-                             fine_tune_epochs=args.fine_tune_epochs)
+                             fine_tune_epochs=args.fine_tune_epochs,
+                             qat_epochs=args.qat_epochs)
         keras_acc = rows[0].get("keras_accuracy") if rows else None
         print()
         print(format_report(rows, keras_accuracy=keras_acc))
