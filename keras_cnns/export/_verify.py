@@ -89,7 +89,8 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
             outputs exactly 1/10 everywhere, which would make any comparison pass trivially),
             set its BatchNorm statistics from random calibration images first
             (:func:`keras_cnns.training.recalibrate_batch_norm`; this changes the given model).
-            ``True`` always, ``False`` never. Each channel's variance is then floored at a tenth
+            A model without BatchNorm whose outputs do not vary gets He-normal kernels
+            instead (SqueezeNet). ``True`` always, ``False`` never. Each channel's variance is then floored at a tenth
             of its layer's mean: on random weights and images some channels barely vary,
             BatchNorm's scale reaches 1e3+, and any reassociation of float32 arithmetic (graph
             fusions, TFLite folding BatchNorm into the kernel) moves the outputs by 1e-4 to 3e-3
@@ -143,6 +144,13 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
                     if recalibrate_batch_norm(model, [calib]):
                         _floor_variances(model)
                         row["batch_norm_calibrated"] = True
+                        expected = np.asarray(model(x, training=False), np.float32)
+                    elif calibrate_batch_norm == "auto":
+                        # no BatchNorm to calibrate (SqueezeNet: its class maps' bias of 1
+                        # and ReLU give every logit exactly 1 at initialisation): He-normal
+                        # kernels, which keep a ReLU network's activations alive
+                        _he_normal(model, rng)
+                        row["reinitialised"] = True
                         expected = np.asarray(model(x, training=False), np.float32)
                 row["keras_output_std"] = float(expected.std(axis=0).mean())
                 scale = max(1.0, float(np.max(np.abs(expected))))
@@ -234,3 +242,16 @@ def _floor_variances(model, fraction: float = 0.1) -> None:
     for layer in batch_norm_layers(model):
         var = np.asarray(layer.moving_variance)
         layer.moving_variance.assign(np.maximum(var, fraction * float(var.mean())))
+
+
+def _he_normal(model, rng) -> None:
+    """Every convolution / dense kernel drawn He-normal (std sqrt(2 / fan_in)), biases 0."""
+    for layer in model._flatten_layers(include_self=False):
+        for v in layer.weights:
+            name = v.path.split("/")[-1]
+            shape = tuple(v.shape)
+            if name in ("kernel", "depthwise_kernel") and len(shape) >= 2:
+                fan_in = int(np.prod(shape[:-1])) if name == "kernel" else int(np.prod(shape[:2]))
+                v.assign(rng.normal(0.0, np.sqrt(2.0 / max(fan_in, 1)), shape).astype("float32"))
+            elif name == "bias":
+                v.assign(np.zeros(shape, "float32"))
