@@ -4,6 +4,9 @@ Subcommands:
     train [MODEL]    train a model (default: squeezenet1_1, simple bypass) on the embedded digits
                      data or a tensorflow-datasets dataset, report held-out accuracy, export a
                      SavedModel under saved_models/<model>/<version>/
+    export SOURCE    a run's checkpoint, a .keras file or a model name to a TF Serving SavedModel
+                     and/or TFLite variants (float32, float16, dynamic, int8, pruned, QAT int8)
+                     with a size / latency / accuracy / agreement table
     profile NAME     per-layer output shape, parameters, multiply-adds and activation memory
     list [PATTERN]   registered model names
     info NAME        what the registry knows about a model
@@ -57,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="keras-cnns",
-        description="Classic CNN architectures as Keras models: train, tune, profile, list. "
+        description="Classic CNN architectures as Keras models: train, tune, export, profile, list. "
                     "--verbose (anywhere) shows TensorFlow's start-up log lines.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -72,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_tune = sub.add_parser("tune", help="search width/resolution multipliers under a budget")
     tuning_cli.add_arguments(p_tune)
     p_tune.set_defaults(func=tuning_cli.run)
+
+    from keras_cnns.export import cli as export_cli
+
+    p_export = sub.add_parser("export", help="SavedModel / TFLite variants with a size, "
+                                             "latency and accuracy report")
+    export_cli.add_arguments(p_export)
+    p_export.set_defaults(func=export_cli.run)
 
     p_prof = sub.add_parser("profile", help="per-layer params, mult-adds and activation memory")
     profiler.add_arguments(p_prof)

@@ -182,3 +182,12 @@ def test_input_pipeline_benchmark_reports_both_pipelines_against_training(capsys
     assert "training step, MobileNet 0.5 at 32x32:" in out
     assert out.count("images/s =") == 2 and "CIFAR-style" in out and "ImageNet-style" in out
     assert bench.main(["--batch", "0"]) == 2
+
+
+def test_export_sweep_checks_a_model_and_reports_it(capsys):
+    bench = _load("export_all")
+    assert bench.main(["--pattern", "lenet5"]) == 0
+    out = capsys.readouterr().out
+    assert "| lenet5 | 61,706 | 32x32 |" in out
+    assert "1 of 1 models meet every target" in out
+    assert bench.main(["--pattern", "no_such_model*"]) == 2

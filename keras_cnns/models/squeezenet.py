@@ -93,11 +93,16 @@ class CeilModeMaxPooling2D(layers.Layer):
 
     ``out = ceil((n - pool_size) / strides) + 1`` per spatial side (windows may hang over the
     bottom/right edge; each still starts inside the input). Stock ``MaxPooling2D`` gives the floor
-    ("valid") or ``ceil(n / strides)`` ("same"), neither of which is this. Implemented as padding
-    ``strides - 1`` rows/columns of ``-inf`` at the bottom/right and a "valid" pool, which gives
-    exactly that size for every ``n`` (also unknown ``n``) and ignores the padding like Caffe's
-    clipped windows do, whatever the sign of the input (SqueezeNet's complex bypass sums can be
-    negative, so zero padding would not be exact).
+    ("valid") or ``ceil(n / strides)`` ("same"), neither of which is this in general, but one of
+    them is for most static sizes, and the layer uses it then (3x3/2: "valid" for odd ``n``,
+    "same" for even ``n``, whose one padded row/column TF's pool ignores).
+
+    Otherwise (mixed parity of the two sides, or an unknown size) the last row/column is repeated
+    to the needed size and the pool is "valid". That is exact whatever the sign of the input
+    (SqueezeNet's complex bypass sums can be negative, so zero padding would not be): a window
+    that hangs over the edge starts inside the input, so it already holds the last row/column
+    whose copies it sees. It is also what int8 TFLite runs: the earlier ``-inf`` padding
+    (``PADV2`` before ``MAX_POOL_2D``) made XNNPACK fail to prepare the quantized graph.
     """
 
     def __init__(self, pool_size=3, strides=2, **kwargs):
@@ -105,16 +110,45 @@ class CeilModeMaxPooling2D(layers.Layer):
         self.pool_size = int(pool_size)
         self.strides = int(strides)
 
+    def _out(self, n):
+        return -(-(n - self.pool_size) // self.strides) + 1
+
+    def _needed_pad(self, n):
+        """Rows to append so that a "valid" pool gives the ceil-mode size (``None``: unknown)."""
+        if n is None:
+            return None
+        return max((self._out(n) - 1) * self.strides + self.pool_size - n, 0)
+
+    def _same_is_exact(self, n):
+        out, s, k = self._out(n), self.strides, self.pool_size
+        same_out = -(-n // s)
+        same_pad = max((same_out - 1) * s + k - n, 0)
+        # "same" puts floor(pad / 2) before: exact only when that is zero and it adds what
+        # ceil mode needs after
+        return same_out == out and same_pad == self._needed_pad(n) and same_pad <= 1
+
+    def _repeat_last(self, x, axis, count):
+        if not count:
+            return x
+        last = x[:, -1:] if axis == 1 else x[:, :, -1:]
+        return keras.ops.concatenate([x] + [last] * count, axis=axis)
+
     def call(self, inputs):
-        extra = self.strides - 1
-        if extra:
-            inputs = keras.ops.pad(inputs, [[0, 0], [0, extra], [0, extra], [0, 0]],
-                                   constant_values=float("-inf"))
-        return keras.ops.max_pool(inputs, self.pool_size, self.strides, padding="valid")
+        k, s = self.pool_size, self.strides
+        h, w = inputs.shape[1], inputs.shape[2]
+        pads = (self._needed_pad(h), self._needed_pad(w))
+        if pads == (0, 0):
+            return keras.ops.max_pool(inputs, k, s, padding="valid")
+        if None not in pads and self._same_is_exact(h) and self._same_is_exact(w):
+            return keras.ops.max_pool(inputs, k, s, padding="same")
+        # unknown size: s - 1 repeats give floor((n + s - 1 - k) / s) + 1 == the ceil-mode size
+        x = self._repeat_last(inputs, 1, s - 1 if pads[0] is None else pads[0])
+        x = self._repeat_last(x, 2, s - 1 if pads[1] is None else pads[1])
+        return keras.ops.max_pool(x, k, s, padding="valid")
 
     def compute_output_shape(self, input_shape):
         def side(n):
-            return None if n is None else -(-(n - self.pool_size) // self.strides) + 1
+            return None if n is None else self._out(n)
 
         return (input_shape[0], side(input_shape[1]), side(input_shape[2]), input_shape[3])
 

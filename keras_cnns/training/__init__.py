@@ -9,7 +9,8 @@
 * :func:`train` -- ``train(model_or_name, data, recipe, strategy=None, callbacks=(), ...)``:
   per-epoch deterministic data, precise BatchNorm, top-1/top-5, atomic checkpoints and resume,
   TensorBoard, ``tf.distribute``, SavedModel export of the best epoch.
-* :class:`CheckpointManager` -- the checkpoint format (verified on read, written atomically).
+* :class:`CheckpointManager` -- the checkpoint format (verified on read, written atomically);
+  :func:`load_checkpoint_model` rebuilds a run's model from its checkpoint directory.
 * :func:`recalibrate_batch_norm` / :class:`PreciseBatchNorm` -- exact BatchNorm statistics.
 
 The default job (``keras-cnns train`` with no arguments) trains ``squeezenet1_1_simple_bypass``
@@ -26,7 +27,8 @@ Adam's per-weight step sizes remove the scale mismatch; the warm-up keeps its fi
 steps from moving whole class maps below zero before the features discriminate.
 """
 
-from keras_cnns.training.checkpoint import CheckpointError, CheckpointManager
+from keras_cnns.training.checkpoint import (CheckpointError, CheckpointManager,
+                                            load_checkpoint_model)
 from keras_cnns.training.cli import add_arguments, parse_model_args, run
 from keras_cnns.training.distribute import STRATEGIES, make_strategy
 from keras_cnns.training.loop import (DEFAULT_DATASET, DEFAULT_MODEL, ClassificationLoss,
@@ -40,6 +42,6 @@ __all__ = [
     "CheckpointError", "CheckpointManager", "ClassificationLoss", "DEFAULT_DATASET",
     "DEFAULT_MODEL", "OPTIMIZERS", "PRECISIONS", "PreciseBatchNorm", "Recipe", "SCHEDULES",
     "STRATEGIES", "TrainResult", "WarmupPolyDecay", "WarmupSchedule", "add_arguments",
-    "make_schedule", "make_strategy", "parse_model_args", "recalibrate_batch_norm",
+    "load_checkpoint_model", "make_schedule", "make_strategy", "parse_model_args", "recalibrate_batch_norm",
     "resolve_recipe", "run", "train",
 ]

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["CheckpointError", "CheckpointManager"]
+__all__ = ["CheckpointError", "CheckpointManager", "load_checkpoint_model"]
 
 _NAME = re.compile(r"^ckpt-(\d+)$")
 _FORMAT = 1
@@ -69,6 +69,17 @@ def _value(v) -> np.ndarray:
         return np.asarray(v.value.numpy())
 
 
+def _epoch_dirs(directory: str) -> List[Tuple[int, str]]:
+    if not os.path.isdir(directory):
+        return []
+    found = []
+    for entry in os.listdir(directory):
+        m = _NAME.match(entry)
+        if m and os.path.isdir(os.path.join(directory, entry)):
+            found.append((int(m.group(1)), os.path.join(directory, entry)))
+    return sorted(found, reverse=True)
+
+
 class CheckpointManager:
     """Writes and finds the checkpoints of one run in ``directory``.
 
@@ -103,16 +114,10 @@ class CheckpointManager:
 
     def epoch_checkpoints(self) -> List[Tuple[int, str]]:
         """``[(epoch, path), ...]`` of the ``ckpt-<epoch>`` directories, newest first."""
-        if not os.path.isdir(self.directory):
-            return []
-        found = []
-        for entry in os.listdir(self.directory):
-            m = _NAME.match(entry)
-            if m and os.path.isdir(os.path.join(self.directory, entry)):
-                found.append((int(m.group(1)), os.path.join(self.directory, entry)))
-        return sorted(found, reverse=True)
+        return _epoch_dirs(self.directory)
 
-    def read(self, path: str) -> Dict[str, Any]:
+    @staticmethod
+    def read(path: str) -> Dict[str, Any]:
         """The verified ``state.json`` of the checkpoint at ``path``; ``ValueError`` (with the
         reason) when it is incomplete or corrupt."""
         meta_path = os.path.join(path, "state.json")
@@ -225,6 +230,11 @@ class CheckpointManager:
         return self._write(os.path.join(self.directory, "best"), model, None,
                            dict(state, epoch=int(epoch)))
 
+    def save_final(self, model, state: Dict[str, Any]) -> Optional[str]:
+        """Write the run's final model (the best epoch after precise BatchNorm: what was
+        evaluated and exported) as ``final``; :func:`load_checkpoint_model` prefers it."""
+        return self._write(os.path.join(self.directory, "final"), model, None, dict(state))
+
     def best(self) -> Optional[Tuple[str, Dict[str, Any]]]:
         path = os.path.join(self.directory, "best")
         if not os.path.isdir(path):
@@ -239,3 +249,64 @@ class CheckpointManager:
     def has_checkpoints(self) -> bool:
         return bool(self.epoch_checkpoints()) or os.path.isdir(os.path.join(self.directory,
                                                                             "best"))
+
+
+def _checkpoint_path(path: str) -> str:
+    """A checkpoint directory itself, or a run directory's ``final``, ``best`` or newest
+    ``ckpt-<epoch>`` (in that order)."""
+    if os.path.isfile(os.path.join(path, "state.json")):
+        return path
+    for name in ("final", "best"):
+        if os.path.isfile(os.path.join(path, name, "state.json")):
+            return os.path.join(path, name)
+    epochs = _epoch_dirs(path)
+    if epochs:
+        return epochs[0][1]
+    raise ValueError(f"`checkpoint` must be a keras_cnns checkpoint (a directory with "
+                     f"state.json) or a run's --checkpoint-dir holding final/, best/ or "
+                     f"ckpt-<epoch>/; none found. Received: checkpoint={path!r}")
+
+
+def load_checkpoint_model(checkpoint: str):
+    """Rebuild the model a checkpoint was written for and load its weights.
+
+    Args:
+        checkpoint: a run's checkpoint directory (``--checkpoint-dir``: its ``final``, else
+            ``best``, else newest epoch checkpoint is used) or one checkpoint directory.
+
+    Returns:
+        ``(keras.Model, meta)``: the model with the checkpoint's variables, and the verified
+        ``state.json`` (its ``fingerprint`` names the model, builder arguments, input shape,
+        classes and dataset; ``seed`` the data split).
+
+    Raises:
+        ValueError: not a checkpoint, corrupt, written for a ``keras.Model`` given as an object
+            (nothing names its builder), or variables that do not match the rebuilt model.
+    """
+    if not isinstance(checkpoint, (str, os.PathLike)) or not os.path.isdir(checkpoint):
+        raise ValueError(f"`checkpoint` must be an existing directory. "
+                         f"Received: checkpoint={checkpoint!r}")
+    path = _checkpoint_path(os.fspath(checkpoint))
+    meta = CheckpointManager.read(path)
+    fp = meta.get("fingerprint") or {}
+    if "kwargs" not in fp or "classes" not in fp:
+        raise ValueError(f"checkpoint {path} was written for a keras.Model passed as an object, "
+                         "not a registered name: nothing says how to rebuild it. Save that "
+                         "model with model.save(...keras) instead. Received: "
+                         f"checkpoint={os.fspath(checkpoint)!r}")
+    from keras_cnns.models import model_info
+
+    info = model_info(fp["model"])
+    model = info.builder(**{**info.kwargs, **fp["kwargs"]}, name=info.name,
+                         input_shape=tuple(fp["input_shape"]), classes=int(fp["classes"]))
+    names = [n for n in meta["variables"] if n[0].startswith("model/")]
+    targets = list(model.variables)
+    if len(targets) != len(names) or any(
+            list(v.shape) != list(shape) for v, (_, shape) in zip(targets, names)):
+        raise ValueError(f"checkpoint {path} holds {len(names)} model variables that do not "
+                         f"match the rebuilt {info.name}'s {len(targets)}. Received: "
+                         f"checkpoint={os.fspath(checkpoint)!r}")
+    with np.load(os.path.join(path, "state.npz")) as arrays:
+        for i, v in enumerate(targets):
+            v.assign(arrays[f"v{i}"])
+    return model, dict(meta, path=path)

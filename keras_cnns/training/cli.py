@@ -146,4 +146,9 @@ def run(args: argparse.Namespace) -> int:
           "evaluation, export)")
     print(f"checkpoints:         {r.checkpoint_dir or '(none: pass --checkpoint-dir)'}")
     print(f"SavedModel:          {r.export_path or '(not exported)'}")
+    if r.export_path:
+        from keras_cnns.export import serving_commands
+
+        print("serve it with:       " + "\n                     ".join(
+            serving_commands(r.export_path)))
     return 0

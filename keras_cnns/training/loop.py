@@ -531,6 +531,10 @@ def train(model_or_name: Union[str, "keras.Model"] = DEFAULT_MODEL,
     results = model.evaluate(val_ds, verbose=0, return_dict=True)
     val_accuracy = float(results["accuracy"])
     val_top5 = float(results["top5_accuracy"])
+    if manager is not None:  # what was evaluated (and is exported): `keras-cnns export DIR`
+        manager.save_final(model, {"epoch": int(best["epoch"]), "seed": seed,
+                                   "val_accuracy": val_accuracy, "val_top5_accuracy": val_top5,
+                                   "run_name": run_name, "recipe": recipe.as_dict()})
     ips = (speed.batches * recipe.batch_size / replicas / speed.seconds * replicas
            if speed.seconds else 0.0)
 
@@ -543,7 +547,8 @@ def train(model_or_name: Union[str, "keras.Model"] = DEFAULT_MODEL,
                         val_accuracy=val_accuracy, val_top5_accuracy=val_top5,
                         best_epoch=best["epoch"], seed=seed, recipe=recipe.as_dict())
         export_path = export_saved_model(model, base_dir=os.fspath(export_dir),
-                                         model_name=run_name, metadata=_jsonable(metadata))
+                                         model_name=run_name, metadata=_jsonable(metadata),
+                                         print_commands=False)
     wall = time.perf_counter() - start
     result = TrainResult(model=model, history=history, val_accuracy=val_accuracy,
                          val_top5_accuracy=val_top5, wall_time_s=wall, images_per_second=ips,

@@ -399,7 +399,8 @@ def search(name: str, data: Any = "digits", *, max_macs: Optional[float] = None,
         model.load_weights(os.path.join(tuner.get_trial_dir(best["trial_id"]),
                                         "model.weights.h5"))
         export_path = export_saved_model(model, base_dir=export_dir, model_name=f"{name}_tuned",
-                                         metadata={"tuning": best, **meta.metadata()})
+                                         metadata={"tuning": best, **meta.metadata()},
+                                         print_commands=False)
     result = SearchResult(trials=rows, front=front, best=best,
                           rejected=[c.as_dict() for c in rejected], export_path=export_path,
                           plot_path=plot_path, wall_time_s=time.perf_counter() - start,

@@ -1,4 +1,5 @@
-"""export_saved_model: TF Serving layout, stock ops only, atomic versions, no keras_cnns needed."""
+"""export.saved_model: TF Serving layout and signature, stock ops only, atomic versions, no
+keras_cnns needed to serve it."""
 
 import json
 import os
@@ -10,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_cnns.export._savedmodel as sm
 import keras_cnns.ops.grouped_conv as grouped_conv_ops
 from keras_cnns.export import (
     CustomOpInGraphError,
@@ -18,7 +20,7 @@ from keras_cnns.export import (
     list_versions,
     saved_model_op_names,
 )
-from keras_cnns.export.saved_model import _rename_noreplace
+from keras_cnns.export._savedmodel import _rename_noreplace
 from keras_cnns.layers import GroupedDepthwiseConv2D
 
 FAKE_OP = "KerasCnns>GroupedDepthwiseConv2d"
@@ -75,8 +77,10 @@ def test_layout_and_loads_in_a_process_without_keras_cnns(tmp_path):
         x = np.load({str(tmp_path / 'x.npy')!r})
         y_serve = loaded.serve(tf.constant(x)).numpy()
         sig = loaded.signatures["serving_default"]
-        (input_name,) = sig.structured_input_signature[1]
-        (y_sig,) = [v.numpy() for v in sig(**{{input_name: tf.constant(x)}}).values()]
+        assert list(sig.structured_input_signature[1]) == ["images"]
+        out = sig(images=tf.constant(x))
+        assert sorted(out) == ["probabilities", "top_k_classes", "top_k_scores"], sorted(out)
+        y_sig = out["probabilities"].numpy()
         np.save({str(tmp_path / 'y_serve.npy')!r}, y_serve)
         np.save({str(tmp_path / 'y_sig.npy')!r}, y_sig)
         assert not any(m == "keras_cnns" or m.startswith("keras_cnns.") for m in sys.modules)
@@ -94,13 +98,13 @@ def test_layout_and_loads_in_a_process_without_keras_cnns(tmp_path):
 def test_graph_has_only_stock_ops_and_is_traced_in_stock_mode(tmp_path, monkeypatch):
     model = tiny_model()
     seen = []
-    real_export = model.export
+    real_write = sm._write_servable
 
     def spy(*args, **kwargs):
         seen.append(grouped_conv_ops._stock_only())
-        return real_export(*args, **kwargs)
+        return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(model, "export", spy)
+    monkeypatch.setattr(sm, "_write_servable", spy)
     path = export_saved_model(model, tmp_path)
     assert seen == [True] and grouped_conv_ops._stock_only() is False
     ops = saved_model_op_names(path)
@@ -121,13 +125,13 @@ def test_checker_catches_a_custom_op(tmp_path):
 def test_export_with_a_custom_op_is_refused_and_nothing_published(tmp_path, monkeypatch):
     model = tiny_model()
     export_saved_model(model, tmp_path)
-    real_export = model.export
+    real_write = sm._write_servable
 
-    def export_with_custom_op(path, *args, **kwargs):
-        real_export(path, *args, **kwargs)
+    def export_with_custom_op(model, path, spec):
+        real_write(model, path, spec)
         _inject_op(path)
 
-    monkeypatch.setattr(model, "export", export_with_custom_op)
+    monkeypatch.setattr(sm, "_write_servable", export_with_custom_op)
     with pytest.raises(CustomOpInGraphError, match="KerasCnns>"):
         export_saved_model(model, tmp_path)
     assert _listing(tmp_path / "tiny") == ["1"]
@@ -154,19 +158,19 @@ def test_versions_increment_and_are_never_overwritten(tmp_path):
 def test_failure_mid_export_leaves_nothing(tmp_path, monkeypatch):
     model = tiny_model()
 
-    def broken_export(path, *args, **kwargs):
+    def broken_export(model, path, spec):
         os.makedirs(os.path.join(path, "variables"))
         with open(os.path.join(path, "saved_model.pb"), "wb") as f:
             f.write(b"partial")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(model, "export", broken_export)
+    monkeypatch.setattr(sm, "_write_servable", broken_export)
     with pytest.raises(RuntimeError, match="disk full"):
         export_saved_model(model, tmp_path / "repo")
     assert not os.path.exists(tmp_path / "repo" / "tiny")  # not even the empty model directory
     monkeypatch.undo()
     export_saved_model(model, tmp_path / "repo")
-    monkeypatch.setattr(model, "export", broken_export)
+    monkeypatch.setattr(sm, "_write_servable", broken_export)
     with pytest.raises(RuntimeError, match="disk full"):
         export_saved_model(model, tmp_path / "repo")
     assert _listing(tmp_path / "repo" / "tiny") == ["1"]
@@ -175,24 +179,24 @@ def test_failure_mid_export_leaves_nothing(tmp_path, monkeypatch):
 def test_concurrent_export_taking_the_version(tmp_path, monkeypatch):
     """Another exporter publishes the same version while ours is being written."""
     model = tiny_model()
-    real_export = model.export
+    real_export = sm._write_servable
 
-    def racing_export(path, *args, **kwargs):
+    def racing_export(model, path, spec):
         rival = tmp_path / "tiny" / "1"
         os.makedirs(rival)
         (rival / "saved_model.pb").write_bytes(b"rival")
-        return real_export(path, *args, **kwargs)
+        return real_export(model, path, spec)
 
-    monkeypatch.setattr(model, "export", racing_export)
+    monkeypatch.setattr(sm, "_write_servable", racing_export)
     path = export_saved_model(model, tmp_path)  # auto version: moves on to the next number
     assert os.path.basename(path) == "2"
     assert (tmp_path / "tiny" / "1" / "saved_model.pb").read_bytes() == b"rival"
 
-    def racing_export_3(path, *args, **kwargs):
+    def racing_export_3(model, path, spec):
         os.makedirs(tmp_path / "tiny" / "3")  # even an empty rival directory is kept
-        return real_export(path, *args, **kwargs)
+        return real_export(model, path, spec)
 
-    monkeypatch.setattr(model, "export", racing_export_3)
+    monkeypatch.setattr(sm, "_write_servable", racing_export_3)
     with pytest.raises(FileExistsError):
         export_saved_model(model, tmp_path, version=3)
     assert _listing(tmp_path / "tiny") == ["1", "2", "3"]
@@ -214,7 +218,9 @@ def test_metadata_written_to_assets_extra(tmp_path):
     meta = {"mean": [0.3], "std": [0.32], "class_names": ["0", "1"]}
     path = export_saved_model(tiny_model(), tmp_path, metadata=meta)
     with open(os.path.join(path, "assets.extra", "keras_cnns.json")) as f:
-        assert json.load(f) == meta
+        written = json.load(f)
+    assert {k: written[k] for k in meta} == meta
+    assert written["serving"]["input"] == "images" and written["serving"]["top_k"] == 5
 
 
 @pytest.mark.parametrize("kwargs,arg", [
@@ -223,10 +229,26 @@ def test_metadata_written_to_assets_extra(tmp_path):
     ({"model_name": ".."}, "model_name"), ({"model_name": ""}, "model_name"),
     ({"base_dir": ""}, "base_dir"), ({"metadata": {"x": object()}}, "metadata"),
     ({"model": "not a model"}, "model"),
+    ({"input_dtype": "int8"}, "input_dtype"), ({"input_dtype": "uint8"}, "normalization"),
+    ({"normalization": ([0.5], [0.2])}, "normalization"),
+    ({"input_dtype": "uint8", "normalization": ([0.5] * 2, [0.2] * 2)}, "normalization"),
+    ({"input_dtype": "uint8", "normalization": (0.5, 0.0)}, "normalization"),
+    ({"top_k": 0}, "top_k"), ({"top_k": 2.5}, "top_k"), ({"scores": "softmax"}, "scores"),
 ])
 def test_bad_arguments(tmp_path, kwargs, arg):
     args = {"model": tiny_model(), "base_dir": tmp_path}
     args.update(kwargs)
     with pytest.raises(ValueError, match=rf"`{arg}`.*Received: {arg}="):
-        export_saved_model(**args)
+        sm.saved_model(**args)
+    assert os.listdir(tmp_path) == []
+
+
+def test_features_model_needs_auto_scores_and_multi_output_models_are_refused(tmp_path):
+    inputs = keras.Input((8, 8, 3))
+    feats = keras.layers.Conv2D(4, 3)(inputs)
+    with pytest.raises(ValueError, match="`scores`"):
+        sm.saved_model(keras.Model(inputs, feats), tmp_path, scores="logits")
+    two = keras.Model(inputs, [feats, keras.layers.GlobalAveragePooling2D()(feats)])
+    with pytest.raises(ValueError, match="`model`.*one input and one output"):
+        sm.saved_model(two, tmp_path)
     assert os.listdir(tmp_path) == []

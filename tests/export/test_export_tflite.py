@@ -120,3 +120,23 @@ def test_oneDNN_only_convolutions_export_and_train_on_every_cpu(layer_kwargs, tm
     for g, g_op in zip(grads, grads_op):
         assert np.all(np.isfinite(g.numpy())) and np.abs(g.numpy()).sum() > 0
         np.testing.assert_allclose(g.numpy(), g_op.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_a_layer_tflite_cannot_take_is_named_and_nothing_is_written(tmp_path):
+    import tensorflow as tf
+
+    from keras_cnns.export import UnsupportedByTFLiteError, tflite
+
+    class InverseErf(keras.layers.Layer):  # tf.math.erfinv has no TFLite builtin
+        def call(self, x):
+            return tf.math.erfinv(tf.tanh(x) * 0.5)
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = InverseErf(name="inverse_erf")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3)(x), name="odd")
+    with pytest.raises(UnsupportedByTFLiteError, match="layer 'inverse_erf'.*tf.Erfinv") as err:
+        tflite(model, tmp_path / "odd.tflite")
+    assert err.value.layers == ("inverse_erf",) and err.value.ops == ("tf.Erfinv",)
+    assert os.listdir(tmp_path) == []

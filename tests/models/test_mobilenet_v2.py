@@ -105,7 +105,7 @@ def test_exports_with_stock_ops_to_saved_model_and_tflite(tmp_path, name, kwargs
     import tensorflow as tf
 
     from keras_cnns.export import export_saved_model, export_tflite
-    from keras_cnns.export.saved_model import find_custom_ops, saved_model_op_names
+    from keras_cnns.export._savedmodel import find_custom_ops, saved_model_op_names
 
     model = keras_cnns.create_model(name, input_shape=(32, 32, 3), classes=4,
                                     classifier_activation=None, **kwargs)

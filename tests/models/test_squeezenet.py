@@ -252,3 +252,26 @@ def test_class_maps_alive_at_init_unlike_the_reference_init():
     conv10.bias.assign(np.zeros(classes, "float32"))
     dead = 1.0 - (maps.predict(x, verbose=0).max(axis=(0, 1, 2)) > 0).mean()
     assert dead > 0.05, dead  # measured ~0.19
+
+
+@pytest.mark.parametrize("name,shape", [
+    ("squeezenet1_1_simple_bypass", (64, 64, 3)),   # every ceil-mode pool input is odd: "valid"
+    ("squeezenet1_1_simple_bypass", (66, 64, 3)),   # 32x31 into pool1: the last row repeated
+    ("squeezenet1_0_complex_bypass", (48, 48, 3)),  # even sides: "same"
+])
+def test_int8_tflite_runs_with_the_default_xnnpack_delegate(name, shape, tmp_path):
+    """The ceil-mode pools were -inf PADV2 + MAX_POOL_2D, which XNNPACK failed to prepare in
+    int8 ("Node number 47 (TfLiteXNNPackDelegate) failed to prepare")."""
+    from keras_cnns.export import export_tflite, run_tflite
+
+    keras.utils.set_random_seed(0)
+    model = keras_cnns.create_model(name, input_shape=shape, classes=10)
+    x = np.random.default_rng(0).normal(size=(16,) + shape).astype("float32")
+    expected = model.predict(x, verbose=0)
+    f32 = export_tflite(model, tmp_path / "f32.tflite")
+    np.testing.assert_allclose(run_tflite(f32, x), expected, atol=1e-4)
+    int8 = export_tflite(model, tmp_path / "int8.tflite", quantization="int8",
+                         representative_dataset=x)
+    y = run_tflite(int8, x)  # tf.lite.Interpreter applies XNNPACK by default
+    assert y.shape == expected.shape and np.all(np.isfinite(y))
+    assert np.mean(y.argmax(1) == expected.argmax(1)) >= 0.75

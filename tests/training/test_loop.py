@@ -301,7 +301,7 @@ def test_cli_train_checkpoints_resumes_and_summarises(tmp_path, capsys):
         assert key in out
     assert str(tmp_path / "sm" / "lenet5" / "1") in out
     assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == [
-        "best", "ckpt-0001", "ckpt-0002", "logs"]
+        "best", "ckpt-0001", "ckpt-0002", "final", "logs"]
     assert list((tmp_path / "ck" / "logs").rglob("events.out.tfevents.*"))  # TensorBoard
     assert cli.main(argv + ["--resume"]) == 0
     assert "resumed after epoch 2" in capsys.readouterr().out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import tempfile
 import uuid
 import warnings
@@ -20,10 +21,45 @@ import numpy as np
 
 from keras_cnns._checks import fail
 
-__all__ = ["QUANTIZATIONS", "export_tflite", "run_tflite"]
+__all__ = ["QUANTIZATIONS", "UnsupportedByTFLiteError", "export_tflite", "run_tflite", "tflite"]
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 
+
+
+class UnsupportedByTFLiteError(ValueError):
+    """The model has a layer whose TensorFlow ops TFLite's builtin op set does not have."""
+
+    def __init__(self, message, ops=(), layers=()):
+        super().__init__(message)
+        self.ops = tuple(ops)
+        self.layers = tuple(layers)
+
+
+_NEEDS_OP_RE = re.compile(r"'(tf\.[A-Za-z0-9_]+)' op is neither a custom op nor a flex op")
+_LOC_RE = re.compile(r'fused\["([A-Za-z0-9_]+):", "([^"@]+)@')
+
+
+def _unsupported(exc, model):
+    """``(ops, layer names)`` TFLite's builtins lack, read from a converter error."""
+    text = str(exc)
+    ops = sorted(set(_NEEDS_OP_RE.findall(text)))
+    if not ops:
+        return [], []
+    names = {layer.name for layer in model._flatten_layers(include_self=False)}
+    bare = {op.split(".", 1)[1] for op in ops}
+    found = []
+    for op_type, scope in _LOC_RE.findall(text):
+        if op_type not in bare:
+            continue
+        for part in scope.split("/")[1:]:  # the first part is the model's own scope
+            candidates = [part, re.sub(r"_[0-9]+$", "", part)]
+            hit = next((c for c in candidates if c in names), None)
+            if hit is not None:
+                if hit not in found:
+                    found.append(hit)
+                break
+    return ops, found
 
 
 def _single_examples(representative_dataset, limit):
@@ -109,47 +145,87 @@ def export_tflite(model, path, quantization: Optional[str] = None,
     path = os.fspath(path)
     if os.path.lexists(path):
         raise FileExistsError(errno.EEXIST, "refusing to overwrite an existing file", path)
+    export_tflite_variants(model, {path: quantization}, representative_dataset,
+                           num_calibration_examples)
+    return path
 
+
+def export_tflite_variants(model, targets, representative_dataset=None,
+                           num_calibration_examples: int = 200):
+    """Write several TFLite variants of ``model`` from ONE traced SavedModel.
+
+    ``targets`` maps destination paths to quantizations (see :func:`export_tflite`, whose
+    checks the caller has made); tracing is the slow part of a conversion, so a report or a
+    sweep converting to float32, float16, dynamic and int8 traces the model once.
+    """
     import tensorflow as tf
 
-    from keras_cnns.export.saved_model import _verify_stock_only
+    from keras_cnns.export._savedmodel import _verify_stock_only
     from keras_cnns.ops import stock_ops_only
 
+    existing = [p for p in targets if os.path.lexists(p)]
+    if existing:
+        raise FileExistsError(errno.EEXIST, "refusing to overwrite an existing file", existing[0])
     with tempfile.TemporaryDirectory(prefix="keras_cnns_tflite_") as workdir:
         saved = os.path.join(workdir, "saved_model")
         with stock_ops_only():
             model.export(saved, format="tf_saved_model", verbose=False)
         _verify_stock_only(saved)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
-        if quantization == "float16":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.target_spec.supported_types = [tf.float16]
-        elif quantization == "dynamic":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        elif quantization == "int8":
-            rep = representative_dataset
-            if callable(rep) and not isinstance(rep, tf.data.Dataset):
-                converter.representative_dataset = rep
-            else:
-                converter.representative_dataset = (
-                    lambda: _single_examples(rep, num_calibration_examples))
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
-        flatbuffer = converter.convert()
+        flatbuffers = {}
+        for path, quantization in targets.items():
+            flatbuffers[path] = _convert(tf, saved, model, quantization, representative_dataset,
+                                         num_calibration_examples)
 
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
+    for path, flatbuffer in flatbuffers.items():
+        parent = os.path.dirname(os.path.abspath(path))
+        os.makedirs(parent, exist_ok=True)
+        tmp = os.path.join(parent, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(flatbuffer)
+            _publish_noreplace(tmp, path)
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+    return list(targets)
+
+
+def _convert(tf, saved, model, quantization, representative_dataset, num_calibration_examples):
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+    if quantization == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quantization == "int8":
+        rep = representative_dataset
+        if callable(rep) and not isinstance(rep, tf.data.Dataset):
+            converter.representative_dataset = rep
+        else:
+            converter.representative_dataset = (
+                lambda: _single_examples(rep, num_calibration_examples))
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
     try:
-        with open(tmp, "wb") as f:
-            f.write(flatbuffer)
-        _publish_noreplace(tmp, path)
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-    return path
+        flatbuffer = converter.convert()
+    except Exception as exc:  # ConverterError: name what TFLite cannot take
+        ops, layers = _unsupported(exc, model)
+        if not ops:
+            raise
+        where = (f"layer{'s' if len(layers) > 1 else ''} "
+                 + ", ".join(repr(n) for n in layers)) if layers else "the model"
+        raise UnsupportedByTFLiteError(
+            f"{where} of {model.name!r} needs TensorFlow op(s) {ops} that TFLite's builtin "
+            "op set does not have, so the model cannot run in the TFLite interpreter as "
+            "is: replace the layer by builtin-op equivalents (nothing was written)",
+            ops=ops, layers=layers) from exc
+    return flatbuffer
+
+
+#: The name the library documents: ``keras_cnns.export.tflite(model, path, quantization=...)``.
+tflite = export_tflite
 
 
 def run_tflite(path, x) -> np.ndarray:

@@ -1,0 +1,108 @@
+"""Every registered model through every deployment path, checked against Keras.
+
+Run from the repository root::
+
+    python benchmarks/export_all.py                      # all registered models (~1 h on 2 cores)
+    python benchmarks/export_all.py --pattern "squeezenet*" --json export_all.json
+
+For each model (random weights, 10 classes, its smallest practical input: 32x32, or the
+architecture's minimum when larger, or its native size when smaller) it exports a TF Serving
+SavedModel and float32 / int8 TFLite files, then compares (:func:`keras_cnns.export._verify.
+verify_exports`): the SavedModel's ``serving_default`` in a fresh process that cannot import
+keras_cnns (target: max abs difference of the logits <= 1e-4 x max(1, max |logit|)), float32
+TFLite in the interpreter with its default delegate (<= 1e-3 x the same), and whether int8 allocates and runs with the default XNNPACK
+delegate. The suite runs the same checks over one model per family
+(``tests/export/test_export_every_family.py``); this script is the full sweep. Exit code 1 when
+any model misses a target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the converter's per-model log lines
+
+
+def input_size(info) -> int:
+    native = info.default_input_shape[0]
+    return native if native <= 32 else max(info.min_input_size, 32)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pattern", default="*", help="fnmatch pattern of model names")
+    parser.add_argument("--no-int8", action="store_true", help="skip the int8 conversion")
+    parser.add_argument("--chunk", type=int, default=8,
+                        help="models per SavedModel-check process (default: %(default)s)")
+    parser.add_argument("--json", default=None, help="write the rows here")
+    args = parser.parse_args(argv)
+
+    import keras
+
+    from keras_cnns import create_model, list_models, model_info
+    from keras_cnns.environment import format_environment
+    from keras_cnns.export._verify import verify_exports
+
+    names = list_models(args.pattern)
+    if not names:
+        print(f"no registered model matches {args.pattern!r}", file=sys.stderr)
+        return 2
+    print(format_environment())
+    print(f"{len(names)} models; int8: {not args.no_int8}", flush=True)
+    rows, start = [], time.perf_counter()
+    for i in range(0, len(names), args.chunk):
+        chunk = names[i:i + args.chunk]
+        models = {}
+        for name in chunk:
+            info = model_info(name)
+            s = input_size(info)
+            models[name] = create_model(name, input_shape=(s, s, info.default_input_shape[2]),
+                                        classes=10, classifier_activation=None)  # logits
+        with tempfile.TemporaryDirectory(prefix="export_all_") as work:
+            rows += verify_exports(models, work, int8=not args.no_int8, progress=True)
+        del models
+        keras.backend.clear_session()
+        print(f"[{min(i + args.chunk, len(names))}/{len(names)}] "
+              f"{time.perf_counter() - start:.0f} s", flush=True)
+
+    def ok(r):
+        return ("error" not in r and "saved_model_error" not in r
+                and r.get("saved_model_rel_diff", 1) <= 1e-4
+                and r.get("tflite_rel_diff", 1) <= 1e-3
+                and (args.no_int8 or r.get("int8_runs"))
+                and not r.get("keras_cnns_loaded_in_child") and not r.get("custom_op_loaded_in_child"))
+
+    print()
+    print("| model | params | input | max abs logit | SavedModel diff (fresh process) | "
+          "TFLite float32 diff | int8 runs (XNNPACK) | seconds |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['name']} | {r['params']:,} | {r['input_shape'][0]}x{r['input_shape'][1]} | "
+              f"{r.get('saved_model_max_abs_diff', float('nan')):.2g} | "
+              f"{r.get('tflite_max_abs_diff', float('nan')):.2g} | "
+              f"{'yes' if r.get('int8_runs') else 'NO'} | {r['seconds']:.1f} |")
+    bad = [r for r in rows if not ok(r)]
+    for r in bad:
+        print(f"FAILED {r['name']}: " + "; ".join(
+            f"{k}={r[k]}" for k in ("error", "saved_model_error", "int8_error",
+                                    "saved_model_rel_diff", "tflite_rel_diff")
+            if k in r))
+    worst = max((r.get("saved_model_rel_diff", 0) for r in rows), default=0)
+    worst_t = max((r.get("tflite_rel_diff", 0) for r in rows), default=0)
+    print(f"\n{len(rows) - len(bad)} of {len(rows)} models meet every target; largest "
+          f"differences: SavedModel {worst:.2g}, TFLite float32 {worst_t:.2g}; "
+          f"{time.perf_counter() - start:.0f} s in all")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,257 @@
+"""Verify a model's exports against Keras, the way a deployment would run them.
+
+:func:`verify_exports` exports each model as a SavedModel (TF Serving layout) and as float32 and
+int8 TFLite, then checks, per model:
+
+* the SavedModel's ``serving_default`` signature, run in a **fresh Python process that never
+  imports keras_cnns** (an import hook refuses it, so neither the package nor its compiled
+  custom-op library can be loaded), against the Keras model's output;
+* the float32 ``.tflite`` in ``tf.lite.Interpreter`` with its default (XNNPACK) delegate;
+* that the full-integer int8 ``.tflite`` allocates and runs with the default delegate (and its
+  top-1 agreement with Keras on the probe images, which random weights make a weak signal).
+
+One child process checks every SavedModel of the call (TensorFlow is imported once).
+``benchmarks/export_all.py`` runs it over every registered model; the test suite over one model
+per family.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from typing import Any, Dict, List, Mapping, Optional
+
+import numpy as np
+
+from keras_cnns._checks import fail
+
+__all__ = ["verify_exports"]
+
+_CHILD = textwrap.dedent("""
+    import json, sys, importlib.abc
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "keras_cnns" or name.startswith("keras_cnns."):
+                raise ImportError("keras_cnns must not be needed to run the export")
+    sys.meta_path.insert(0, Block())
+    import numpy as np
+    import tensorflow as tf
+
+    jobs = json.load(open(sys.argv[1]))
+    out = {}
+    for job in jobs:
+        try:
+            loaded = tf.saved_model.load(job["saved_model"])
+            sig = loaded.signatures["serving_default"]
+            (name, spec), = sig.structured_input_signature[1].items()
+            x = np.load(job["inputs"])
+            result = sig(**{name: tf.constant(x, spec.dtype)})
+            key = job["output"] if job["output"] in result else sorted(result)[0]
+            np.save(job["outputs"], result[key].numpy())
+            out[job["name"]] = {"ok": True, "input_name": name, "outputs": sorted(result)}
+        except Exception as exc:  # reported per model, the others still run
+            out[job["name"]] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000]}
+    with open(sys.argv[2], "w") as f:
+        json.dump({"results": out, "keras_cnns_loaded": any(
+            m == "keras_cnns" or m.startswith("keras_cnns.") for m in sys.modules),
+            "custom_op_loaded": any("keras_cnns" in l and ".so" in l
+                                    for l in open("/proc/self/maps"))
+            if sys.platform.startswith("linux") else False}, f)
+""")
+
+
+def _child_env():
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    return env
+
+
+def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
+                   num_images: int = 4, int8: bool = True, seed: int = 0,
+                   calibrate_batch_norm="auto",
+                   progress: bool = False, timeout: int = 3600) -> List[Dict[str, Any]]:
+    """Export every model and compare each deployment path with Keras.
+
+    Args:
+        models: ``{name: keras.Model}`` (single image input, single output).
+        workdir: where the exports go (a temporary directory, removed, by default).
+        num_images: random probe images per model (uniform in [0, 1)).
+        int8: also convert to full-integer int8 and run it.
+        seed: the probe images' seed.
+        calibrate_batch_norm: ``"auto"`` (default): when the model's outputs do not vary over
+            the probe images (freshly initialised BatchNorm statistics let deep networks'
+            activations vanish: EfficientNet-B0 at 32x32 has 1e-14 before its classifier and
+            outputs exactly 1/10 everywhere, which would make any comparison pass trivially),
+            set its BatchNorm statistics from random calibration images first
+            (:func:`keras_cnns.training.recalibrate_batch_norm`; this changes the given model).
+            A model without BatchNorm whose outputs do not vary gets He-normal kernels
+            instead (SqueezeNet). ``True`` always, ``False`` never. Each channel's variance is then floored at a tenth
+            of its layer's mean: on random weights and images some channels barely vary,
+            BatchNorm's scale reaches 1e3+, and any reassociation of float32 arithmetic (graph
+            fusions, TFLite folding BatchNorm into the kernel) moves the outputs by 1e-4 to 3e-3
+            (measured on SqueezeNext-23 and EfficientNet-B0): a property of those weights, not of
+            the export. Not always, for the same reason.
+        progress: one line per model.
+        timeout: seconds for the child process.
+
+    Build the models with ``classifier_activation=None`` to compare logits (a saturated softmax
+    hides differences); ``*_rel_diff`` is the max abs difference over ``max(1, max |output|)``.
+
+    Returns:
+        One dict per model: ``name``, ``keras_output_std`` (the outputs' spread over the probe
+        images: a comparison means little when it is ~0), ``saved_model_max_abs_diff`` (fresh process, no
+        keras_cnns), ``tflite_max_abs_diff`` (float32), ``int8_runs`` (allocated and invoked with
+        the default delegate), ``int8_agreement``, ``int8_error`` / ``error`` when something
+        failed, ``seconds``.
+    """
+    import keras
+
+    from keras_cnns.export._savedmodel import output_kind, saved_model
+    from keras_cnns.export._tflite import export_tflite_variants, run_tflite
+    from keras_cnns.training.precise_bn import recalibrate_batch_norm
+
+    if not isinstance(models, Mapping) or not models:
+        fail("models", "must be a non-empty {name: keras.Model} mapping", type(models).__name__)
+    for name, model in models.items():
+        if not isinstance(model, keras.Model):
+            fail("models", f"must map names to keras.Model objects ({name!r} does not)",
+                 type(model).__name__)
+    own_tmp = workdir is None
+    workdir = tempfile.mkdtemp(prefix="keras_cnns_verify_") if own_tmp else os.fspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows: List[Dict[str, Any]] = []
+    jobs = []
+    try:
+        for name, model in models.items():
+            t0 = time.perf_counter()
+            row: Dict[str, Any] = {"name": name, "params": int(model.count_params()),
+                                   "input_shape": list(model.inputs[0].shape[1:])}
+            rows.append(row)
+            try:
+                shape = (num_images,) + tuple(model.inputs[0].shape[1:])
+                x = rng.random(shape, dtype=np.float32)
+                calib = rng.random((16,) + shape[1:], dtype=np.float32)
+                expected = np.asarray(model(x, training=False), np.float32)
+                degenerate = float(expected.std(axis=0).mean()) < 1e-6
+                if calibrate_batch_norm is True or (calibrate_batch_norm == "auto"
+                                                    and degenerate):
+                    if recalibrate_batch_norm(model, [calib]):
+                        _floor_variances(model)
+                        row["batch_norm_calibrated"] = True
+                        expected = np.asarray(model(x, training=False), np.float32)
+                    elif calibrate_batch_norm == "auto":
+                        # no BatchNorm to calibrate (SqueezeNet: its class maps' bias of 1
+                        # and ReLU give every logit exactly 1 at initialisation): He-normal
+                        # kernels, which keep a ReLU network's activations alive
+                        _he_normal(model, rng)
+                        row["reinitialised"] = True
+                        expected = np.asarray(model(x, training=False), np.float32)
+                row["keras_output_std"] = float(expected.std(axis=0).mean())
+                scale = max(1.0, float(np.max(np.abs(expected))))
+                row["output_scale"] = scale
+                kind = output_kind(model)
+                np.save(os.path.join(workdir, f"{name}-x.npy"), x)
+                np.save(os.path.join(workdir, f"{name}-keras.npy"), expected)
+                path = saved_model(model, base_dir=os.path.join(workdir, "saved_models"),
+                                   model_name=name, models_config=False, print_commands=False)
+                jobs.append({"name": name, "saved_model": path,
+                             "inputs": os.path.join(workdir, f"{name}-x.npy"),
+                             "outputs": os.path.join(workdir, f"{name}-served.npy"),
+                             "output": {"features": "features", "logits": "logits"}.get(
+                                 kind, "probabilities")})
+                f32 = os.path.join(workdir, f"{name}-float32.tflite")
+                q = os.path.join(workdir, f"{name}-int8.tflite")
+                try:  # one trace for both conversions
+                    export_tflite_variants(model, {f32: "float32", **({q: "int8"} if int8 else {})},
+                                           representative_dataset=calib)
+                except Exception as exc:  # noqa: BLE001 - int8 reported, float32 retried alone
+                    if not int8:
+                        raise
+                    row["int8_runs"] = False
+                    row["int8_error"] = f"{type(exc).__name__}: {exc}"[:500]
+                    export_tflite_variants(model, {f32: "float32"})
+                row["tflite_max_abs_diff"] = float(np.max(np.abs(run_tflite(f32, x) - expected)))
+                row["tflite_rel_diff"] = row["tflite_max_abs_diff"] / scale
+                if int8 and "int8_error" not in row:
+                    try:
+                        yq = run_tflite(q, x)
+                        row["int8_runs"] = bool(np.all(np.isfinite(yq)))
+                        if expected.ndim == 2:
+                            row["int8_agreement"] = float(np.mean(
+                                yq.argmax(-1) == expected.argmax(-1)))
+                    except Exception as exc:  # noqa: BLE001 - reported, not hidden
+                        row["int8_runs"] = False
+                        row["int8_error"] = f"{type(exc).__name__}: {exc}"[:500]
+            except Exception as exc:  # noqa: BLE001
+                row["error"] = f"{type(exc).__name__}: {exc}"[:1000]
+            row["seconds"] = round(time.perf_counter() - t0, 2)
+            if progress:
+                print(f"  {name:<36} exported in {row['seconds']:6.1f} s  "
+                      f"tflite {row.get('tflite_max_abs_diff', float('nan')):.2g}  "
+                      f"int8 {'runs' if row.get('int8_runs') else 'FAILED'}", flush=True)
+
+        if jobs:
+            jobs_path = os.path.join(workdir, "jobs.json")
+            result_path = os.path.join(workdir, "served.json")
+            with open(jobs_path, "w") as f:
+                json.dump(jobs, f)
+            proc = subprocess.run([sys.executable, "-c", _CHILD, jobs_path, result_path],
+                                  env=_child_env(), capture_output=True, text=True,
+                                  timeout=timeout, cwd=workdir)
+            if proc.returncode != 0 or not os.path.isfile(result_path):
+                raise RuntimeError("the SavedModel check process failed (exit code "
+                                   f"{proc.returncode}):\n{proc.stderr[-3000:]}")
+            with open(result_path) as f:
+                served = json.load(f)
+            by_name = {r["name"]: r for r in rows}
+            for job in jobs:
+                res = served["results"].get(job["name"], {"ok": False, "error": "missing"})
+                row = by_name[job["name"]]
+                row["keras_cnns_loaded_in_child"] = served["keras_cnns_loaded"]
+                row["custom_op_loaded_in_child"] = served["custom_op_loaded"]
+                if not res["ok"]:
+                    row["saved_model_error"] = res["error"]
+                    continue
+                got = np.load(job["outputs"])
+                want = np.load(os.path.join(workdir, f"{job['name']}-keras.npy"))
+                row["saved_model_max_abs_diff"] = float(np.max(np.abs(got - want)))
+                row["saved_model_rel_diff"] = row["saved_model_max_abs_diff"] / row["output_scale"]
+                row["saved_model_outputs"] = res["outputs"]
+    finally:
+        if own_tmp:
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+    return rows
+
+
+
+def _floor_variances(model, fraction: float = 0.1) -> None:
+    """Raise each BatchNorm channel's moving variance to at least ``fraction`` of its layer's
+    mean: on random weights and images some channels barely vary, and dividing by their tiny
+    standard deviation would multiply float32 rounding (which any two correct implementations
+    differ by) by 1e3 or more."""
+    from keras_cnns.training.precise_bn import batch_norm_layers
+
+    for layer in batch_norm_layers(model):
+        var = np.asarray(layer.moving_variance)
+        layer.moving_variance.assign(np.maximum(var, fraction * float(var.mean())))
+
+
+def _he_normal(model, rng) -> None:
+    """Every convolution / dense kernel drawn He-normal (std sqrt(2 / fan_in)), biases 0."""
+    for layer in model._flatten_layers(include_self=False):
+        for v in layer.weights:
+            name = v.path.split("/")[-1]
+            shape = tuple(v.shape)
+            if name in ("kernel", "depthwise_kernel") and len(shape) >= 2:
+                fan_in = int(np.prod(shape[:-1])) if name == "kernel" else int(np.prod(shape[:2]))
+                v.assign(rng.normal(0.0, np.sqrt(2.0 / max(fan_in, 1)), shape).astype("float32"))
+            elif name == "bias":
+                v.assign(np.zeros(shape, "float32"))

@@ -1,0 +1,67 @@
+"""Every family's exports run like Keras (random weights, small inputs, logits compared): the SavedModel in a
+fresh process that cannot import keras_cnns, float32 TFLite with the default delegate, and
+full-integer int8 TFLite allocating and running with the default (XNNPACK) delegate.
+
+One model per family (its smallest registered variant at its smallest practical input) keeps
+this inside the suite's time budget; ``benchmarks/export_all.py`` runs the same checks over every
+registered model (figures in the README).
+"""
+
+import pytest
+
+from keras_cnns import create_model, list_models, model_info
+from keras_cnns.export._verify import verify_exports
+
+
+def _representatives():
+    """One model per family: its shallowest registered variant, then the smallest (the choice
+    of tests/models/test_models_generic.py: conversion time grows with depth)."""
+    best = {}
+    for name in list_models():
+        info = model_info(name)
+        params = info.reference_params or info.paper_params or float("inf")
+        key = (info.kwargs.get("depth", 0), params, name)
+        if info.family not in best or key < best[info.family][0]:
+            best[info.family] = (key, name)
+    return {family: name for family, (_, name) in best.items()}
+
+
+REPRESENTATIVES = _representatives()
+
+
+def _size(name):
+    info = model_info(name)
+    return max(info.min_input_size, 32) if info.default_input_shape[0] > 32 else \
+        info.default_input_shape[0]
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory):
+    models = {}
+    for family, name in sorted(REPRESENTATIVES.items()):
+        info = model_info(name)
+        s = _size(name)
+        models[name] = create_model(name, input_shape=(s, s, info.default_input_shape[2]),
+                                    classes=10, classifier_activation=None)  # logits
+    return {r["name"]: r for r in verify_exports(models, tmp_path_factory.mktemp("exports"),
+                                                 progress=True)}
+
+
+def test_every_family_is_covered():
+    families = {model_info(n).family for n in list_models()}
+    assert set(REPRESENTATIVES) == families and len(families) >= 18
+
+
+@pytest.mark.parametrize("name", sorted(REPRESENTATIVES.values()))
+def test_exports_equal_keras(rows, name):
+    row = rows[name]
+    assert "error" not in row and "saved_model_error" not in row, row
+    assert row["keras_cnns_loaded_in_child"] is False
+    assert row["custom_op_loaded_in_child"] is False
+    assert row["keras_output_std"] > 1e-7, row  # outputs that vary: a comparison that can fail
+    # logits: the max abs difference over max(1, max |logit|). Measured worst cases (random
+    # weights, BatchNorm calibrated where the outputs were degenerate): SavedModel 2.1e-5
+    # (EfficientNet-B0, graph-mode fusions), TFLite 3.6e-4 (MobileNetV3-small minimalistic).
+    assert row["saved_model_rel_diff"] <= 1e-4, row
+    assert row["tflite_rel_diff"] <= 1e-3, row
+    assert row["int8_runs"], row.get("int8_error")
