@@ -55,6 +55,13 @@ def main(argv=None) -> int:
         return 2
     print(format_environment())
     print(f"{len(names)} models; int8: {not args.no_int8}", flush=True)
+    def ok(r):
+        return ("error" not in r and "saved_model_error" not in r
+                and r.get("saved_model_rel_diff", 1) <= 1e-4
+                and r.get("tflite_rel_diff", 1) <= 1e-3
+                and (args.no_int8 or r.get("int8_runs"))
+                and not r.get("keras_cnns_loaded_in_child") and not r.get("custom_op_loaded_in_child"))
+
     rows, start = [], time.perf_counter()
     for i in range(0, len(names), args.chunk):
         chunk = names[i:i + args.chunk]
@@ -65,18 +72,18 @@ def main(argv=None) -> int:
             models[name] = create_model(name, input_shape=(s, s, info.default_input_shape[2]),
                                         classes=10, classifier_activation=None)  # logits
         with tempfile.TemporaryDirectory(prefix="export_all_") as work:
-            rows += verify_exports(models, work, int8=not args.no_int8, progress=True)
+            done = verify_exports(models, work, int8=not args.no_int8, progress=True)
+        rows += done
+        for r in done:  # the chunk's SavedModel results too, so a cut-short sweep says them
+            print(f"  {r['name']:<36} SavedModel {r.get('saved_model_rel_diff', float('nan')):.2g}"
+                  f"  TFLite {r.get('tflite_rel_diff', float('nan')):.2g}  int8 "
+                  f"{'runs' if r.get('int8_runs') else 'FAILED'}  "
+                  f"{'ok' if ok(r) else 'FAILED ' + str({k: r[k] for k in r if 'error' in k})}",
+                  flush=True)
         del models
         keras.backend.clear_session()
         print(f"[{min(i + args.chunk, len(names))}/{len(names)}] "
               f"{time.perf_counter() - start:.0f} s", flush=True)
-
-    def ok(r):
-        return ("error" not in r and "saved_model_error" not in r
-                and r.get("saved_model_rel_diff", 1) <= 1e-4
-                and r.get("tflite_rel_diff", 1) <= 1e-3
-                and (args.no_int8 or r.get("int8_runs"))
-                and not r.get("keras_cnns_loaded_in_child") and not r.get("custom_op_loaded_in_child"))
 
     print()
     print("| model | params | input | max abs logit | SavedModel diff (fresh process) | "
