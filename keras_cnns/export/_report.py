@@ -15,7 +15,6 @@ import gzip
 import json
 import os
 import time
-import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -53,15 +52,7 @@ def parse_variants(spec) -> List[str]:
     return out
 
 
-def _interpreter(path, num_threads):
-    import tensorflow as tf
-
-    with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated" (ai_edge_litert)
-        warnings.simplefilter("ignore", UserWarning)
-        return tf.lite.Interpreter(model_path=os.fspath(path), num_threads=num_threads)
-
-
-def tflite_predict(path, x, batch_size: int = 64, num_threads: Optional[int] = None):
+def tflite_predict(path, x, batch_size: int = 64):
     """Outputs of a ``.tflite`` model on ``x`` in batches (int8 tensors (de)quantized)."""
     from keras_cnns.export._tflite import run_tflite
 
@@ -73,15 +64,9 @@ def tflite_predict(path, x, batch_size: int = 64, num_threads: Optional[int] = N
 def tflite_latency_ms(path, x1, runs: int = 50, warmup: int = 5,
                       num_threads: Optional[int] = 1) -> float:
     """Median wall time of one batch-1 ``invoke()`` (ms), default delegate, ``num_threads``."""
-    interp = _interpreter(path, num_threads)
-    interp.allocate_tensors()
-    inp = interp.get_input_details()[0]
-    x1 = np.asarray(x1, np.float32)[:1]
-    if np.issubdtype(inp["dtype"], np.integer):
-        scale, zero = inp["quantization"]
-        info = np.iinfo(inp["dtype"])
-        x1 = np.clip(np.round(x1 / scale + zero), info.min, info.max).astype(inp["dtype"])
-    interp.set_tensor(inp["index"], x1)
+    from keras_cnns.export._tflite import prepared_interpreter
+
+    interp, _ = prepared_interpreter(path, np.asarray(x1, np.float32)[:1], num_threads)
     for _ in range(warmup):
         interp.invoke()
     times = []
@@ -166,7 +151,7 @@ def tflite_report(model, output_dir, variants: Sequence[str] = ("float32", "floa
     os.makedirs(output_dir, exist_ok=True)
 
     x_test = y_test = keras_pred = None
-    probe = representative if representative is not None else None
+    probe = representative
     if test is not None:
         x_test = np.asarray(test[0], np.float32)
         y_test = np.asarray(test[1]).reshape(-1).astype(np.int64)

@@ -228,29 +228,44 @@ def _convert(tf, saved, model, quantization, representative_dataset, num_calibra
 tflite = export_tflite
 
 
+def _interpreter(path, num_threads: Optional[int] = None):
+    import tensorflow as tf
+
+    with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated" (ai_edge_litert)
+        warnings.simplefilter("ignore", UserWarning)
+        return tf.lite.Interpreter(model_path=os.fspath(path), num_threads=num_threads)
+
+
+def _quantize_input(x, detail) -> np.ndarray:
+    """``x`` as the input tensor takes it: int8/uint8 with its scale and zero point."""
+    if not np.issubdtype(detail["dtype"], np.integer):
+        return x
+    scale, zero = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(detail["dtype"])
+
+
+def prepared_interpreter(path, x, num_threads: Optional[int] = None):
+    """``(interpreter, output detail)``: ``path`` loaded (default delegate), resized to ``x``'s
+    shape, allocated, and ``x`` (float32, quantized where the input is integer) set."""
+    x = np.asarray(x, dtype=np.float32)
+    interpreter = _interpreter(path, num_threads)
+    inp = interpreter.get_input_details()[0]
+    if tuple(inp["shape"]) != x.shape:
+        interpreter.resize_tensor_input(inp["index"], list(x.shape))
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]
+    interpreter.set_tensor(inp["index"], _quantize_input(x, inp))
+    return interpreter, interpreter.get_output_details()[0]
+
+
 def run_tflite(path, x) -> np.ndarray:
     """Run a single-input, single-output ``.tflite`` model on a batch ``x`` (float32).
 
     Quantized (int8/uint8) inputs and outputs are (de)quantized with the tensors' scale and zero
     point, so every variant takes and returns float arrays.
     """
-    import tensorflow as tf
-
-    x = np.asarray(x, dtype=np.float32)
-    with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated" (ai_edge_litert)
-        warnings.simplefilter("ignore", UserWarning)
-        interpreter = tf.lite.Interpreter(model_path=os.fspath(path))
-    inp = interpreter.get_input_details()[0]
-    if tuple(inp["shape"]) != x.shape:
-        interpreter.resize_tensor_input(inp["index"], list(x.shape))
-    interpreter.allocate_tensors()
-    inp = interpreter.get_input_details()[0]
-    out = interpreter.get_output_details()[0]
-    if np.issubdtype(inp["dtype"], np.integer):
-        scale, zero = inp["quantization"]
-        info = np.iinfo(inp["dtype"])
-        x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
-    interpreter.set_tensor(inp["index"], x)
+    interpreter, out = prepared_interpreter(path, x)
     interpreter.invoke()
     y = interpreter.get_tensor(out["index"])
     if np.issubdtype(out["dtype"], np.integer):
