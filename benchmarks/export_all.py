@@ -2,7 +2,8 @@
 
 Run from the repository root::
 
-    python benchmarks/export_all.py                      # all registered models (~1 h on 2 cores)
+    python benchmarks/export_all.py --json export_all.json          # all registered models
+    python benchmarks/export_all.py --json export_all.json --resume # go on where it stopped
     python benchmarks/export_all.py --pattern "squeezenet*" --json export_all.json
 
 For each model (random weights, 10 classes, its smallest practical input: 32x32, or the
@@ -11,7 +12,9 @@ SavedModel and float32 / int8 TFLite files, then compares (:func:`keras_cnns.exp
 verify_exports`): the SavedModel's ``serving_default`` in a fresh process that cannot import
 keras_cnns (target: max abs difference of the logits <= 1e-4 x max(1, max |logit|)), float32
 TFLite in the interpreter with its default delegate (<= 1e-3 x the same), and whether int8 allocates and runs with the default XNNPACK
-delegate. The suite runs the same checks over one model per family
+delegate, and the same files in LiteRT (``ai-edge-litert``) when it is installed. The full
+sweep takes hours on 2 cores (EfficientNet-B7 alone ~4 min; deep CIFAR ResNets longer): the rows
+are written after every chunk of models and ``--resume`` goes on from them. The suite runs the same checks over one model per family
 (``tests/export/test_export_every_family.py``); this script is the full sweep. Exit code 1 when
 any model misses a target.
 """
@@ -38,9 +41,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pattern", default="*", help="fnmatch pattern of model names")
     parser.add_argument("--no-int8", action="store_true", help="skip the int8 conversion")
-    parser.add_argument("--chunk", type=int, default=8,
+    parser.add_argument("--order", choices=("name", "size"), default="name",
+                        help="name, or size: fewest parameters first (default: %(default)s)")
+    parser.add_argument("--chunk", type=int, default=4,
                         help="models per SavedModel-check process (default: %(default)s)")
-    parser.add_argument("--json", default=None, help="write the rows here")
+    parser.add_argument("--json", default=None,
+                        help="write the rows here (rewritten after every chunk)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows already in --json and export only the other models "
+                             "(the full sweep takes hours on 2 cores: run it in parts)")
     args = parser.parse_args(argv)
 
     import keras
@@ -50,19 +59,40 @@ def main(argv=None) -> int:
     from keras_cnns.export._verify import verify_exports
 
     names = list_models(args.pattern)
+    if args.order == "size":
+        names.sort(key=lambda n: (model_info(n).reference_params or model_info(n).paper_params
+                                  or float("inf"), n))
     if not names:
         print(f"no registered model matches {args.pattern!r}", file=sys.stderr)
         return 2
     print(format_environment())
-    print(f"{len(names)} models; int8: {not args.no_int8}", flush=True)
+    if args.resume and not args.json:
+        parser.error("--resume needs --json")
+    kept = []
+    if args.resume and os.path.isfile(args.json):
+        with open(args.json) as f:
+            kept = [r for r in json.load(f) if r["name"] in names]
+        done_names = {r["name"] for r in kept}
+        names = [n for n in names if n not in done_names]
+        print(f"--resume: {len(kept)} models already in {args.json}")
+    print(f"{len(names)} models to export; int8: {not args.no_int8}", flush=True)
+
+    def save(rows):
+        if args.json:  # written whole, then renamed: a cut-short sweep keeps what it finished
+            tmp = args.json + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(rows, f, indent=1)
+            os.replace(tmp, args.json)
     def ok(r):
         return ("error" not in r and "saved_model_error" not in r
                 and r.get("saved_model_rel_diff", 1) <= 1e-4
                 and r.get("tflite_rel_diff", 1) <= 1e-3
                 and (args.no_int8 or r.get("int8_runs"))
+                and "litert_error" not in r and r.get("litert_rel_diff", 0) <= 1e-3
+                and r.get("litert_int8_runs", True)
                 and not r.get("keras_cnns_loaded_in_child") and not r.get("custom_op_loaded_in_child"))
 
-    rows, start = [], time.perf_counter()
+    rows, start = list(kept), time.perf_counter()
     for i in range(0, len(names), args.chunk):
         chunk = names[i:i + args.chunk]
         models = {}
@@ -74,8 +104,10 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory(prefix="export_all_") as work:
             done = verify_exports(models, work, int8=not args.no_int8, progress=True)
         rows += done
+        save(rows)
         for r in done:  # the chunk's SavedModel results too, so a cut-short sweep says them
             print(f"  {r['name']:<36} SavedModel {r.get('saved_model_rel_diff', float('nan')):.2g}"
+                  f" (probabilities {r.get('saved_model_prob_abs_diff', float('nan')):.2g})"
                   f"  TFLite {r.get('tflite_rel_diff', float('nan')):.2g}  int8 "
                   f"{'runs' if r.get('int8_runs') else 'FAILED'}  "
                   f"{'ok' if ok(r) else 'FAILED ' + str({k: r[k] for k in r if 'error' in k})}",
@@ -86,14 +118,22 @@ def main(argv=None) -> int:
               f"{time.perf_counter() - start:.0f} s", flush=True)
 
     print()
-    print("| model | params | input | max abs logit | SavedModel diff (fresh process) | "
-          "TFLite float32 diff | int8 runs (XNNPACK) | seconds |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | params | input | max abs logit | SavedModel logit diff (rel.) | "
+          "SavedModel probability diff | TFLite float32 logit diff (rel.) | int8 runs (XNNPACK) "
+          "| seconds |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    nan = float("nan")
     for r in rows:
         print(f"| {r['name']} | {r['params']:,} | {r['input_shape'][0]}x{r['input_shape'][1]} | "
-              f"{r.get('saved_model_max_abs_diff', float('nan')):.2g} | "
-              f"{r.get('tflite_max_abs_diff', float('nan')):.2g} | "
-              f"{'yes' if r.get('int8_runs') else 'NO'} | {r['seconds']:.1f} |")
+              f"{r.get('output_scale', nan):.3g} | "
+              f"{r.get('saved_model_max_abs_diff', nan):.2g} ({r.get('saved_model_rel_diff', nan):.2g}) | "
+              f"{r.get('saved_model_prob_abs_diff', nan):.2g} | "
+              f"{r.get('tflite_max_abs_diff', nan):.2g} ({r.get('tflite_rel_diff', nan):.2g}) | "
+              f"{'yes' if r.get('int8_runs') else 'NO'} | "
+              + (f"{r['litert_max_abs_diff']:.2g} ({r['litert_rel_diff']:.2g}), "
+                 f"{'yes' if r.get('litert_int8_runs') else 'NO'}" if "litert_rel_diff" in r
+                 else r.get("litert_error", "not run")[:60])
+              + f" | {r['seconds']:.1f} |")
     bad = [r for r in rows if not ok(r)]
     for r in bad:
         print(f"FAILED {r['name']}: " + "; ".join(
@@ -102,12 +142,12 @@ def main(argv=None) -> int:
             if k in r))
     worst = max((r.get("saved_model_rel_diff", 0) for r in rows), default=0)
     worst_t = max((r.get("tflite_rel_diff", 0) for r in rows), default=0)
+    worst_p = max((r.get("saved_model_prob_abs_diff", 0) for r in rows), default=0)
     print(f"\n{len(rows) - len(bad)} of {len(rows)} models meet every target; largest "
-          f"differences: SavedModel {worst:.2g}, TFLite float32 {worst_t:.2g}; "
+          f"differences: SavedModel {worst:.2g} (probabilities {worst_p:.2g} abs), "
+          f"TFLite float32 {worst_t:.2g}; "
           f"{time.perf_counter() - start:.0f} s in all")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    save(rows)
     return 1 if bad else 0
 
 

@@ -66,9 +66,13 @@ def test_stock_paths_pass_with_the_other_onednn_setting():
     # The C++/CUDA compile, self-test and loader checks do not involve TensorFlow's kernels:
     # they run once, in the parent. So does the export sweep over one model per family (about
     # 6 minutes): its conversions are the same code as the export tests that do run here.
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/ops",
+    # -n 0: in one process (this test already runs on one of the suite's xdist workers)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", "tests/ops",
            "tests/export", "tests/layers", "--ignore=tests/ops/test_grouped_conv_loader.py",
-           "--ignore=tests/export/test_export_every_family.py"]
+           "--ignore=tests/export/test_export_every_family.py",
+           # the REST/CLI wrappers around the exports: the graphs they run are the ones
+           # test_export_saved_model / test_export_tflite run here too (~90 s saved)
+           "--ignore=tests/export/test_serving.py", "--ignore=tests/export/test_export_cli.py"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3000)
     summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
     print(f"TF_ENABLE_ONEDNN_OPTS={other}: {summary}")

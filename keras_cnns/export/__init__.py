@@ -26,6 +26,7 @@ from keras_cnns.export._report import (
     tflite_latency_ms,
     tflite_report,
 )
+from keras_cnns.export._litert import LiteRTError, litert_available, run_litert, run_litert_many
 from keras_cnns.export._tfmot import load_pruned_weights, optimize_with_tfmot
 from keras_cnns.export._tflite import (
     QUANTIZATIONS,
@@ -38,6 +39,7 @@ from keras_cnns.export._tflite import (
 __all__ = [
     "CUSTOM_OP_NAMESPACE",
     "CustomOpInGraphError",
+    "LiteRTError",
     "QUANTIZATIONS",
     "REPORT_VARIANTS",
     "UnsupportedByTFLiteError",
@@ -46,10 +48,13 @@ __all__ = [
     "find_custom_ops",
     "format_report",
     "list_versions",
+    "litert_available",
     "load_pruned_weights",
     "optimize_with_tfmot",
     "output_kind",
     "parse_variants",
+    "run_litert",
+    "run_litert_many",
     "run_tflite",
     "saved_model",
     "saved_model_op_names",

@@ -73,7 +73,7 @@ def _child_env():
 
 def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
                    num_images: int = 4, int8: bool = True, seed: int = 0,
-                   calibrate_batch_norm="auto",
+                   calibrate_batch_norm="auto", litert="auto",
                    progress: bool = False, timeout: int = 3600) -> List[Dict[str, Any]]:
     """Export every model and compare each deployment path with Keras.
 
@@ -96,6 +96,10 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
             fusions, TFLite folding BatchNorm into the kernel) moves the outputs by 1e-4 to 3e-3
             (measured on SqueezeNext-23 and EfficientNet-B0): a property of those weights, not of
             the export. Not always, for the same reason.
+        litert: also run the float32 and int8 files in LiteRT (``ai-edge-litert``, the TFLite
+            runtime without TensorFlow, in a child process that cannot import TensorFlow or
+            keras_cnns): ``"auto"`` (default) when it is installed, ``True`` (an error when it
+            is not), ``False``.
         progress: one line per model.
         timeout: seconds for the child process.
 
@@ -105,16 +109,26 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
     Returns:
         One dict per model: ``name``, ``keras_output_std`` (the outputs' spread over the probe
         images: a comparison means little when it is ~0), ``saved_model_max_abs_diff`` (fresh process, no
-        keras_cnns), ``tflite_max_abs_diff`` (float32), ``int8_runs`` (allocated and invoked with
+        keras_cnns; ``saved_model_prob_abs_diff``: the same on the softmax of logits, what a
+        client reads from ``probabilities``), ``tflite_max_abs_diff`` (float32), ``int8_runs`` (allocated and invoked with
         the default delegate), ``int8_agreement``, ``int8_error`` / ``error`` when something
         failed, ``seconds``.
     """
     import keras
 
     from keras_cnns.export._savedmodel import output_kind, saved_model
-    from keras_cnns.export._tflite import export_tflite_variants, run_tflite
+    from keras_cnns.export._tflite import _interpreter, export_tflite_variants, run_tflite
     from keras_cnns.training.precise_bn import recalibrate_batch_norm
 
+    from keras_cnns.export._litert import litert_available, run_litert_many
+
+    if litert not in ("auto", True, False):
+        fail("litert", '"auto", True or False', litert)
+    use_litert = litert is True or (litert == "auto" and litert_available())
+    if litert is True:
+        from keras_cnns.export._litert import _require
+
+        _require()  # before any export, with the install command
     if not isinstance(models, Mapping) or not models:
         fail("models", "must be a non-empty {name: keras.Model} mapping", type(models).__name__)
     for name, model in models.items():
@@ -127,6 +141,7 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
     rng = np.random.default_rng(seed)
     rows: List[Dict[str, Any]] = []
     jobs = []
+    lite_jobs = {}  # (name, variant) -> (path, x)
     try:
         for name, model in models.items():
             t0 = time.perf_counter()
@@ -178,10 +193,17 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
                     export_tflite_variants(model, {f32: "float32"})
                 row["tflite_max_abs_diff"] = float(np.max(np.abs(run_tflite(f32, x) - expected)))
                 row["tflite_rel_diff"] = row["tflite_max_abs_diff"] / scale
+                if use_litert:
+                    lite_jobs[(name, "float32")] = (f32, x)
                 if int8 and "int8_error" not in row:
                     try:
                         yq = run_tflite(q, x)
                         row["int8_runs"] = bool(np.all(np.isfinite(yq)))
+                        row["int8_output_step"] = float(
+                            _interpreter(q).get_output_details()[0]["quantization"][0])
+                        if use_litert:
+                            lite_jobs[(name, "int8")] = (q, x)
+                            np.save(os.path.join(workdir, f"{name}-int8.npy"), yq)
                         if expected.ndim == 2:
                             row["int8_agreement"] = float(np.mean(
                                 yq.argmax(-1) == expected.argmax(-1)))
@@ -196,6 +218,23 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
                       f"tflite {row.get('tflite_max_abs_diff', float('nan')):.2g}  "
                       f"int8 {'runs' if row.get('int8_runs') else 'FAILED'}", flush=True)
 
+        if lite_jobs:
+            by_name = {r["name"]: r for r in rows}
+            got = run_litert_many({f"{n}/{v}": job for (n, v), job in lite_jobs.items()})
+            for (n, v), (path, x) in lite_jobs.items():
+                row, y = by_name[n], got[f"{n}/{v}"]
+                if not isinstance(y, np.ndarray):
+                    row["litert_error"] = str(y)[:1000]
+                    if v == "int8":
+                        row["litert_int8_runs"] = False
+                elif v == "float32":
+                    want = np.load(os.path.join(workdir, f"{n}-keras.npy"))
+                    row["litert_max_abs_diff"] = float(np.max(np.abs(y - want)))
+                    row["litert_rel_diff"] = row["litert_max_abs_diff"] / row["output_scale"]
+                else:
+                    row["litert_int8_runs"] = bool(np.all(np.isfinite(y)))
+                    row["litert_int8_max_abs_diff"] = float(np.max(np.abs(
+                        y - np.load(os.path.join(workdir, f"{n}-int8.npy")))))
         if jobs:
             jobs_path = os.path.join(workdir, "jobs.json")
             result_path = os.path.join(workdir, "served.json")
@@ -222,6 +261,10 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
                 want = np.load(os.path.join(workdir, f"{job['name']}-keras.npy"))
                 row["saved_model_max_abs_diff"] = float(np.max(np.abs(got - want)))
                 row["saved_model_rel_diff"] = row["saved_model_max_abs_diff"] / row["output_scale"]
+                if job["output"] == "logits" and want.ndim == 2:
+                    # what a client reads from the ``probabilities`` output
+                    row["saved_model_prob_abs_diff"] = float(np.max(np.abs(
+                        _softmax(got) - _softmax(want))))
                 row["saved_model_outputs"] = res["outputs"]
     finally:
         if own_tmp:
@@ -230,6 +273,12 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
             shutil.rmtree(workdir, ignore_errors=True)
     return rows
 
+
+
+def _softmax(z):
+    z = np.asarray(z, np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def _floor_variances(model, fraction: float = 0.1) -> None:

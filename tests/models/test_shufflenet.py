@@ -19,7 +19,7 @@ import tensorflow as tf
 
 import keras_cnns
 from keras_cnns.blocks import shufflenet_unit, shufflenet_v2_unit
-from keras_cnns.export import export_tflite, run_tflite
+from keras_cnns.export import run_tflite
 from keras_cnns.layers import ChannelShuffle, ChannelSplit, GroupedDepthwiseConv2D
 from keras_cnns.models import shapes_only
 from keras_cnns.models.shufflenet import ShuffleNet, ShuffleNetV2
@@ -266,6 +266,8 @@ def tflite_exports(tmp_path_factory):
     """ShuffleNet v1 (g=3) and v2 (0.5x) at 64x64 with random BN statistics (decisive logits),
     each exported once as float32 and once as int8: ``{key: (model, f32 path, int8 path)}``
     (a SavedModel + conversion is ~10-25 s per export, so the tests share them)."""
+    from keras_cnns.export._tflite import export_tflite_variants
+
     out = {}
     rng = np.random.default_rng(4)
     calibration = rng.uniform(0, 1, (32, 64, 64, 3)).astype("float32")
@@ -277,9 +279,10 @@ def tflite_exports(tmp_path_factory):
             elif "moving_mean" in w.path:
                 w.assign(rng.uniform(-0.2, 0.2, w.shape).astype("float32"))
         d = tmp_path_factory.mktemp(f"tflite_{key}")
-        out[key] = (model, export_tflite(model, d / "f32.tflite"),
-                    export_tflite(model, d / "int8.tflite", quantization="int8",
-                                  representative_dataset=calibration))
+        f32, int8 = str(d / "f32.tflite"), str(d / "int8.tflite")
+        export_tflite_variants(model, {f32: "float32", int8: "int8"},  # one trace for both
+                               representative_dataset=calibration)
+        out[key] = (model, f32, int8)
     return out
 
 
