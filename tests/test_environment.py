@@ -2,8 +2,8 @@
 
 TensorFlow chooses its CPU kernels at import (oneDNN's or its own Eigen ones, by
 ``TF_ENABLE_ONEDNN_OPTS`` and the CPU), so one process can test only one setting. The last test
-here runs the tests of the stock-TF paths (``tests/ops``, ``tests/export``, ``tests/layers``) again
-in a child process with the *other* setting, so the README's test command covers both on every
+here runs the tests of the stock-TF paths (``tests/ops``, ``tests/export`` but the family sweep and
+the REST/CLI wrappers, ``tests/layers``) again in a child process with the *other* setting, so the README's test command covers both on every
 machine: oneDNN off on AMD CPUs, on on Intel ones.
 """
 
