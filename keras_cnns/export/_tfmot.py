@@ -407,8 +407,10 @@ def optimize_with_tfmot(model, train, test, *,
 
     Returns:
         One dict per method, in order: ``method``, ``label`` ("pruned 50%" / "QAT int8"),
-        ``target_sparsity`` (``None`` for QAT), ``sparsity`` (measured over the Conv2D /
-        DepthwiseConv2D / Dense kernels), ``accuracy`` (tf_keras model after fine-tuning:
+        ``target_sparsity`` (``None`` for QAT), ``sparsity`` (measured over the kernels
+        tfmot pruned: Conv2D / Dense, all but the classifier), ``kept_dense`` (the classifier,
+        the last Conv2D / Dense, left dense: pruning SqueezeNet's ReLU'd class maps 80% killed
+        them), ``accuracy`` (tf_keras model after fine-tuning:
         stripped for pruning, fake-quantised for QAT), ``tflite_accuracy``, ``tflite`` (path,
         only with ``output_dir``), ``bytes``, ``gzip_bytes``, ``baseline_gzip_bytes`` (float32
         TFLite of the unmodified model), ``baseline_accuracy`` (the unmodified model on

@@ -171,12 +171,16 @@ def test_prune50_sparsity_and_compression(tfmot_run):
     model, _, rows = tfmot_run
     r = rows[0]
     assert r["sparsity"] >= 0.49
-    # independent count on the returned Keras 3 weights: Conv2D and Dense kernels
+    # independent count on the returned Keras 3 weights: Conv2D and Dense kernels but the
+    # classifier (the last of them), which stays dense
+    dense = [layer for layer in model.layers
+             if type(layer) in (keras.layers.Conv2D, keras.layers.Dense)]
+    assert r["kept_dense"] == [dense[-1].name]
+    assert np.mean(r["weights"][dense[-1].name][0] == 0) < 0.05
     zeros = total = 0
-    for layer in model.layers:
-        if type(layer) in (keras.layers.Conv2D, keras.layers.Dense):
-            k = r["weights"][layer.name][0]
-            zeros, total = zeros + int(np.sum(k == 0)), total + k.size
+    for layer in dense[:-1]:
+        k = r["weights"][layer.name][0]
+        zeros, total = zeros + int(np.sum(k == 0)), total + k.size
     assert zeros / total == pytest.approx(r["sparsity"])
     assert r["gzip_bytes"] < r["baseline_gzip_bytes"]
     # the float32 TFLite file reproduces the pruned model's accuracy
