@@ -1,6 +1,8 @@
 """Every family's exports run like Keras (random weights, small inputs, logits compared): the SavedModel in a
-fresh process that cannot import keras_cnns, float32 TFLite with the default delegate, and
-full-integer int8 TFLite allocating and running with the default (XNNPACK) delegate.
+fresh process that cannot import keras_cnns (logits, and the probabilities a client reads),
+float32 TFLite with the default delegate, full-integer int8 TFLite allocating and running with
+the default (XNNPACK) delegate, and both files in LiteRT (ai-edge-litert, no TensorFlow in its
+process).
 
 One model per family (its smallest registered variant at its smallest practical input) keeps
 this inside the suite's time budget; ``benchmarks/export_all.py`` runs the same checks over every
