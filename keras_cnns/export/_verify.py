@@ -120,14 +120,12 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
     from keras_cnns.export._tflite import _interpreter, export_tflite_variants, run_tflite
     from keras_cnns.training.precise_bn import recalibrate_batch_norm
 
-    from keras_cnns.export._litert import litert_available, run_litert_many
+    from keras_cnns.export._litert import _require, litert_available, run_litert_many
 
     if litert not in ("auto", True, False):
         fail("litert", '"auto", True or False', litert)
     use_litert = litert is True or (litert == "auto" and litert_available())
     if litert is True:
-        from keras_cnns.export._litert import _require
-
         _require()  # before any export, with the install command
     if not isinstance(models, Mapping) or not models:
         fail("models", "must be a non-empty {name: keras.Model} mapping", type(models).__name__)

@@ -9,18 +9,11 @@ this inside the suite's time budget; ``benchmarks/export_all.py`` runs the same 
 registered model (figures in the README).
 """
 
-import platform
-import sys
-
 import pytest
 
 from keras_cnns import create_model, list_models, model_info
-from keras_cnns.export import litert_available
 from keras_cnns.export._verify import verify_exports
-
-# ai-edge-litert 2.3 has wheels for these (pyproject's `litert` extra, part of `dev`)
-LITERT_WHEEL = (sys.platform, platform.machine()) in {
-    ("linux", "x86_64"), ("darwin", "arm64"), ("win32", "AMD64")}
+from tests.export._litert_support import require_litert
 
 
 def _representatives():
@@ -87,9 +80,7 @@ def test_exports_equal_keras(rows, name):
 def test_litert_runs_the_tflite_files(rows, name):
     """The same float32 and int8 files in LiteRT (ai-edge-litert, no TensorFlow in its process,
     default delegate): float32 like Keras, int8 like tf.lite.Interpreter within one step."""
-    if not litert_available():
-        assert not LITERT_WHEEL, "ai-edge-litert installs here: pip install -e '.[dev]'"
-        pytest.skip("ai-edge-litert has no wheel for this platform")
+    require_litert()
     row = rows[name]
     assert "litert_error" not in row, row["litert_error"]
     assert row["litert_rel_diff"] <= 1e-3, row

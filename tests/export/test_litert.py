@@ -5,26 +5,18 @@ these tests cover the function itself: one call, several files, int8 (de)quantiz
 a file LiteRT cannot run, a missing file or a missing package give.
 """
 
-import platform
-import sys
-
 import numpy as np
 import pytest
 
-from keras_cnns.export import LiteRTError, export_tflite, litert_available, run_litert, \
+from keras_cnns.export import LiteRTError, export_tflite, run_litert, \
     run_litert_many, run_tflite
 from keras_cnns.export import _litert
-
-# ai-edge-litert 2.3 has wheels for these (pyproject's `litert` extra, part of `dev`)
-LITERT_WHEEL = (sys.platform, platform.machine()) in {
-    ("linux", "x86_64"), ("darwin", "arm64"), ("win32", "AMD64")}
+from tests.export._litert_support import require_litert
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _litert_installed():
-    if not litert_available():
-        assert not LITERT_WHEEL, "ai-edge-litert installs here: pip install -e '.[dev]'"
-        pytest.skip("ai-edge-litert has no wheel for this platform")
+    require_litert()
 
 
 @pytest.fixture(scope="module")
