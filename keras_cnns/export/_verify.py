@@ -73,7 +73,7 @@ def _child_env():
 
 def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
                    num_images: int = 4, int8: bool = True, seed: int = 0,
-                   calibrate_batch_norm="auto", litert="auto",
+                   calibrate_batch_norm="auto", litert="auto", float64_reference: bool = False,
                    progress: bool = False, timeout: int = 3600) -> List[Dict[str, Any]]:
     """Export every model and compare each deployment path with Keras.
 
@@ -100,6 +100,11 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
             runtime without TensorFlow, in a child process that cannot import TensorFlow or
             keras_cnns): ``"auto"`` (default) when it is installed, ``True`` (an error when it
             is not), ``False``.
+        float64_reference: also evaluate a float64 copy of each model (same weights, stock TF
+            ops) and report how far Keras' own float32 result and the float32 TFLite file are
+            from it (``keras_float64_rel_err``, ``tflite_float64_rel_err``): on random weights
+            a deep network can amplify float32 rounding, and then Keras and TFLite differ from
+            each other by about twice what each differs from the exact result.
         progress: one line per model.
         timeout: seconds for the child process.
 
@@ -189,8 +194,18 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
                     row["int8_runs"] = False
                     row["int8_error"] = f"{type(exc).__name__}: {exc}"[:500]
                     export_tflite_variants(model, {f32: "float32"})
-                row["tflite_max_abs_diff"] = float(np.max(np.abs(run_tflite(f32, x) - expected)))
+                y_f32 = run_tflite(f32, x)
+                row["tflite_max_abs_diff"] = float(np.max(np.abs(y_f32 - expected)))
                 row["tflite_rel_diff"] = row["tflite_max_abs_diff"] / scale
+                if float64_reference:
+                    try:
+                        exact = _float64_outputs(model, x)
+                        row["keras_float64_rel_err"] = float(
+                            np.max(np.abs(expected - exact))) / scale
+                        row["tflite_float64_rel_err"] = float(
+                            np.max(np.abs(y_f32 - exact))) / scale
+                    except Exception as exc:  # noqa: BLE001 - reported, not hidden
+                        row["float64_error"] = f"{type(exc).__name__}: {exc}"[:500]
                 if use_litert:
                     lite_jobs[(name, "float32")] = (f32, x)
                 if int8 and "int8_error" not in row:
@@ -277,6 +292,33 @@ def _softmax(z):
     z = np.asarray(z, np.float64)
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def _float64_outputs(model, x) -> np.ndarray:
+    """``model``'s outputs on ``x`` computed by a float64 clone with the same weights (every
+    layer and sublayer built under the float64 policy; stock TF ops)."""
+    import keras
+
+    from keras_cnns.ops import stock_ops_only
+
+    def as_float64(layer):
+        config = layer.get_config()
+        config["dtype"] = "float64"
+        return layer.__class__.from_config(config)
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float64")
+    try:
+        with stock_ops_only():
+            clone = keras.models.clone_model(model, clone_function=as_float64)
+            narrow = [v.path for v in clone.weights if v.dtype != "float64"]
+            if narrow:
+                raise TypeError(f"the float64 clone kept {len(narrow)} non-float64 "
+                                f"variable(s), e.g. {narrow[0]!r}")
+            clone.set_weights([np.asarray(w, np.float64) for w in model.get_weights()])
+            return np.asarray(clone(x.astype(np.float64), training=False), np.float64)
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def _floor_variances(model, fraction: float = 0.1) -> None:
