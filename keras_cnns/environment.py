@@ -67,6 +67,7 @@ def environment_info(load_op: bool = True) -> dict:
     import tensorflow as tf
 
     import keras_cnns
+    from keras_cnns.export._litert import litert_version
     from keras_cnns.ops import _loader
 
     cpu = cpu_description()
@@ -84,6 +85,7 @@ def environment_info(load_op: bool = True) -> dict:
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "keras_backend": keras.backend.backend(),
+        "ai_edge_litert": litert_version() or "(not installed)",
         "onednn": onednn_enabled(),
         "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset)"),
         "cpu": cpu["model"],

@@ -45,6 +45,12 @@ def test_environment_reports_tf_onednn_setting_and_the_custom_op():
     assert info["onednn"] is onednn_enabled() is bool(_pywrap_util_port.IsMklEnabled())
     assert info["custom_op_loaded"] is True and info["custom_op_error"] is None
     assert info["gpus_visible"] == [d.name for d in tf.config.list_physical_devices("GPU")]
+    from importlib import metadata
+    try:
+        litert = metadata.version("ai-edge-litert")
+    except metadata.PackageNotFoundError:
+        litert = "(not installed)"
+    assert info["ai_edge_litert"] == litert
     text = format_environment(info)
     assert f"onednn                 {'on' if info['onednn'] else 'off'}" in text
     assert "custom_op_loaded       yes" in text
