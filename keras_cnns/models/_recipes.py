@@ -142,8 +142,22 @@ for _key, _value in PAPER_RECIPES:
     if isinstance(_value, dict) and not any(c in _key for c in "*?["):
         RECIPES.setdefault(_key.lower(), _value)
 
+#: The default with twice the epochs and the dataset's augmentation (the digits: one-pixel
+#: shifts), for MobileNet v1, which the plain default leaves over-fitted and fragile.
+RECIPES["small_data_mobilenet"] = dict(
+    DEFAULT_RECIPE, epochs=60, augment=True,
+    source="keras_cnns: the default recipe (Adam 1e-3, 2-epoch warm-up, poly decay, batch 64) "
+           "for 60 epochs with the dataset's augmentation; measured for MobileNet 0.5 on the "
+           "digits (README): held-out 0.9806 and int8 TFLite top-1 agreement 1.0000 with Keras, "
+           "where 30 epochs without augmentation gave 0.9139 and 0.9417 (train 1.0000: an "
+           "over-fitted network whose held-out decisions int8 rounding flips)",
+)
+
 #: model name pattern -> recipe name for ``"default"`` where the library default does not fit.
-DEFAULT_RECIPES: Tuple[Tuple[str, str], ...] = ()
+DEFAULT_RECIPES: Tuple[Tuple[str, str], ...] = (
+    ("mobilenet", "small_data_mobilenet"),
+    ("mobilenet_[0-9]*", "small_data_mobilenet"),
+)
 
 
 def _resolve(value, family_table) -> Dict[str, Any]:

@@ -34,6 +34,14 @@ def test_paper_recipes_come_from_the_registry_with_their_sources():
     assert mobilenet.optimizer == "rmsprop" and mobilenet.source
     default = resolve_recipe(None, model_info("squeezenet1_1_simple_bypass"))
     assert (default.optimizer, default.learning_rate, default.epochs) == ("adam", 1e-3, 30)
+    assert default.augment is None
+    # MobileNet v1 (every width) defaults to the longer, augmented small-data recipe; v2 does not
+    for name in ("mobilenet", "mobilenet_0_50", "mobilenet_0_25"):
+        r = resolve_recipe(None, model_info(name))
+        assert (r.optimizer, r.learning_rate, r.epochs, r.augment) == ("adam", 1e-3, 60, True)
+        assert r.warmup_epochs == 2 and "MobileNet 0.5" in r.source
+    assert resolve_recipe(None, model_info("mobilenetv2")).epochs == 30
+    assert resolve_recipe("small_data_mobilenet", None).epochs == 60
 
 
 def test_recipe_overrides_and_the_warmup_share_of_a_shorter_run():
