@@ -311,11 +311,14 @@ def _float64_outputs(model, x) -> np.ndarray:
     try:
         with stock_ops_only():
             clone = keras.models.clone_model(model, clone_function=as_float64)
-            narrow = [v.path for v in clone.weights if v.dtype != "float64"]
-            if narrow:
-                raise TypeError(f"the float64 clone kept {len(narrow)} non-float64 "
-                                f"variable(s), e.g. {narrow[0]!r}")
-            clone.set_weights([np.asarray(w, np.float64) for w in model.get_weights()])
+            narrow = [v.path for v in clone.weights
+                      if "float" in str(v.dtype) and v.dtype != "float64"]
+            if narrow:  # (integer variables, e.g. Normalization's count, stay integers)
+                raise TypeError(f"the float64 clone kept {len(narrow)} float variable(s) "
+                                f"narrower than float64, e.g. {narrow[0]!r}")
+            clone.set_weights([np.asarray(w, np.float64) if np.issubdtype(np.asarray(w).dtype,
+                                                                          np.floating)
+                               else np.asarray(w) for w in model.get_weights()])
             return np.asarray(clone(x.astype(np.float64), training=False), np.float64)
     finally:
         keras.config.set_dtype_policy(previous)

@@ -74,3 +74,17 @@ def test_float64_outputs_through_the_grouped_custom_layer(groups, shuffle):
                            for i in range(g)], axis=-1) + bias
     got = _float64_outputs(model, x)
     assert np.max(np.abs(got - want)) < 1e-12
+
+
+def test_float64_outputs_keep_integer_variables():
+    """EfficientNet's input Normalization has an integer ``count``: it stays an integer, the
+    float statistics become float64, and the result equals NumPy's ``(x - mean) / std``."""
+    from keras_cnns.layers import InputNormalization
+
+    inp = keras.Input((3, 3, 3))
+    norm = InputNormalization(initial_mean=[0.4, 0.5, 0.6], initial_variance=[0.04, 0.09, 0.01])
+    model = keras.Model(inp, norm(inp))
+    x = np.random.default_rng(4).random((2, 3, 3, 3), dtype=np.float32)
+    want = (x.astype(np.float64) - [0.4, 0.5, 0.6]) / np.sqrt([0.04, 0.09, 0.01])
+    got = _float64_outputs(model, x)
+    assert np.max(np.abs(got - want)) < 1e-6  # the stored statistics are float32 values
