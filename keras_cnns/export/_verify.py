@@ -83,19 +83,21 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
         num_images: random probe images per model (uniform in [0, 1)).
         int8: also convert to full-integer int8 and run it.
         seed: the probe images' seed.
-        calibrate_batch_norm: ``"auto"`` (default): when the model's outputs do not vary over
-            the probe images (freshly initialised BatchNorm statistics let deep networks'
-            activations vanish: EfficientNet-B0 at 32x32 has 1e-14 before its classifier and
-            outputs exactly 1/10 everywhere, which would make any comparison pass trivially),
-            set its BatchNorm statistics from random calibration images first
-            (:func:`keras_cnns.training.recalibrate_batch_norm`; this changes the given model).
-            A model without BatchNorm whose outputs do not vary gets He-normal kernels
-            instead (SqueezeNet). ``True`` always, ``False`` never. Each channel's variance is then floored at a tenth
-            of its layer's mean: on random weights and images some channels barely vary,
-            BatchNorm's scale reaches 1e3+, and any reassociation of float32 arithmetic (graph
-            fusions, TFLite folding BatchNorm into the kernel) moves the outputs by 1e-4 to 3e-3
-            (measured on SqueezeNext-23 and EfficientNet-B0): a property of those weights, not of
-            the export. Not always, for the same reason.
+        calibrate_batch_norm: ``"auto"`` (default): set the model's BatchNorm statistics
+            from random calibration images first
+            (:func:`keras_cnns.training.recalibrate_batch_norm`; this changes the given model)
+            when its outputs do not vary over the probe images (freshly initialised BatchNorm
+            statistics let deep networks' activations vanish: EfficientNet-B0 at 32x32 has
+            1e-14 before its classifier and outputs exactly 1/10 everywhere, which would make
+            any comparison pass trivially) or are not finite (the same identity statistics let
+            CIFAR ResNet-1202's 600 residual sums overflow float32). A model without BatchNorm
+            whose outputs do not vary gets He-normal kernels instead (SqueezeNet). ``True``
+            always, ``False`` never. Each channel's variance is then floored at a tenth of its
+            layer's mean: on random weights and images some channels barely vary, BatchNorm's
+            scale reaches 1e3+, and any reassociation of float32 arithmetic (graph fusions,
+            TFLite folding BatchNorm into the kernel) moves the outputs by 1e-4 to 3e-3
+            (measured on SqueezeNext-23 and EfficientNet-B0): a property of those weights, not
+            of the export. Not always, for the same reason.
         litert: also run the float32 and int8 files in LiteRT (``ai-edge-litert``, the TFLite
             runtime without TensorFlow, in a child process that cannot import TensorFlow or
             keras_cnns): ``"auto"`` (default) when it is installed, ``True`` (an error when it
@@ -156,7 +158,11 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
                 x = rng.random(shape, dtype=np.float32)
                 calib = rng.random((16,) + shape[1:], dtype=np.float32)
                 expected = np.asarray(model(x, training=False), np.float32)
-                degenerate = float(expected.std(axis=0).mean()) < 1e-6
+                # degenerate: outputs that do not vary, or that overflowed (CIFAR ResNet-1202
+                # at initialisation: BatchNorm's identity statistics let 600 residual sums
+                # grow past float32's range, so every logit is inf or NaN)
+                degenerate = (not np.all(np.isfinite(expected))
+                              or float(expected.std(axis=0).mean()) < 1e-6)
                 if calibrate_batch_norm is True or (calibrate_batch_norm == "auto"
                                                     and degenerate):
                     if recalibrate_batch_norm(model, [calib]):
@@ -170,6 +176,11 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
                         _he_normal(model, rng)
                         row["reinitialised"] = True
                         expected = np.asarray(model(x, training=False), np.float32)
+                if not np.all(np.isfinite(expected)):
+                    raise FloatingPointError(
+                        "the Keras model's outputs are not finite on the probe images"
+                        + (" even after calibrating its BatchNorm statistics"
+                           if row.get("batch_norm_calibrated") else ""))
                 row["keras_output_std"] = float(expected.std(axis=0).mean())
                 scale = max(1.0, float(np.max(np.abs(expected))))
                 row["output_scale"] = scale
