@@ -11,10 +11,13 @@ architecture's minimum when larger, or its native size when smaller) it exports 
 SavedModel and float32 / int8 TFLite files, then compares (:func:`keras_cnns.export._verify.
 verify_exports`): the SavedModel's ``serving_default`` in a fresh process that cannot import
 keras_cnns (target: max abs difference of the logits <= 1e-4 x max(1, max |logit|)), float32
-TFLite in the interpreter with its default delegate (<= 1e-3 x the same; or, where Keras' own
-float32 result is that far from a float64 evaluation of the same weights, no farther from it than
-twice Keras: random weights can amplify float32 rounding, and two correct float32 programs then
-differ by about twice what each differs from the exact result), whether int8 allocates and runs
+TFLite in the interpreter with its default delegate (<= 1e-3 x the same). For either, where Keras'
+own float32 result is farther than that target from a float64 evaluation of the same weights, the
+export passes when it is no farther from the float64 result than twice Keras: random weights can
+amplify float32 rounding (EfficientNet-B7 at 32x32: Keras 3.8e-3 off float64), and two correct
+float32 programs (TF's graph optimiser fuses convolution, BatchNorm and activation; TFLite folds
+BatchNorm into the kernels) then differ by about twice what each differs from the exact result.
+Whether int8 allocates and runs
 with the default XNNPACK delegate, and the same files in LiteRT (``ai-edge-litert``) when it is
 installed. Every model's weights are seeded (``--seed``), so a row can be reproduced alone with
 ``--pattern``. The full
@@ -93,17 +96,21 @@ def main(argv=None) -> int:
             with open(tmp, "w") as f:
                 json.dump(rows, f, indent=1)
             os.replace(tmp, args.json)
-    def tflite_ok(r, key):
-        # within 1e-3 of Keras, or (where Keras itself is that far from the float64 result:
+    def close_ok(r, key, tol, float64_key):
+        # within tol of Keras, or (where Keras itself is that far from the float64 result:
         # weights that amplify float32 rounding) no farther from float64 than twice Keras
-        if r.get(key, 1) <= 1e-3:
+        if r.get(key, 1) <= tol:
             return True
-        err, keras_err = r.get("tflite_float64_rel_err"), r.get("keras_float64_rel_err")
-        return err is not None and keras_err is not None and err <= max(1e-4, 2 * keras_err)
+        err, keras_err = r.get(float64_key), r.get("keras_float64_rel_err")
+        return (err is not None and keras_err is not None and keras_err > tol
+                and err <= 2 * keras_err)
+
+    def tflite_ok(r, key):
+        return close_ok(r, key, 1e-3, "tflite_float64_rel_err")
 
     def ok(r):
         return ("error" not in r and "saved_model_error" not in r
-                and r.get("saved_model_rel_diff", 1) <= 1e-4
+                and close_ok(r, "saved_model_rel_diff", 1e-4, "saved_model_float64_rel_err")
                 and tflite_ok(r, "tflite_rel_diff")
                 and (args.no_int8 or r.get("int8_runs"))
                 and "litert_error" not in r and ("litert_rel_diff" not in r
@@ -141,7 +148,7 @@ def main(argv=None) -> int:
     print()
     print("| model | params | input | max abs logit | SavedModel logit diff (rel.) | "
           "SavedModel probability diff | TFLite float32 logit diff (rel.) | float64 error: "
-          "Keras / TFLite (rel.) | int8 runs (XNNPACK) | LiteRT float32 diff (rel.), int8 runs "
+          "Keras / SavedModel / TFLite (rel.) | int8 runs (XNNPACK) | LiteRT float32 diff (rel.), int8 runs "
           "| seconds |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     nan = float("nan")
@@ -152,6 +159,7 @@ def main(argv=None) -> int:
               f"{r.get('saved_model_prob_abs_diff', nan):.2g} | "
               f"{r.get('tflite_max_abs_diff', nan):.2g} ({r.get('tflite_rel_diff', nan):.2g}) | "
               f"{r.get('keras_float64_rel_err', nan):.2g} / "
+              f"{r.get('saved_model_float64_rel_err', nan):.2g} / "
               f"{r.get('tflite_float64_rel_err', nan):.2g} | "
               f"{'yes' if r.get('int8_runs') else 'NO'} | "
               + (f"{r['litert_max_abs_diff']:.2g} ({r['litert_rel_diff']:.2g}), "
@@ -163,7 +171,8 @@ def main(argv=None) -> int:
         print(f"FAILED {r['name']}: " + "; ".join(
             f"{k}={r[k]}" for k in ("error", "saved_model_error", "int8_error", "litert_error",
                                     "saved_model_rel_diff", "tflite_rel_diff",
-                                    "keras_float64_rel_err", "tflite_float64_rel_err")
+                                    "keras_float64_rel_err", "saved_model_float64_rel_err",
+                                    "tflite_float64_rel_err")
             if k in r))
     worst = max((r.get("saved_model_rel_diff", 0) for r in rows), default=0)
     worst_t = max((r.get("tflite_rel_diff", 0) for r in rows), default=0)

@@ -74,7 +74,8 @@ def _child_env():
 def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
                    num_images: int = 4, int8: bool = True, seed: int = 0,
                    calibrate_batch_norm="auto", litert="auto", float64_reference: bool = False,
-                   progress: bool = False, timeout: int = 3600) -> List[Dict[str, Any]]:
+                   calibration_images: int = 64, progress: bool = False,
+                   timeout: int = 3600) -> List[Dict[str, Any]]:
     """Export every model and compare each deployment path with Keras.
 
     Args:
@@ -104,9 +105,17 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
             is not), ``False``.
         float64_reference: also evaluate a float64 copy of each model (same weights, stock TF
             ops) and report how far Keras' own float32 result and the float32 TFLite file are
-            from it (``keras_float64_rel_err``, ``tflite_float64_rel_err``): on random weights
+            from it (``keras_float64_rel_err``, ``tflite_float64_rel_err``, and the served
+            SavedModel's ``saved_model_float64_rel_err``: TF's graph optimiser fuses
+            convolution, BatchNorm and activation, another float32 program): on random weights
             a deep network can amplify float32 rounding, and then Keras and TFLite differ from
             each other by about twice what each differs from the exact result.
+        calibration_images: random images (uniform in [0, 1)) that calibrate BatchNorm (one
+            batch) and int8 quantisation. 64 by default: EfficientNet's last stages run at 1x1
+            at 32x32 input, so with 16 images each channel's batch variance comes from 16
+            numbers, some channels' variance is ~0, BatchNorm's scale reaches 1e3-6e4 and Keras'
+            own float32 result is 2e-3 off a float64 evaluation (EfficientNet-B4/B7, measured);
+            with 64 images the output scale drops from 1.7e5 to 4.7e3 and that error to 1.3e-4.
         progress: one line per model.
         timeout: seconds for the child process.
 
@@ -134,6 +143,10 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
     use_litert = litert is True or (litert == "auto" and litert_available())
     if litert is True:
         _require()  # before any export, with the install command
+    if isinstance(calibration_images, bool) or not isinstance(calibration_images, int) \
+            or calibration_images < 2:
+        fail("calibration_images", "must be an integer >= 2 (BatchNorm needs a batch variance)",
+             calibration_images)
     if not isinstance(models, Mapping) or not models:
         fail("models", "must be a non-empty {name: keras.Model} mapping", type(models).__name__)
     for name, model in models.items():
@@ -156,7 +169,7 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
             try:
                 shape = (num_images,) + tuple(model.inputs[0].shape[1:])
                 x = rng.random(shape, dtype=np.float32)
-                calib = rng.random((16,) + shape[1:], dtype=np.float32)
+                calib = rng.random((calibration_images,) + shape[1:], dtype=np.float32)
                 expected = np.asarray(model(x, training=False), np.float32)
                 # degenerate: outputs that do not vary, or that overflowed (CIFAR ResNet-1202
                 # at initialisation: BatchNorm's identity statistics let 600 residual sums
@@ -215,6 +228,7 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
                             np.max(np.abs(expected - exact))) / scale
                         row["tflite_float64_rel_err"] = float(
                             np.max(np.abs(y_f32 - exact))) / scale
+                        np.save(os.path.join(workdir, f"{name}-float64.npy"), exact)
                     except Exception as exc:  # noqa: BLE001 - reported, not hidden
                         row["float64_error"] = f"{type(exc).__name__}: {exc}"[:500]
                 if use_litert:
@@ -285,6 +299,10 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
                 want = np.load(os.path.join(workdir, f"{job['name']}-keras.npy"))
                 row["saved_model_max_abs_diff"] = float(np.max(np.abs(got - want)))
                 row["saved_model_rel_diff"] = row["saved_model_max_abs_diff"] / row["output_scale"]
+                exact_path = os.path.join(workdir, f"{job['name']}-float64.npy")
+                if os.path.isfile(exact_path):  # float64_reference
+                    row["saved_model_float64_rel_err"] = float(np.max(np.abs(
+                        got - np.load(exact_path)))) / row["output_scale"]
                 if job["output"] == "logits" and want.ndim == 2:
                     # what a client reads from the ``probabilities`` output
                     row["saved_model_prob_abs_diff"] = float(np.max(np.abs(
