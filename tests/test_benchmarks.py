@@ -190,9 +190,11 @@ def test_export_sweep_checks_a_model_and_reports_it(capsys):
     out = capsys.readouterr().out
     assert "| lenet5 | 61,706 | 32x32 |" in out
     assert "1 of 1 models meet every target" in out
-    # the float64 evaluation ran: Keras' and TFLite's float32 errors against it, both small
+    # the float64 evaluation ran: Keras', SavedModel's and TFLite's float32 errors against it, both small
     # for LeNet-5 (and nonzero: float32 rounding is there to measure)
     line = next(l for l in out.splitlines() if l.startswith("| lenet5 |"))
-    keras_err, tflite_err = (float(v) for v in line.split("|")[8].split("/"))
+    keras_err, saved_err, tflite_err = (float(v) for v in line.split("|")[8].split("/"))
     assert 0 < keras_err < 1e-5 and 0 < tflite_err < 1e-5
+    # the served SavedModel runs the same float32 graph as Keras: as close to float64
+    assert 0 < saved_err < 1e-5
     assert bench.main(["--pattern", "no_such_model*"]) == 2
