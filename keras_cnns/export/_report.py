@@ -92,7 +92,7 @@ def tflite_report(model, output_dir, variants: Sequence[str] = ("float32", "floa
                   representative: Optional[np.ndarray] = None,
                   train: Optional[Tuple[np.ndarray, np.ndarray]] = None,
                   name: Optional[str] = None, latency_runs: int = 50,
-                  num_threads: Optional[int] = 1, fine_tune_epochs: int = 6, qat_epochs: int = 1,
+                  num_threads: Optional[int] = 1, fine_tune_epochs: int = 15, qat_epochs: int = 1,
                   progress: bool = True) -> List[Dict[str, Any]]:
     """Convert ``model`` to each variant under ``output_dir`` and measure them side by side.
 
@@ -109,7 +109,9 @@ def tflite_report(model, output_dir, variants: Sequence[str] = ("float32", "floa
         latency_runs: timed batch-1 invocations per variant (median reported).
         num_threads: interpreter threads for the latency (default 1: comparable across
             machines); accuracy runs use the interpreter's default.
-        fine_tune_epochs, qat_epochs: epochs of pruning / QAT fine-tuning.
+        fine_tune_epochs, qat_epochs: epochs of pruning / QAT fine-tuning. Pruning needs the
+            longer one: SqueezeNet 1.1 with simple bypass at 80% sparsity on the digits reached
+            0.63 held-out top-1 after 6 epochs and 0.96 after 15 (at 50%: 0.96 either way).
         progress: print one line per variant as it is done.
 
     Returns:
