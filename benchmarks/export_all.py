@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     import keras
 
     from keras_cnns import create_model, list_models, model_info
-    from keras_cnns.environment import format_environment
+    from keras_cnns.environment import cpu_description, format_environment, onednn_enabled
     from keras_cnns.export._verify import verify_exports
 
     names = list_models(args.pattern)
@@ -108,6 +108,17 @@ def main(argv=None) -> int:
     def tflite_ok(r, key):
         return close_ok(r, key, 1e-3, "tflite_float64_rel_err")
 
+    def litert_int8_steps(r):
+        # LiteRT's int8 outputs against tf.lite.Interpreter's, in output quantization steps
+        if "litert_int8_max_abs_diff" not in r or not r.get("int8_output_step"):
+            return None
+        return r["litert_int8_max_abs_diff"] / r["int8_output_step"]
+
+    def litert_int8_ok(r):
+        # the bound of tests/export/test_export_every_family.py: within one output step
+        steps = litert_int8_steps(r)
+        return steps is None or steps <= 1.001
+
     def ok(r):
         return ("error" not in r and "saved_model_error" not in r
                 and close_ok(r, "saved_model_rel_diff", 1e-4, "saved_model_float64_rel_err")
@@ -115,9 +126,14 @@ def main(argv=None) -> int:
                 and (args.no_int8 or r.get("int8_runs"))
                 and "litert_error" not in r and ("litert_rel_diff" not in r
                                                  or tflite_ok(r, "litert_rel_diff"))
-                and r.get("litert_int8_runs", True)
+                and r.get("litert_int8_runs", True) and litert_int8_ok(r)
                 and not r.get("keras_cnns_loaded_in_child") and not r.get("custom_op_loaded_in_child"))
 
+    cpu = cpu_description()
+    # each row says where it was measured: int8 kernels (XNNPACK's, which differ between
+    # tf.lite and LiteRT builds) and oneDNN's float32 ones depend on the CPU
+    machine = {"cpu": cpu["model"], "cpu_vendor": cpu["vendor"], "cpu_isa": cpu["isa"],
+               "onednn": onednn_enabled()}
     rows, start = list(kept), time.perf_counter()
     for i in range(0, len(names), args.chunk):
         chunk = names[i:i + args.chunk]
@@ -131,6 +147,8 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory(prefix="export_all_") as work:
             done = verify_exports(models, work, int8=not args.no_int8, seed=args.seed,
                                   float64_reference=not args.no_float64, progress=True)
+        for r in done:
+            r["machine"] = machine
         rows += done
         save(rows)
         for r in done:  # the chunk's SavedModel results too, so a cut-short sweep says them
@@ -148,8 +166,8 @@ def main(argv=None) -> int:
     print()
     print("| model | params | input | max abs logit | SavedModel logit diff (rel.) | "
           "SavedModel probability diff | TFLite float32 logit diff (rel.) | float64 error: "
-          "Keras / SavedModel / TFLite (rel.) | int8 runs (XNNPACK) | LiteRT float32 diff (rel.), int8 runs "
-          "| seconds |")
+          "Keras / SavedModel / TFLite (rel.) | int8 runs (XNNPACK) | LiteRT float32 diff (rel.), "
+          "int8 runs, int8 diff from tf.lite (output steps) | seconds |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     nan = float("nan")
     for r in rows:
@@ -163,7 +181,9 @@ def main(argv=None) -> int:
               f"{r.get('tflite_float64_rel_err', nan):.2g} | "
               f"{'yes' if r.get('int8_runs') else 'NO'} | "
               + (f"{r['litert_max_abs_diff']:.2g} ({r['litert_rel_diff']:.2g}), "
-                 f"{'yes' if r.get('litert_int8_runs') else 'NO'}" if "litert_rel_diff" in r
+                 f"{'yes' if r.get('litert_int8_runs') else 'NO'}, "
+                 f"{litert_int8_steps(r) if litert_int8_steps(r) is not None else nan:.3g}"
+                 if "litert_rel_diff" in r
                  else r.get("litert_error", "not run")[:60])
               + f" | {r['seconds']:.1f} |")
     bad = [r for r in rows if not ok(r)]
@@ -173,7 +193,8 @@ def main(argv=None) -> int:
                                     "saved_model_rel_diff", "tflite_rel_diff",
                                     "keras_float64_rel_err", "saved_model_float64_rel_err",
                                     "tflite_float64_rel_err")
-            if k in r))
+            if k in r) + ("" if litert_int8_ok(r) else
+                          f"; LiteRT int8 {litert_int8_steps(r):.3g} output steps from tf.lite"))
     worst = max((r.get("saved_model_rel_diff", 0) for r in rows), default=0)
     worst_t = max((r.get("tflite_rel_diff", 0) for r in rows), default=0)
     worst_p = max((r.get("saved_model_prob_abs_diff", 0) for r in rows), default=0)
