@@ -198,9 +198,10 @@ def main(argv=None) -> int:
     worst = max((r.get("saved_model_rel_diff", 0) for r in rows), default=0)
     worst_t = max((r.get("tflite_rel_diff", 0) for r in rows), default=0)
     worst_p = max((r.get("saved_model_prob_abs_diff", 0) for r in rows), default=0)
+    worst_tp = max((r.get("tflite_prob_abs_diff", 0) for r in rows), default=0)
     print(f"\n{len(rows) - len(bad)} of {len(rows)} models meet every target; largest "
           f"differences: SavedModel {worst:.2g} (probabilities {worst_p:.2g} abs), "
-          f"TFLite float32 {worst_t:.2g}; "
+          f"TFLite float32 {worst_t:.2g} (probabilities {worst_tp:.2g} abs); "
           f"{time.perf_counter() - start:.0f} s in all")
     save(rows)
     return 1 if bad else 0

@@ -126,7 +126,8 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
         One dict per model: ``name``, ``keras_output_std`` (the outputs' spread over the probe
         images: a comparison means little when it is ~0), ``saved_model_max_abs_diff`` (fresh process, no
         keras_cnns; ``saved_model_prob_abs_diff``: the same on the softmax of logits, what a
-        client reads from ``probabilities``), ``tflite_max_abs_diff`` (float32), ``int8_runs`` (allocated and invoked with
+        client reads from ``probabilities``), ``tflite_max_abs_diff`` (float32;
+        ``tflite_prob_abs_diff`` on the softmax of logits), ``int8_runs`` (allocated and invoked with
         the default delegate), ``int8_agreement``, ``int8_error`` / ``error`` when something
         failed, ``seconds``.
     """
@@ -221,6 +222,9 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
                 y_f32 = run_tflite(f32, x)
                 row["tflite_max_abs_diff"] = float(np.max(np.abs(y_f32 - expected)))
                 row["tflite_rel_diff"] = row["tflite_max_abs_diff"] / scale
+                if kind == "logits" and expected.ndim == 2:  # the probabilities an app reads
+                    row["tflite_prob_abs_diff"] = float(np.max(np.abs(
+                        _softmax(y_f32) - _softmax(expected))))
                 if float64_reference:
                     try:
                         exact = _float64_outputs(model, x)
