@@ -171,6 +171,7 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     nan = float("nan")
     for r in rows:
+        steps = litert_int8_steps(r)
         print(f"| {r['name']} | {r['params']:,} | {r['input_shape'][0]}x{r['input_shape'][1]} | "
               f"{r.get('output_scale', nan):.3g} | "
               f"{r.get('saved_model_max_abs_diff', nan):.2g} ({r.get('saved_model_rel_diff', nan):.2g}) | "
@@ -182,7 +183,7 @@ def main(argv=None) -> int:
               f"{'yes' if r.get('int8_runs') else 'NO'} | "
               + (f"{r['litert_max_abs_diff']:.2g} ({r['litert_rel_diff']:.2g}), "
                  f"{'yes' if r.get('litert_int8_runs') else 'NO'}, "
-                 f"{litert_int8_steps(r) if litert_int8_steps(r) is not None else nan:.3g}"
+                 f"{nan if steps is None else steps:.3g}"
                  if "litert_rel_diff" in r
                  else r.get("litert_error", "not run")[:60])
               + f" | {r['seconds']:.1f} |")
