@@ -9,7 +9,7 @@ Run from the repository root::
 Every comparison times the two sides interleaved in the same loop (ours, theirs, ours, ...) on
 MobileNet / ShuffleNet layer shapes (default [32, 28, 28, 240]), so load from other processes
 hits both alike; the table reports median times and the median of the per-iteration ratios
-``t_stock / t_ours`` (> 1 means ours is faster), next to the target from the issue:
+``t_stock / t_ours`` (> 1 means ours is faster), next to the target each must reach:
 
 1. depthwise 3x3, forward and forward+backward, vs ``tf.nn.depthwise_conv2d``   (>= 1.0x)
 2. fused shuffle(g=3) + depthwise 3x3 forward+backward vs reshape/transpose shuffle then

@@ -56,7 +56,7 @@ def _cmd_info(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from keras_cnns import profiler, training
+    from keras_cnns import training
 
     parser = argparse.ArgumentParser(
         prog="keras-cnns",
@@ -76,16 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     tuning_cli.add_arguments(p_tune)
     p_tune.set_defaults(func=tuning_cli.run)
 
-    from keras_cnns.export import cli as export_cli
+    from keras_cnns.commands import export as export_cli
 
     p_export = sub.add_parser("export", help="SavedModel / TFLite variants with a size, "
                                              "latency and accuracy report")
     export_cli.add_arguments(p_export)
     p_export.set_defaults(func=export_cli.run)
 
+    from keras_cnns.commands import profile as profile_cli
+
     p_prof = sub.add_parser("profile", help="per-layer params, mult-adds and activation memory")
-    profiler.add_arguments(p_prof)
-    p_prof.set_defaults(func=profiler.run)
+    profile_cli.add_arguments(p_prof)
+    p_prof.set_defaults(func=profile_cli.run)
 
     p_list = sub.add_parser("list", help="list registered model names")
     p_list.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'vgg*'")

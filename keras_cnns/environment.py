@@ -6,6 +6,10 @@ default on AMD CPUs, or ``TF_ENABLE_ONEDNN_OPTS=0``) TensorFlow's own Eigen kern
 fewer argument combinations and round differently. :func:`environment_info` gathers that setting,
 the CPU model and vector ISA, the versions, whether the custom op is compiled and loaded, and
 whether CUDA is visible; :func:`format_environment` prints it one line per fact.
+
+It reports on every layer of the package (versions, the custom op, LiteRT), so it sits at the top,
+beside :mod:`keras_cnns.cli`; :func:`onednn_enabled` is defined beside the depthwise dispatch rule
+that needs it (:mod:`keras_cnns.ops.depthwise_dispatch`) and re-exported here.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import os
 import platform
 import sys
 from pathlib import Path
+
+from keras_cnns.ops.depthwise_dispatch import onednn_enabled
 
 __all__ = ["cpu_description", "environment_info", "format_environment", "onednn_enabled"]
 
@@ -43,16 +49,6 @@ def cpu_description(cpuinfo: str | None = None) -> dict:
         "vendor": fields.get("vendor_id", ""),
         "isa": [f for f in _ISA_FLAGS if f in flags],
     }
-
-
-def onednn_enabled() -> bool | None:
-    """Whether this process's TensorFlow runs its oneDNN CPU kernels (read from TF, which decides
-    at import from ``TF_ENABLE_ONEDNN_OPTS`` and the CPU); ``None`` if TF cannot tell."""
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-    except ImportError:
-        return None
-    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def environment_info(load_op: bool = True) -> dict:

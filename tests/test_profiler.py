@@ -20,7 +20,6 @@ import keras
 import pytest
 
 import keras_cnns
-from keras_cnns import profiler
 from keras_cnns.layers import GroupedDepthwiseConv2D
 from keras_cnns.profiler import conv_cost, depthwise_separable_cost, profile
 
@@ -290,15 +289,17 @@ def test_export_formats():
 
 
 def test_run_with_own_parser(capsys):
+    from keras_cnns.commands import profile as profile_cli  # the command, above the engine
+
     parser = argparse.ArgumentParser()
-    profiler.add_arguments(parser)
+    profile_cli.add_arguments(parser)
     args = parser.parse_args(["mobilenet", "--alpha", "0.5", "--rho", "0.714", "--format", "json"])
-    assert profiler.run(args) == 0
+    assert profile_cli.run(args) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["rows"][0]["output_shape"] == [[1, 160, 160, 3]]
     assert round(d["totals"]["macs"] / 1e6) == 77  # paper: alpha 0.5 at 160 -> 77 M
     with pytest.raises(ValueError, match="alpha"):
-        profiler.run(parser.parse_args(["vgg16", "--alpha", "0.5"]))
+        profile_cli.run(parser.parse_args(["vgg16", "--alpha", "0.5"]))
 
 
 def test_cli_profile_prints_table_with_total(capsys):
@@ -312,3 +313,15 @@ def test_cli_profile_prints_table_with_total(capsys):
     assert cli.main(["profile", "mobilenet_0_25", "--input-size", "128", "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert rows[-1]["name"] == "TOTAL" and round(int(rows[-1]["macs"]) / 1e6) == 14  # paper: 14 M
+
+
+def test_stochastic_depth_costs_its_branch():
+    """The profiler owns the MAC rule of keras_cnns.layers.StochasticDepth (the layer never
+    imports the profiler): a block costs its branch, as at inference every block is kept."""
+    from keras_cnns.layers import StochasticDepth
+
+    inner = keras.Input((8, 8, 4))
+    branch = keras.Model(inner, keras.layers.Conv2D(4, 3, padding="same", use_bias=False)(inner))
+    x = keras.Input((8, 8, 4))
+    model = keras.Model(x, StochasticDepth(branch, 0.8, name="sd")([x, x]))
+    assert profile(model).total_macs == 3 * 3 * 4 * 4 * 8 * 8

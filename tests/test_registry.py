@@ -4,6 +4,7 @@ import keras
 import pytest
 
 import keras_cnns
+from keras_cnns import _checks as checks
 from keras_cnns.models import _validation as v
 from keras_cnns.models._registry import register_model
 
@@ -79,16 +80,16 @@ def test_resolve_input_shape_sources():
 @pytest.mark.parametrize(
     "fn, args",
     [
-        (v.check_positive_float, ("alpha", 0)),
-        (v.check_positive_float, ("alpha", float("nan"))),
-        (v.check_positive_float, ("alpha", float("inf"))),
-        (v.check_positive_float, ("alpha", True)),
-        (v.check_positive_int, ("groups", 2.5)),
-        (v.check_positive_int, ("groups", 0)),
-        (v.check_probability, ("dropout", 1.0)),
-        (v.check_probability, ("dropout", -0.1)),
-        (v.check_choice, ("bypass", "fancy", ["none", "simple", "complex"])),
-        (v.check_bool, ("include_top", 1)),
+        (checks.check_positive_float, ("alpha", 0)),
+        (checks.check_positive_float, ("alpha", float("nan"))),
+        (checks.check_positive_float, ("alpha", float("inf"))),
+        (checks.check_positive_float, ("alpha", True)),
+        (checks.check_positive_int, ("groups", 2.5)),
+        (checks.check_positive_int, ("groups", 0)),
+        (checks.check_probability, ("dropout", 1.0)),
+        (checks.check_probability, ("dropout", -0.1)),
+        (checks.check_choice, ("bypass", "fancy", ["none", "simple", "complex"])),
+        (checks.check_bool, ("include_top", 1)),
     ],
 )
 def test_validators_name_the_argument(fn, args):
@@ -99,4 +100,4 @@ def test_validators_name_the_argument(fn, args):
 
 def test_check_divisible_message():
     with pytest.raises(ValueError, match="divisible by `groups`"):
-        v.check_divisible("channels", 10, 3, "groups")
+        checks.check_divisible("channels", 10, 3, "groups")

@@ -9,15 +9,17 @@
 * :mod:`keras_cnns.blocks.shuffle`: ShuffleNet v1's unit (group 1x1 convolutions, channel
   shuffle fused into the depthwise custom op) and ShuffleNet v2's (channel split, two branches,
   shuffle after the concatenation).
-* :mod:`keras_cnns.blocks.stochastic_depth`: :class:`StochasticDepth` (Huang et al. 2016: the
-  dropped branch is not computed) and :class:`PadChannels` (shortcut A's zero channels).
+* :mod:`keras_cnns.blocks.stochastic_depth`: ``add_residual``, the residual sum that becomes a
+  :class:`StochasticDepth` (Huang et al. 2016: the dropped branch is not computed) under stochastic
+  depth. That layer and :class:`PadChannels` (shortcut A's zero channels) live in
+  :mod:`keras_cnns.layers` and are re-exported here.
 """
 
 from keras_cnns.blocks import residual as _residual
 from keras_cnns.blocks.residual import *  # noqa: F401,F403  (the names of residual.__all__)
 from keras_cnns.blocks.inverted_residual import inverted_residual_block
 from keras_cnns.blocks.shuffle import shufflenet_unit, shufflenet_v2_unit
-from keras_cnns.blocks.stochastic_depth import PadChannels, StochasticDepth
+from keras_cnns.layers.stochastic_depth import PadChannels, StochasticDepth
 
 __all__ = sorted(_residual.__all__ + ["PadChannels", "StochasticDepth", "inverted_residual_block",
                                    "shufflenet_unit", "shufflenet_v2_unit"])

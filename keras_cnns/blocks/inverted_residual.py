@@ -34,12 +34,11 @@ from typing import Any, Dict, Optional
 
 import keras
 
-from keras_cnns._checks import fail, is_int
-from keras_cnns.blocks.stochastic_depth import add_residual, check_survival_prob
-from keras_cnns.layers._validation import check_float, check_positive_int, sub
+from keras_cnns._checks import check_float, check_positive_int, check_survival_prob, fail, is_int
+from keras_cnns.blocks.stochastic_depth import add_residual
 from keras_cnns.layers.activations import activation_layer
 from keras_cnns.layers.se import squeeze_excite
-from keras_cnns.layers.utils import DropPath, make_divisible
+from keras_cnns.layers.utils import DropPath, make_divisible, sub
 from keras_cnns.layers.batch_norm import BatchNormalization
 
 __all__ = ["PADDINGS", "SE_BASES", "depthwise_conv", "inverted_residual_block", "keras_correct_pad"]

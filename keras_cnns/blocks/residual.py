@@ -66,11 +66,12 @@ from typing import Any, Dict
 
 import keras
 
-from keras_cnns._checks import fail, is_int
-from keras_cnns.blocks.stochastic_depth import PadChannels, add_residual, check_survival_prob
-from keras_cnns.layers._validation import sub
+from keras_cnns._checks import check_survival_prob, fail, is_int
+from keras_cnns.blocks.stochastic_depth import add_residual
 from keras_cnns.layers.activations import activation_layer
 from keras_cnns.layers.batch_norm import BatchNormalization
+from keras_cnns.layers.stochastic_depth import PadChannels
+from keras_cnns.layers.utils import sub
 
 __all__ = [
     "BLOCKS",

@@ -33,18 +33,18 @@ both concatenate and then shuffle with 2 groups (:class:`~keras_cnns.layers.Chan
 4-D tensors only).
 
 Layer names follow torchvision's module prefixes for v2 (``{name}_branch2_0`` is
-``{prefix}.branch2.0``), so :func:`keras_cnns.models.from_torchvision` pairs them by name.
+``{prefix}.branch2.0``), so :func:`keras_cnns.from_torchvision` pairs them by name.
 """
 
 from __future__ import annotations
 
 import keras
 
-from keras_cnns._checks import fail
+from keras_cnns._checks import check_float, check_positive_int, fail
 from keras_cnns.blocks.inverted_residual import _pointwise, depthwise_conv
-from keras_cnns.layers._validation import check_float, check_positive_int, sub
 from keras_cnns.layers.shuffle import ChannelShuffle, ChannelSplit
 from keras_cnns.layers.batch_norm import BatchNormalization
+from keras_cnns.layers.utils import sub
 
 __all__ = ["shufflenet_unit", "shufflenet_v2_unit"]
 

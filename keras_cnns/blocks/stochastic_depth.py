@@ -1,107 +1,20 @@
-"""Stochastic depth that skips the dropped residual branch, and the zero channel padding of shortcut A.
+"""The residual sum every block ends with: a plain ``Add``, or stochastic depth (Huang et al.,
+"Deep Networks with Stochastic Depth", ECCV 2016, arXiv:1603.09382) that skips a dropped branch.
 
-Huang et al., "Deep Networks with Stochastic Depth", ECCV 2016 (arXiv:1603.09382), eq. (2)-(5):
-in training a residual block ``H_l = ReLU(b_l f_l(H_{l-1}) + id(H_{l-1}))`` draws one Bernoulli
-``b_l`` with survival probability ``p_l`` *per mini-batch* (the whole block, every sample); when
-``b_l = 0`` the block is the identity and ``f_l`` is not computed, which is where the paper's
-training speed-up comes from. At test time every block is kept and its branch is scaled by
-``p_l``: ``H_l = ReLU(p_l f_l(H_{l-1}) + id(H_{l-1}))``.
-
-:class:`StochasticDepth` implements exactly that: it holds the branch as a model of its own and
-computes ``shortcut + branch(x)`` or just ``shortcut`` under ``keras.ops.cond`` (``tf.cond`` in
-TensorFlow), so in a dropped step none of the branch's operations run, in eager mode and in a
-``tf.function`` / XLA graph alike (BatchNormalization statistics inside a dropped branch are not
-updated either). It differs from :class:`keras_cnns.layers.DropPath` (timm's per-sample drop path:
-every sample drawn separately, survivors scaled by ``1 / p`` in training, identity at test time,
-the branch always computed).
+The layers themselves, :class:`~keras_cnns.layers.StochasticDepth` and
+:class:`~keras_cnns.layers.PadChannels`, live in :mod:`keras_cnns.layers.stochastic_depth` (their
+registered Keras names stay ``keras_cnns>StochasticDepth`` / ``keras_cnns>PadChannels``); they and
+:func:`~keras_cnns._checks.check_survival_prob` are re-exported here for existing imports.
 """
 
 from __future__ import annotations
 
-import numbers
-
 import keras
-from keras import ops
 
-from keras_cnns._checks import fail, is_int
+from keras_cnns._checks import check_survival_prob
+from keras_cnns.layers.stochastic_depth import PadChannels, StochasticDepth
 
 __all__ = ["PadChannels", "StochasticDepth", "add_residual", "check_survival_prob"]
-
-
-def check_survival_prob(arg, value, allow_none=True):
-    """A survival probability in ``(0, 1]`` (``None`` = no stochastic depth when allowed)."""
-    if value is None and allow_none:
-        return None
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and 0.0 < value <= 1.0
-    if not ok:
-        fail(arg, "must be None or a survival probability in (0, 1]" if allow_none
-             else "must be a survival probability in (0, 1]", value)
-    return float(value)
-
-
-@keras.saving.register_keras_serializable(package="keras_cnns")
-class StochasticDepth(keras.layers.Layer):
-    """``shortcut + branch(x)``, with the branch dropped (not computed) per mini-batch in training.
-
-    Called on ``[x, shortcut]``. In training one uniform draw per call decides: with probability
-    ``survival_prob`` it returns ``shortcut + branch(x)``, otherwise ``shortcut`` without running
-    ``branch`` (``keras.ops.cond``). At inference it returns ``shortcut + survival_prob *
-    branch(x)`` (Huang et al. 2016, eq. (5)).
-
-    Args:
-        branch: the residual branch, a Keras layer or model taking ``x`` (in keras_cnns a
-            functional model built by the block, holding the block's branch layers).
-        survival_prob: ``p_l`` in ``(0, 1]``.
-        seed: optional int seed of the draws.
-        **kwargs: standard Layer arguments.
-
-    Raises:
-        ValueError: ``branch`` not a Keras layer, ``survival_prob`` outside ``(0, 1]`` or a
-            non-integer ``seed``.
-    """
-
-    def __init__(self, branch, survival_prob, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(branch, dict):
-            branch = keras.saving.deserialize_keras_object(branch)
-        if not isinstance(branch, keras.layers.Layer):
-            fail("branch", "must be a Keras layer or model", branch)
-        if seed is not None and not is_int(seed):
-            fail("seed", "must be None or an integer", seed)
-        self.branch = branch
-        self.survival_prob = check_survival_prob("survival_prob", survival_prob, allow_none=False)
-        self.seed = None if seed is None else int(seed)
-        self.seed_generator = keras.random.SeedGenerator(self.seed)
-
-    def build(self, input_shape):
-        if not self.branch.built:
-            self.branch.build(input_shape[0])
-        self.built = True
-
-    def call(self, inputs, training=None):
-        x, shortcut = inputs
-        if training:
-            keep = keras.random.uniform((), seed=self.seed_generator) < self.survival_prob
-            return ops.cond(keep, lambda: shortcut + self.branch(x, training=True), lambda: shortcut)
-        return shortcut + self.survival_prob * self.branch(x, training=False)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[1])
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({
-            "branch": keras.saving.serialize_keras_object(self.branch),
-            "survival_prob": self.survival_prob,
-            "seed": self.seed,
-        })
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["branch"] = keras.saving.deserialize_keras_object(config["branch"])
-        return cls(**config)
 
 
 def add_residual(x, shortcut, branch_fn, *, name_of, add_suffix="add", survival_prob=None,
@@ -119,51 +32,3 @@ def add_residual(x, shortcut, branch_fn, *, name_of, add_suffix="add", survival_
     inner = keras.Input(shape=tuple(x.shape[1:]), dtype=x.dtype, name=name_of("branch_input"))
     branch = keras.Model(inner, branch_fn(inner), name=name_of("branch"))
     return StochasticDepth(branch, survival_prob, seed=seed, name=name_of(add_suffix))([x, shortcut])
-
-
-@keras.saving.register_keras_serializable(package="keras_cnns")
-class PadChannels(keras.layers.Layer):
-    """Append ``channels`` zero channels (the parameter-free shortcut A of He et al. 2015).
-
-    Args:
-        channels: how many zero channels to append after the input's (channels last).
-        **kwargs: standard Layer arguments.
-
-    Raises:
-        ValueError: ``channels`` not a positive integer.
-    """
-
-    def __init__(self, channels, **kwargs):
-        super().__init__(**kwargs)
-        if not is_int(channels) or channels < 1:
-            fail("channels", "must be a positive integer", channels)
-        self.channels = int(channels)
-
-    def call(self, inputs):
-        pad = [[0, 0]] * (len(inputs.shape) - 1) + [[0, self.channels]]
-        return ops.pad(inputs, pad)
-
-    def compute_output_shape(self, input_shape):
-        c = input_shape[-1]
-        return tuple(input_shape[:-1]) + (None if c is None else c + self.channels,)
-
-    def get_config(self):
-        config = super().get_config()
-        config["channels"] = self.channels
-        return config
-
-
-def _stochastic_depth_macs(layer, inputs, outputs):
-    from keras_cnns.profiler import profile
-
-    x = inputs[0]
-    return profile(layer.branch, batch_size=int(x.shape[0]), input_shape=tuple(x.shape[1:])).total_macs
-
-
-def _register_profiler_rule():
-    from keras_cnns.profiler import register_mac_rule
-
-    register_mac_rule(StochasticDepth, _stochastic_depth_macs)
-
-
-_register_profiler_rule()

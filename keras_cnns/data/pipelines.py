@@ -34,7 +34,7 @@ import tensorflow as tf
 
 from keras_cnns._checks import fail, is_int
 from keras_cnns.data import augment as aug
-from keras_cnns.data.splits import DatasetSplits, DatasetUnavailableError
+from keras_cnns.data.splits import DatasetSplits, DatasetUnavailableError, _ExportMetadata
 
 __all__ = ["DATASETS", "DatasetSpec", "DatasetInfo", "build_pipeline", "info", "list_datasets",
            "load", "load_splits"]
@@ -161,7 +161,7 @@ def _split_name(spec, split):
 
 
 @dataclasses.dataclass(frozen=True)
-class DatasetInfo:
+class DatasetInfo(_ExportMetadata):
     """What a model and a training loop need to know about a dataset, without reading it."""
 
     name: str
@@ -173,18 +173,6 @@ class DatasetInfo:
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
     native_size: Optional[int]
-
-    def metadata(self) -> dict:
-        """JSON-serialisable facts an exported model needs (input shape, normalisation)."""
-        return {
-            "dataset": self.name,
-            "input_shape": list(self.input_shape),
-            "num_classes": int(self.num_classes),
-            "class_names": list(self.class_names),
-            "input_scale": "images scaled to [0, 1], then (x - mean) / std per channel",
-            "mean": [float(m) for m in self.mean],
-            "std": [float(s) for s in self.std],
-        }
 
 
 def _channels_stats(values, channels):

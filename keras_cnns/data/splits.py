@@ -14,8 +14,25 @@ class DatasetUnavailableError(RuntimeError):
     """A dataset exists but cannot be read here (not downloaded, and no network to fetch it)."""
 
 
+class _ExportMetadata:
+    """The ``metadata()`` of :class:`DatasetSplits` and :class:`~keras_cnns.data.DatasetInfo`
+    (both have ``name``, ``input_shape``, ``num_classes``, ``class_names``, ``mean``, ``std``)."""
+
+    def metadata(self) -> dict:
+        """JSON-serialisable facts an exported model needs (input shape, normalisation, classes)."""
+        return {
+            "dataset": self.name,
+            "input_shape": list(self.input_shape),
+            "num_classes": int(self.num_classes),
+            "class_names": list(self.class_names),
+            "input_scale": "images scaled to [0, 1], then (x - mean) / std per channel",
+            "mean": [float(m) for m in self.mean],
+            "std": [float(s) for s in self.std],
+        }
+
+
 @dataclasses.dataclass
-class DatasetSplits:
+class DatasetSplits(_ExportMetadata):
     """A training and a held-out split, batched and prefetched, with what a model needs to know.
 
     Attributes:
@@ -54,15 +71,3 @@ class DatasetSplits:
         mean = np.asarray(self.mean, dtype=np.float32)
         std = np.asarray(self.std, dtype=np.float32)
         return (np.asarray(images01, dtype=np.float32) - mean) / std
-
-    def metadata(self) -> dict:
-        """JSON-serialisable facts an exported model needs (input shape, normalisation, classes)."""
-        return {
-            "dataset": self.name,
-            "input_shape": list(self.input_shape),
-            "num_classes": int(self.num_classes),
-            "class_names": list(self.class_names),
-            "input_scale": "images scaled to [0, 1], then (x - mean) / std per channel",
-            "mean": [float(m) for m in self.mean],
-            "std": [float(s) for s in self.std],
-        }

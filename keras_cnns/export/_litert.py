@@ -141,10 +141,10 @@ def run_litert_many(jobs: Mapping[str, Tuple[Union[str, os.PathLike], np.ndarray
         jobs_path, result_path = os.path.join(work, "jobs.json"), os.path.join(work, "out.json")
         with open(jobs_path, "w") as f:
             json.dump(spec, f)
-        from keras_cnns.export._verify import _child_env
+        from keras_cnns.export._child import child_env
 
         proc = subprocess.run([sys.executable, "-c", _CHILD, jobs_path, result_path],
-                              env=_child_env(),
+                              env=child_env(),
                               capture_output=True, text=True, timeout=timeout, cwd=work)
         if proc.returncode != 0 or not os.path.isfile(result_path):
             raise LiteRTError(f"the LiteRT process failed (exit code {proc.returncode}):\n"

@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import numpy as np
 
 from keras_cnns._checks import fail
+from keras_cnns.export._child import child_env
 
 __all__ = ["verify_exports"]
 
@@ -65,12 +66,6 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-def _child_env():
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    return env
-
-
 def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
                    num_images: int = 4, int8: bool = True, seed: int = 0,
                    calibrate_batch_norm="auto", litert="auto", float64_reference: bool = False,
@@ -86,7 +81,7 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
         seed: the probe images' seed.
         calibrate_batch_norm: ``"auto"`` (default): set the model's BatchNorm statistics
             from random calibration images first
-            (:func:`keras_cnns.training.recalibrate_batch_norm`; this changes the given model)
+            (:func:`keras_cnns.layers.precise_bn.recalibrate_batch_norm`; this changes the given model)
             when its outputs do not vary over the probe images (freshly initialised BatchNorm
             statistics let deep networks' activations vanish: EfficientNet-B0 at 32x32 has
             1e-14 before its classifier and outputs exactly 1/10 everywhere, which would make
@@ -135,7 +130,7 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
 
     from keras_cnns.export._savedmodel import output_kind, saved_model
     from keras_cnns.export._tflite import _interpreter, export_tflite_variants, run_tflite
-    from keras_cnns.training.precise_bn import recalibrate_batch_norm
+    from keras_cnns.layers.precise_bn import recalibrate_batch_norm
 
     from keras_cnns.export._litert import _require, litert_available, run_litert_many
 
@@ -283,7 +278,7 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
             with open(jobs_path, "w") as f:
                 json.dump(jobs, f)
             proc = subprocess.run([sys.executable, "-c", _CHILD, jobs_path, result_path],
-                                  env=_child_env(), capture_output=True, text=True,
+                                  env=child_env(), capture_output=True, text=True,
                                   timeout=timeout, cwd=workdir)
             if proc.returncode != 0 or not os.path.isfile(result_path):
                 raise RuntimeError("the SavedModel check process failed (exit code "
@@ -362,7 +357,7 @@ def _floor_variances(model, fraction: float = 0.1) -> None:
     mean: on random weights and images some channels barely vary, and dividing by their tiny
     standard deviation would multiply float32 rounding (which any two correct implementations
     differ by) by 1e3 or more."""
-    from keras_cnns.training.precise_bn import batch_norm_layers
+    from keras_cnns.layers.precise_bn import batch_norm_layers
 
     for layer in batch_norm_layers(model):
         var = np.asarray(layer.moving_variance)

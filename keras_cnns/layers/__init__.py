@@ -20,13 +20,16 @@ from keras_cnns.layers.grouped_conv import GroupedDepthwiseConv2D
 from keras_cnns.layers.invertible import InvertibleDownsampling, InvertibleUpsampling
 from keras_cnns.layers.lrn import LocalResponseNormalization
 from keras_cnns.layers.normalization import InputNormalization
+from keras_cnns.layers.pooling import CeilModeMaxPooling2D, max_pool_ceil
 from keras_cnns.layers.se import squeeze_excite
 from keras_cnns.layers.separable import depthwise_separable_block
 from keras_cnns.layers.shuffle import ChannelShuffle, ChannelSplit
+from keras_cnns.layers.stochastic_depth import PadChannels, StochasticDepth
 from keras_cnns.layers.utils import DropPath, drop_path, make_divisible
 
 __all__ = [
     "BatchNormalization",
+    "CeilModeMaxPooling2D",
     "ChannelShuffle",
     "ChannelSplit",
     "ConvFC",
@@ -38,6 +41,8 @@ __all__ = [
     "InvertibleDownsampling",
     "InvertibleUpsampling",
     "LocalResponseNormalization",
+    "PadChannels",
+    "StochasticDepth",
     "activation_layer",
     "conv_bn_act",
     "dense_to_conv_kernel",
@@ -48,5 +53,6 @@ __all__ = [
     "hard_sigmoid",
     "hard_swish",
     "make_divisible",
+    "max_pool_ceil",
     "squeeze_excite",
 ]

@@ -12,9 +12,10 @@ from collections.abc import Mapping
 
 import keras
 
-from keras_cnns.layers._validation import check_float, check_pair, check_positive_int, sub
+from keras_cnns._checks import check_float, check_pair, check_positive_int
 from keras_cnns.layers.activations import activation_layer, is_identity
 from keras_cnns.layers.batch_norm import BatchNormalization
+from keras_cnns.layers.utils import sub
 
 __all__ = ["activation_layer", "conv_bn_act"]
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from keras_cnns.layers._validation import check_pair, check_positive_int, sub
+from keras_cnns._checks import check_pair, check_positive_int
 from keras_cnns.layers.activations import activation_layer, is_identity
+from keras_cnns.layers.utils import sub
 
 __all__ = ["ConvFC", "dense_to_conv_kernel", "fc_as_conv"]
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import keras
 
-from keras_cnns.layers._validation import check_positive_int, sub
+from keras_cnns._checks import check_positive_int
 from keras_cnns.layers.activations import activation_layer, is_identity
 from keras_cnns.layers.batch_norm import BatchNormalization
+from keras_cnns.layers.utils import sub
 
 __all__ = ["fire_module"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_cnns.layers._validation import check_positive_int
+from keras_cnns._checks import check_positive_int
 
 __all__ = ["InvertibleDownsampling", "InvertibleUpsampling"]
 

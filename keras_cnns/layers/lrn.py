@@ -16,7 +16,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_cnns.layers._validation import check_float
+from keras_cnns._checks import check_float
 
 __all__ = ["LocalResponseNormalization"]
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import keras
 
-from keras_cnns.layers._validation import check_float, check_positive_int, sub
+from keras_cnns._checks import check_float, check_positive_int
 from keras_cnns.layers.activations import activation_layer, is_identity
-from keras_cnns.layers.utils import make_divisible
+from keras_cnns.layers.utils import make_divisible, sub
 
 __all__ = ["squeeze_excite"]
 

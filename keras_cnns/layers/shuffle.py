@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_cnns.layers._validation import check_positive_int
+from keras_cnns._checks import check_positive_int
 from keras_cnns.ops import channel_shuffle_4d
 
 __all__ = ["ChannelShuffle", "ChannelSplit"]

@@ -1,12 +1,18 @@
-"""Small helpers shared by the families: ``make_divisible`` and stochastic depth (``DropPath``)."""
+"""Small helpers shared by the families: ``make_divisible``, per-sample drop path (``DropPath``)
+and ``sub`` (the layer-naming helper of every block)."""
 
 from __future__ import annotations
 
 import keras
 
-from keras_cnns.layers._validation import check_float, check_positive_int
+from keras_cnns._checks import check_float, check_positive_int
 
-__all__ = ["DropPath", "drop_path", "make_divisible"]
+__all__ = ["DropPath", "drop_path", "make_divisible", "sub"]
+
+
+def sub(name, suffix):
+    """``f"{name}_{suffix}"``, or ``None`` when ``name`` is ``None`` (Keras then auto-names)."""
+    return None if name is None else f"{name}_{suffix}"
 
 
 def make_divisible(v, divisor=8, min_value=None):

@@ -27,7 +27,8 @@ DEFAULT_RECIPE: Dict[str, Any] = dict(
     source="keras_cnns: Adam 1e-3, 2-epoch linear warm-up, poly (power 1) decay to 0, batch 64, "
            "30 epochs; measured 0.978-0.989 held-out accuracy for SqueezeNet 1.1 with simple "
            "bypass on the digits (README). The papers' SGD recipes are tuned for ImageNet-scale "
-           "runs and do not train SqueezeNet with bypass on 1.4k images (training.py docstring).",
+           "runs and do not train SqueezeNet with bypass on 1.4k images (the keras_cnns.training "
+           "package docstring).",
 )
 
 _CIFAR_RESNET = dict(

@@ -1,5 +1,7 @@
-"""Argument validation shared by every builder.
+"""The builder contract's argument checks: the arguments every family shares
+(:func:`check_common_args`) and the input shape a builder uses (:func:`resolve_input_shape`).
 
+The generic checks they use live in :mod:`keras_cnns._checks`, the library's one module of them.
 Every check runs before any layer is built and raises ``ValueError`` whose message names the
 argument, says what is allowed, and ends with ``Received: arg=value`` (the keras.applications
 convention).
@@ -9,77 +11,13 @@ from __future__ import annotations
 
 import numbers
 import os
-from typing import Any, Iterable, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import keras
 
-from keras_cnns._checks import fail, is_int
+from keras_cnns._checks import check_bool, check_choice, check_positive_int, fail
 
-__all__ = [
-    "fail",
-    "is_int",
-    "check_bool",
-    "check_positive_int",
-    "check_positive_float",
-    "check_probability",
-    "check_choice",
-    "check_divisible",
-    "check_common_args",
-    "resolve_input_shape",
-]
-
-
-def check_bool(arg: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        fail(arg, "must be True or False", value)
-    return value
-
-
-def check_positive_int(arg: str, value: Any, minimum: int = 1) -> int:
-    if not is_int(value) or value < minimum:
-        fail(arg, f"must be an integer >= {minimum}", value)
-    return int(value)
-
-
-def check_positive_float(arg: str, value: Any, maximum: Optional[float] = None) -> float:
-    """A finite number > 0 (and <= ``maximum`` when given)."""
-    ok = (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and value == value  # not NaN
-        and value > 0
-        and value != float("inf")
-        and (maximum is None or value <= maximum)
-    )
-    if not ok:
-        upper = f" and <= {maximum}" if maximum is not None else ""
-        fail(arg, f"must be a finite number > 0{upper}", value)
-    return float(value)
-
-
-def check_probability(arg: str, value: Any, *, allow_one: bool = False) -> float:
-    """A number in ``[0, 1)`` (``[0, 1]`` with ``allow_one``)."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value
-    if ok:
-        ok = 0.0 <= value <= 1.0 if allow_one else 0.0 <= value < 1.0
-    if not ok:
-        fail(arg, "must be a number in [0, 1]" if allow_one else "must be a number in [0, 1)", value)
-    return float(value)
-
-
-def check_choice(arg: str, value: Any, choices: Iterable[Any]) -> Any:
-    choices = list(choices)
-    if value not in choices:
-        fail(arg, f"must be one of {choices}", value)
-    return value
-
-
-def check_divisible(arg: str, value: int, divisor: int, divisor_arg: str) -> None:
-    if value % divisor != 0:
-        raise ValueError(
-            f"`{arg}` ({value}) must be divisible by `{divisor_arg}` ({divisor}). "
-            f"Received: {divisor_arg}={divisor!r}"
-        )
+__all__ = ["check_common_args", "resolve_input_shape"]
 
 
 def check_common_args(

@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import os
 
-__all__ = ["ENV_VAR", "dispatch_mode", "measured_rule", "prefer_custom_op"]
+__all__ = ["ENV_VAR", "dispatch_mode", "measured_rule", "onednn_enabled", "prefer_custom_op"]
 
 ENV_VAR = "KERAS_CNNS_DEPTHWISE"
 _MODES = ("auto", "custom", "stock")
@@ -50,10 +50,21 @@ def dispatch_mode() -> str:
     return mode
 
 
+def onednn_enabled() -> bool | None:
+    """Whether this process's TensorFlow runs its oneDNN CPU kernels (read from TF, which decides
+    at import from ``TF_ENABLE_ONEDNN_OPTS`` and the CPU); ``None`` if TF cannot tell.
+
+    The dispatch rule depends on it, so it lives here, beside the rule;
+    :mod:`keras_cnns.environment` reports it (and re-exports it)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 @functools.lru_cache(maxsize=1)
 def _onednn() -> bool:
-    from keras_cnns.environment import onednn_enabled
-
     return bool(onednn_enabled())
 
 

@@ -21,6 +21,7 @@ import pytest
 
 import keras_cnns
 from keras_cnns.export import output_kind, saved_model, serving_commands
+from keras_cnns.export._child import child_env
 
 # The REST API's decoding and encoding (tensorflow.org/tfx/serving/api_rest): a signature with
 # one named input takes each instance as the value itself (or an object naming the input); with
@@ -61,8 +62,7 @@ SERVER = textwrap.dedent("""
 def _serve(tmp_path, export_dir, body, tag):
     request, response = tmp_path / f"{tag}_request.json", tmp_path / f"{tag}_response.json"
     request.write_text(json.dumps(body))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    env = child_env()  # no PYTHONPATH: the child cannot find this checkout
     proc = subprocess.run([sys.executable, "-c", SERVER, export_dir, str(request), str(response)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]

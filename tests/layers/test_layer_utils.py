@@ -72,12 +72,13 @@ def test_drop_path_invalid(rate):
 
 
 def test_public_exports():
-    expected = {"BatchNormalization", "ChannelShuffle", "ChannelSplit", "ConvFC", "DropPath", "GroupedDepthwiseConv2D", "HardSigmoid", "HardSwish",
+    expected = {"BatchNormalization", "CeilModeMaxPooling2D", "ChannelShuffle", "ChannelSplit", "ConvFC", "DropPath", "GroupedDepthwiseConv2D", "HardSigmoid", "HardSwish",
                 "InputNormalization",
                 "InvertibleDownsampling", "InvertibleUpsampling", "LocalResponseNormalization",
+                "PadChannels", "StochasticDepth",
                 "activation_layer", "conv_bn_act", "dense_to_conv_kernel", "depthwise_separable_block",
                 "drop_path", "fc_as_conv", "fire_module", "hard_sigmoid", "hard_swish", "make_divisible",
-                "squeeze_excite"}
+                "max_pool_ceil", "squeeze_excite"}
     assert set(L.__all__) == expected
     for name in expected:
         assert getattr(keras_cnns.layers, name) is getattr(L, name)
@@ -91,3 +92,16 @@ def test_custom_layers_are_registered():
         name = keras.saving.get_registered_name(cls)
         assert name == f"keras_cnns>{cls.__name__}"
         assert keras.saving.get_registered_object(name) is cls
+
+
+def test_moved_layers_keep_their_registered_names():
+    """StochasticDepth / PadChannels (from keras_cnns.blocks) and CeilModeMaxPooling2D (from
+    keras_cnns.models.squeezenet) moved to keras_cnns.layers under the same registered names, so
+    saved .keras files still load; the old import paths still give the same classes."""
+    import keras_cnns.blocks as B
+    from keras_cnns.models import squeezenet
+
+    for cls in (L.StochasticDepth, L.PadChannels, L.CeilModeMaxPooling2D):
+        assert keras.saving.get_registered_name(cls) == f"keras_cnns>{cls.__name__}"
+    assert B.StochasticDepth is L.StochasticDepth and B.PadChannels is L.PadChannels
+    assert squeezenet.CeilModeMaxPooling2D is L.CeilModeMaxPooling2D

@@ -13,6 +13,7 @@ import keras
 
 import keras_cnns
 import keras_cnns.models._figures
+from keras_cnns.layers import CeilModeMaxPooling2D, max_pool_ceil
 from keras_cnns.models import squeezenet as sq
 from keras_cnns.models.squeezenet import SqueezeNet
 
@@ -144,17 +145,22 @@ def _numpy_ceil_maxpool(x, k=3, s=2):
 def test_ceil_mode_max_pool_matches_numpy(size, low, rng):
     x = rng.uniform(low, low + 3.0, size=(2, size, size + 1, 4)).astype("float32")
     inp = keras.Input(shape=x.shape[1:])
-    pool = keras.Model(inp, sq._max_pool_ceil(inp, name="p"))
+    pool = keras.Model(inp, max_pool_ceil(inp, 3, 2, name="p"))
     assert tuple(pool.output.shape[1:3]) == _numpy_ceil_maxpool(x).shape[1:3]
     np.testing.assert_array_equal(pool.predict(x, verbose=0), _numpy_ceil_maxpool(x))
-    dynamic = keras.Model(*(lambda i: (i, sq._max_pool_ceil(i, name="q")))(
+    dynamic = keras.Model(*(lambda i: (i, max_pool_ceil(i, 3, 2, name="q")))(
         keras.Input(shape=(None, None, 4))))
     np.testing.assert_array_equal(dynamic.predict(x, verbose=0), _numpy_ceil_maxpool(x))
+    if low >= 0:  # ZFNet's two-layer form (zero padding + "valid" pool) for non-negative inputs
+        free = keras.Input(shape=(None, None, 4))
+        padded = keras.Model(free, max_pool_ceil(free, 3, 2, name="z", nonnegative=True))
+        assert [layer.name for layer in padded.layers[1:]] == ["z_pad", "z"]
+        np.testing.assert_array_equal(padded.predict(x, verbose=0), _numpy_ceil_maxpool(x))
 
 
 def test_ceil_mode_pool_gradient_and_config():
-    layer = sq.CeilModeMaxPooling2D(3, 2, name="p")
-    clone = sq.CeilModeMaxPooling2D.from_config(layer.get_config())
+    layer = CeilModeMaxPooling2D(3, 2, name="p")
+    clone = CeilModeMaxPooling2D.from_config(layer.get_config())
     assert (clone.pool_size, clone.strides, clone.name) == (3, 2, "p")
     import tensorflow as tf
 

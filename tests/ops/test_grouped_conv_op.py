@@ -76,7 +76,8 @@ def np_conv(x, f, strides, padding, dilations, groups, shuffle_groups, dy=None):
 # Configurations.
 
 def _make_configs():
-    """Hand-picked edge cases plus seeded random ones covering the issue's grid."""
+    """Hand-picked edge cases plus seeded random ones covering the op's argument grid (strides,
+    padding, dilation, groups, channel multiplier, shuffle groups)."""
     base = [
         # (n, h, w, c, k, strides, padding, dilations, groups, mult, shuffle)
         (2, 9, 7, 8, 3, (1, 1), "SAME", (1, 1), 8, 1, 1),     # depthwise

@@ -7,6 +7,12 @@ Examples::
     keras-cnns export runs/sq --format tflite --quantize float32,float16,dynamic,int8,prune50,prune80,qat
     keras-cnns export runs/sq --format savedmodel --input-dtype uint8
     keras-cnns export mobilenet_0_50 --image-size 96 --classes 10 --format tflite  # random weights
+
+It lives in the ``cli`` layer, not in :mod:`keras_cnns.export`: it reads a ``keras-cnns train``
+run (:func:`keras_cnns.training.load_checkpoint_model`, the ``--model-arg`` syntax of
+:func:`keras_cnns.training.parse_model_args`), and training sits above export (``train()`` writes
+its SavedModel with :func:`keras_cnns.export.export_saved_model`), so export itself never imports
+training.
 """
 
 from __future__ import annotations
