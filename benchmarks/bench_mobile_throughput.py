@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     import keras
     import tensorflow as tf
 
-    from keras_cnns.models._keras_apps import from_keras_applications
+    from keras_cnns.bridges import from_keras_applications
 
     rng = np.random.default_rng(0)
     print(f"\nTraining step (SGD, batch {args.batch}, {args.reps} interleaved steps per side) and "

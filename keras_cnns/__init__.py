@@ -14,10 +14,9 @@ from keras_cnns import _startup
 
 _startup.quiet_tensorflow_start()  # only in the `keras-cnns` command, without --verbose
 
-from keras_cnns import data, export, layers, models, ops  # noqa: E402
+from keras_cnns import bridges, data, export, layers, models, ops  # noqa: E402
+from keras_cnns.bridges import from_keras_applications, from_torchvision  # noqa: E402
 from keras_cnns.models import create_model, list_models, model_info  # noqa: E402
-from keras_cnns.models._keras_apps import from_keras_applications  # noqa: E402
-from keras_cnns.models._torchvision import from_torchvision  # noqa: E402
 from keras_cnns.models.efficientnet import EfficientNet, efficientnet  # noqa: E402
 from keras_cnns.models.fbnet import FBNet  # noqa: E402
 from keras_cnns.models.mobilenet import MobileNet  # noqa: E402
@@ -46,6 +45,7 @@ __all__ = [
     "ResNetV2",
     "SqueezeNet",
     "WideResNet",
+    "bridges",
     "create_model",
     "data",
     "efficientnet",

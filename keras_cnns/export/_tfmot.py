@@ -26,19 +26,10 @@ model reproduces the Keras 3 outputs on probe inputs, and runs the requested met
 The stripped pruned weights come back in Keras 3's layout; :func:`load_pruned_weights` puts them
 into a copy of the Keras 3 model.
 
-Translation (whitelist, exact): InputLayer, Conv2D (``groups`` included), DepthwiseConv2D,
-keras_cnns' BatchNormalization (Keras' layer with a fused training kernel: the same inference
-and weights), GroupedDepthwiseConv2D (a fused channel shuffle becomes Reshape / Permute /
-Reshape; depthwise groups a DepthwiseConv2D with the kernel reshaped ``[kh, kw, 1, C*m] ->
-[kh, kw, C, m]``; other groups -- and Conv2D with ``groups > 1`` -- the child's GroupConv, one
-``tf.nn.conv2d`` per group with the same kernel, because TensorFlow's Eigen CPU kernels (oneDNN
-off) have no gradient for a grouped convolution), ChannelShuffle (Reshape / Permute /
-Reshape), ChannelSplit (a small slicing layer of the child's, no-op quantize config), ReLU,
-Activation,
-ZeroPadding2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Dropout, Reshape,
-Flatten, Dense, Concatenate, Add, Softmax, Rescaling and SqueezeNet's CeilModeMaxPooling2D
-(stock MaxPooling2D where "valid" / "same" is exact, else an edge-repeat pad layer then a
-"valid" pool). Any other layer is a ValueError naming it, raised before the child starts.
+Translation (whitelist, exact): the rows of :mod:`keras_cnns.export._tfmot_table`, the one table
+both processes import (Keras 3 class -> spec entry here, spec entry -> tf_keras layer in the
+child), which lists them and where a new layer type is taught. Any other layer is a ValueError
+naming it, raised before the child starts.
 """
 
 from __future__ import annotations
@@ -55,6 +46,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from keras_cnns._checks import fail, is_int
+from keras_cnns.export import _tfmot_table
 
 __all__ = ["check_translation", "graph_spec", "load_pruned_weights", "optimize_with_tfmot",
            "parse_method"]
@@ -82,189 +74,6 @@ def parse_method(method: Any) -> Tuple[str, Optional[float]]:
 
 
 # --------------------------------------------------------------------------- graph spec
-
-
-def _activation_name(layer, value):
-    import keras
-
-    if isinstance(value, str):
-        name = value
-    else:
-        name = keras.activations.serialize(value)
-        if isinstance(name, dict):
-            name = name.get("config", name.get("class_name"))
-    allowed = ("linear", "relu", "softmax", "sigmoid", "tanh", "swish", "silu", "elu",
-               "selu", "softplus", "softsign", "gelu", "exponential", "hard_sigmoid")
-    if not isinstance(name, str) or name not in allowed:
-        raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}) has activation {value!r}, "
-                         f"which the tf_keras translation does not support (allowed: {allowed}).")
-    if name == "hard_sigmoid":  # Keras 2's hard_sigmoid has slope 0.2, Keras 3's 1/6
-        raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}): activation "
-                         "'hard_sigmoid' differs between Keras 3 and tf_keras; not translated.")
-    return "swish" if name == "silu" else name
-
-
-def _pair(v):
-    return [int(v), int(v)] if is_int(v) else [int(a) for a in v]
-
-
-def _check_channels_last(layer, cfg):
-    if cfg.get("data_format", "channels_last") not in (None, "channels_last"):
-        raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}) uses "
-                         f"data_format={cfg['data_format']!r}; only channels_last is translated.")
-
-
-def _translators():
-    """``{exact Keras 3 class: fn(layer, cfg) -> (kind, args, weights)}`` (tf_keras layout)."""
-    import keras
-
-    from keras_cnns.layers.batch_norm import BatchNormalization as KcBN
-    from keras_cnns.layers.grouped_conv import GroupedDepthwiseConv2D
-    from keras_cnns.layers.shuffle import ChannelShuffle, ChannelSplit
-    from keras_cnns.models.squeezenet import CeilModeMaxPooling2D
-
-    L = keras.layers
-
-    def w(layer):
-        return [np.asarray(v.numpy()) for v in layer.weights]
-
-    def conv(layer, cfg):
-        _check_channels_last(layer, cfg)
-        return "Conv2D", dict(filters=cfg["filters"], kernel_size=_pair(cfg["kernel_size"]),
-                              strides=_pair(cfg["strides"]), padding=cfg["padding"],
-                              dilation_rate=_pair(cfg["dilation_rate"]),
-                              groups=int(cfg.get("groups", 1)), use_bias=cfg["use_bias"],
-                              activation=_activation_name(layer, cfg["activation"])), w(layer)
-
-    def dwconv(layer, cfg):
-        _check_channels_last(layer, cfg)
-        return "DepthwiseConv2D", dict(kernel_size=_pair(cfg["kernel_size"]),
-                                       strides=_pair(cfg["strides"]), padding=cfg["padding"],
-                                       depth_multiplier=cfg["depth_multiplier"],
-                                       dilation_rate=_pair(cfg["dilation_rate"]),
-                                       use_bias=cfg["use_bias"],
-                                       activation=_activation_name(layer, cfg["activation"])
-                                       ), w(layer)
-
-    def bn(layer, cfg):
-        if cfg.get("renorm") or cfg.get("synchronized"):
-            raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}): renorm / "
-                             "synchronized batch normalisation is not translated.")
-        axis = cfg["axis"]
-        if isinstance(axis, (list, tuple)):
-            if len(axis) != 1:
-                raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}): multi-axis "
-                                 f"batch normalisation is not translated (axis={axis}).")
-            axis = axis[0]
-        rank = len(layer.input.shape)
-        if axis not in (-1, rank - 1):
-            raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}): only "
-                             f"last-axis batch normalisation is translated (axis={axis}).")
-        return "BatchNormalization", dict(axis=-1, momentum=cfg["momentum"], epsilon=cfg["epsilon"],
-                                          center=cfg["center"], scale=cfg["scale"]), w(layer)
-
-    def grouped(layer, cfg):
-        c = int(layer.input.shape[-1])
-        groups, filters = layer._resolved(c)
-        out = {"shuffle_groups": int(layer.shuffle_groups), "channels": c,
-               "spatial": [layer.input.shape[1], layer.input.shape[2]]}
-        common = dict(kernel_size=list(layer.kernel_size), strides=list(layer.strides),
-                      padding=layer.padding, dilation_rate=list(layer.dilation_rate),
-                      use_bias=layer.use_bias)
-        ws = w(layer)
-        if groups == c and groups > 1:
-            kh, kw = layer.kernel_size
-            ws[0] = ws[0].reshape(kh, kw, c, filters // c)
-            out.update(common, conv="DepthwiseConv2D", depth_multiplier=filters // c)
-        else:
-            out.update(common, conv="Conv2D", filters=filters, groups=groups)
-        if None in out["spatial"] and out["shuffle_groups"] > 1:
-            raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}): a fused channel "
-                             "shuffle needs a static spatial input size for the translation.")
-        return "GroupedConv", out, ws
-
-    def shuffle(layer, cfg):
-        shape = layer.input.shape
-        if None in (shape[1], shape[2]):
-            raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}) needs a static "
-                             "spatial input size for the translation.")
-        return "ChannelShuffle", dict(groups=int(layer.groups), channels=int(shape[-1]),
-                                      spatial=[int(shape[1]), int(shape[2])]), []
-
-    def relu(layer, cfg):
-        return "ReLU", dict(max_value=cfg.get("max_value"),
-                            negative_slope=float(cfg.get("negative_slope", 0.0)),
-                            threshold=float(cfg.get("threshold", 0.0))), []
-
-    def act(layer, cfg):
-        return "Activation", dict(activation=_activation_name(layer, cfg["activation"])), []
-
-    def zpad(layer, cfg):
-        _check_channels_last(layer, cfg)
-        return "ZeroPadding2D", dict(padding=[list(p) for p in cfg["padding"]]), []
-
-    def pool(kind):
-        def f(layer, cfg):
-            _check_channels_last(layer, cfg)
-            return kind, dict(pool_size=_pair(cfg["pool_size"]),
-                              strides=_pair(cfg["strides"] or cfg["pool_size"]),
-                              padding=cfg["padding"]), []
-        return f
-
-    def gap(layer, cfg):
-        _check_channels_last(layer, cfg)
-        return "GlobalAveragePooling2D", dict(keepdims=bool(cfg.get("keepdims", False))), []
-
-    def ceil_pool(layer, cfg):
-        h, w_ = layer.input.shape[1], layer.input.shape[2]
-        if h is None or w_ is None:
-            raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}) needs a static "
-                             "spatial input size for the translation.")
-        pads = (layer._needed_pad(h), layer._needed_pad(w_))
-        k, s = layer.pool_size, layer.strides
-        if pads == (0, 0):
-            return "MaxPooling2D", dict(pool_size=[k, k], strides=[s, s], padding="valid"), []
-        if layer._same_is_exact(h) and layer._same_is_exact(w_):
-            return "MaxPooling2D", dict(pool_size=[k, k], strides=[s, s], padding="same"), []
-        return "EdgePadMaxPool", dict(pool_size=k, strides=s, pads=list(pads)), []
-
-    def dense(layer, cfg):
-        return "Dense", dict(units=cfg["units"], use_bias=cfg["use_bias"],
-                             activation=_activation_name(layer, cfg["activation"])), w(layer)
-
-    def concat(layer, cfg):
-        return "Concatenate", dict(axis=cfg["axis"]), []
-
-    def simple(kind, keys=()):
-        def f(layer, cfg):
-            return kind, {k: cfg[k] for k in keys}, []
-        return f
-
-    def reshape(layer, cfg):
-        return "Reshape", dict(target_shape=list(cfg["target_shape"])), []
-
-    def flatten(layer, cfg):
-        _check_channels_last(layer, cfg)
-        return "Flatten", {}, []
-
-    def rescale(layer, cfg):
-        scale, offset = cfg["scale"], cfg["offset"]
-        if not all(np.ndim(v) == 0 for v in (scale, offset)):
-            raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}): only scalar "
-                             "scale/offset are translated.")
-        return "Rescaling", dict(scale=float(scale), offset=float(offset)), []
-
-    return {
-        L.Conv2D: conv, L.DepthwiseConv2D: dwconv, L.BatchNormalization: bn, KcBN: bn,
-        GroupedDepthwiseConv2D: grouped, ChannelShuffle: shuffle,
-        ChannelSplit: simple("ChannelSplit", ("parts",)), L.ReLU: relu,
-        L.Activation: act, L.ZeroPadding2D: zpad, L.MaxPooling2D: pool("MaxPooling2D"),
-        L.AveragePooling2D: pool("AveragePooling2D"), L.GlobalAveragePooling2D: gap,
-        L.Dropout: simple("Dropout", ("rate",)), L.Reshape: reshape, L.Flatten: flatten,
-        L.Dense: dense, L.Concatenate: concat, L.Add: simple("Add"),
-        L.Softmax: simple("Softmax", ("axis",)), L.Rescaling: rescale,
-        CeilModeMaxPooling2D: ceil_pool,
-    }
 
 
 def _inbound(layer):
@@ -318,7 +127,7 @@ def graph_spec(model) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
     import keras
 
     _check_model(model)
-    table = _translators()
+    table = _tfmot_table.translators()
     layers, weights = [], {}
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):

@@ -2,9 +2,11 @@
 
 ``python _tfmot_child.py WORKDIR [WORKDIR ...]`` (one per model) with
 ``TF_USE_LEGACY_KERAS=1``. Imports only TensorFlow, tf_keras, tensorflow_model_optimization,
-NumPy and the standard library (not keras_cnns, not Keras 3). Reads ``spec.json``,
-``weights.npz``, ``data.npz`` and ``config.json`` from WORKDIR, rebuilds the model with
-tf_keras layers, checks it against the Keras 3 probe outputs, runs the pruning / QAT methods
+NumPy, the standard library and the translation table next to it (``_tfmot_table.py``, as a
+top-level module: not keras_cnns, not Keras 3), whose builders turn each spec entry into tf_keras
+layers, this module's own among them (``GroupConv``, ``EdgePad``, ``ChannelSplit``). Reads
+``spec.json``, ``weights.npz``, ``data.npz`` and ``config.json`` from WORKDIR, rebuilds the model
+with tf_keras layers, checks it against the Keras 3 probe outputs, runs the pruning / QAT methods
 and writes ``result.json`` plus its ``.tflite`` / ``.npz`` files there. On failure
 ``result.json`` holds ``{"error": ...}`` and the exit code is 1.
 """
@@ -24,6 +26,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:  # the script's directory (absent with python -P / PYTHONSAFEPATH)
+    sys.path.insert(0, _HERE)
+import _tfmot_table  # noqa: E402  (keras_cnns/export/_tfmot_table.py, without keras_cnns)
 
 L = tf_keras.layers
 
@@ -165,73 +172,16 @@ CUSTOM = {"EdgePad": EdgePad, "ChannelSplit": ChannelSplit, "GroupConv": GroupCo
           "GroupConvQuantizeConfig": GroupConvQuantizeConfig}
 
 
-def shuffle(x, groups, channels, spatial, name):
-    """ShuffleNet's channel shuffle with stock 4-D-friendly layers: [H*W, g, C/g] -> permute ->
-    [H, W, C] (output channel j*g + i = input channel i*(C/g) + j)."""
-    h, w = spatial
-    x = L.Reshape((h * w, groups, channels // groups), name=f"{name}_shuffle_split")(x)
-    x = L.Permute((1, 3, 2), name=f"{name}_shuffle_permute")(x)
-    return L.Reshape((h, w, channels), name=f"{name}_shuffle_merge")(x)
-
-
-def _group_conv(a, name):
-    a = dict(a)
-    if name is not None:
-        a["name"] = name
-    if a.pop("activation", None) not in (None, "linear"):
-        raise ValueError(f"grouped convolution {a['name']!r} with a fused activation")
-    return GroupConv(**a)
+BUILDERS = _tfmot_table.builders()
 
 
 def make_layer(kind, args, name):
-    """One tf_keras layer (or ``fn(inputs) -> tensor`` for composite kinds)."""
-    a = dict(args)
-    if kind == "Conv2D":
-        if int(a.get("groups", 1)) > 1:
-            return _group_conv(a, name)
-        return L.Conv2D(name=name, **a)
-    if kind == "DepthwiseConv2D":
-        return L.DepthwiseConv2D(name=name, **a)
-    if kind == "BatchNormalization":
-        return L.BatchNormalization(name=name, **a)
-    if kind == "ReLU":
-        return L.ReLU(name=name, **a)
-    if kind in ("Activation", "ZeroPadding2D", "MaxPooling2D", "AveragePooling2D",
-                "GlobalAveragePooling2D", "Dropout", "Reshape", "Dense", "Concatenate",
-                "Softmax", "Rescaling"):
-        if kind == "ZeroPadding2D":
-            a["padding"] = tuple(tuple(p) for p in a["padding"])
-        if kind == "Reshape":
-            a["target_shape"] = tuple(a["target_shape"])
-        return getattr(L, kind)(name=name, **a)
-    if kind == "Flatten":
-        return L.Flatten(name=name)
-    if kind == "Add":
-        return L.Add(name=name)
-    if kind == "ChannelSplit":
-        return ChannelSplit(a["parts"], name=name)
-    if kind == "EdgePadMaxPool":
-        def f(x):
-            x = EdgePad(a["pads"], name=f"{name}_edgepad")(x)
-            return L.MaxPooling2D(a["pool_size"], a["strides"], "valid", name=name)(x)
-        return f
-    if kind == "ChannelShuffle":
-        return lambda x: shuffle(x, a["groups"], a["channels"], a["spatial"], name)
-    if kind == "GroupedConv":
-        def g(x):
-            if a["shuffle_groups"] > 1:
-                x = shuffle(x, a["shuffle_groups"], a["channels"], a["spatial"], name)
-            common = dict(kernel_size=a["kernel_size"], strides=a["strides"],
-                          padding=a["padding"], dilation_rate=a["dilation_rate"],
-                          use_bias=a["use_bias"], name=name)
-            if a["conv"] == "DepthwiseConv2D":
-                return L.DepthwiseConv2D(depth_multiplier=a["depth_multiplier"], **common)(x)
-            if a["groups"] > 1:
-                return _group_conv(dict(common, filters=a["filters"], groups=a["groups"]),
-                                   None)(x)
-            return L.Conv2D(a["filters"], **common)(x)
-        return g
-    raise ValueError(f"unknown layer kind {kind!r} for layer {name!r}")
+    """One tf_keras layer (or ``fn(inputs) -> tensor`` for composite kinds): the table's builder
+    of ``kind``, given this module (``L`` and the custom layers above)."""
+    build = BUILDERS.get(kind)
+    if build is None:
+        raise ValueError(f"unknown layer kind {kind!r} for layer {name!r}")
+    return build(sys.modules[__name__], dict(args), name)
 
 
 def build(spec, weights):
@@ -246,7 +196,7 @@ def build(spec, weights):
             continue
         ins = [tensors[n][i] for n, i in layer["inbound"]]
         fn = make_layer(kind, layer["args"], name)
-        y = fn(ins if kind in ("Concatenate", "Add") else ins[0])
+        y = fn(ins if kind in _tfmot_table.MULTI_INPUT else ins[0])
         tensors[name] = y if isinstance(y, list) else [y]
     out_name, out_index = spec["output"]
     model = tf_keras.Model(inp, tensors[out_name][out_index], name=spec["name"])

@@ -6,8 +6,10 @@ library's layers (the conversions of a full family take ~10 s each on 2 cores).
 """
 
 import gzip
+import json
 import os
 import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -15,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 import keras_cnns
-from keras_cnns.export import _tfmot
+from keras_cnns.export import _tfmot, _tfmot_table
 from keras_cnns.export._tfmot import (check_translation, graph_spec, load_pruned_weights,
                                       optimize_with_tfmot)
 from keras_cnns.layers import BatchNormalization, ChannelShuffle, GroupedDepthwiseConv2D
@@ -91,6 +93,29 @@ def test_spec_uses_the_intended_rebuilds(family_models):
     spec, weights = graph_spec(mobilenet)
     k3 = mobilenet.get_layer("conv_1_dw").kernel.numpy()
     np.testing.assert_array_equal(weights["conv_1_dw::0"], np.transpose(k3, (0, 1, 3, 2)))
+
+
+def test_one_table_for_both_processes():
+    """The parent's translations and the child's builders come from one table, which the child
+    imports without Keras 3, keras_cnns or TensorFlow (it is loaded before tf_keras is)."""
+    classes = _tfmot_table.translators()
+    assert {CeilModeMaxPooling2D, BatchNormalization, keras.layers.BatchNormalization,
+            GroupedDepthwiseConv2D, ChannelShuffle, keras.layers.Conv2D} <= set(classes)
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import _tfmot_table; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in "
+            "('keras', 'keras_cnns', 'tensorflow', 'tf_keras')]; "
+            "print(json.dumps([sorted(_tfmot_table.builders()), bad]))")
+    proc = subprocess.run([sys.executable, "-c", code, os.path.dirname(_tfmot_table.__file__)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    kinds, imported = json.loads(proc.stdout)
+    assert imported == []
+    # every kind a translation produces has a child builder
+    produced = {"Conv2D", "DepthwiseConv2D", "BatchNormalization", "GroupedConv", "ChannelShuffle",
+                "ChannelSplit", "ReLU", "Activation", "ZeroPadding2D", "MaxPooling2D",
+                "AveragePooling2D", "GlobalAveragePooling2D", "Dropout", "Reshape", "Flatten",
+                "Dense", "Concatenate", "Add", "Softmax", "Rescaling", "EdgePadMaxPool"}
+    assert set(kinds) == produced
 
 
 # --------------------------------------------------------------------------- prune + QAT

@@ -15,7 +15,7 @@ import pytest
 import keras_cnns
 from keras_cnns.layers import DropPath, GroupedDepthwiseConv2D, InputNormalization
 from keras_cnns.models import shapes_only
-from keras_cnns.models._keras_apps import from_keras_applications, weighted_layers
+from keras_cnns.bridges import from_keras_applications, weighted_layers
 from keras_cnns.models.efficientnet import VARIANTS, EfficientNet, efficientnet
 
 from test_keras_apps import _outputs, _randomize, _x  # noqa: E402  (tests/models on sys.path)

@@ -11,7 +11,7 @@ import pytest
 
 import keras_cnns
 from keras_cnns.layers import GroupedDepthwiseConv2D
-from keras_cnns.models._keras_apps import from_keras_applications, weighted_layers
+from keras_cnns.bridges import from_keras_applications, weighted_layers
 from keras_cnns.models.mobilenet import MobileNet
 
 ATOL = 1e-5
@@ -165,3 +165,42 @@ def test_vgg16_outputs_match_keras_applications():
     x = _x(shape)
     from_keras_applications(src, dst)
     np.testing.assert_allclose(_outputs(dst, x), _outputs(src, x), atol=ATOL, rtol=1e-4)
+
+
+def _reversed_mobilenet_pairs(target):
+    """A keras_applications name map for the test: MobileNet's pairs, listed backwards."""
+    src = keras.applications.MobileNet(alpha=0.25, weights=None, input_shape=(32, 32, 3),
+                                       classes=10)
+    return [(t.name, s.name) for s, t in zip(weighted_layers(src), weighted_layers(target))][::-1]
+
+
+def test_name_maps_pair_by_name():
+    # the bridges' one name-map mechanism: `names`, or a map registered for a family
+    shape = (32, 32, 3)
+    kw = dict(alpha=0.25, input_shape=shape, classes=10, classifier_activation=None)
+    src = keras.applications.MobileNet(weights=None, **kw)
+    _randomize(src, seed=7)
+    x = _x(shape)
+    pairs = _reversed_mobilenet_pairs(MobileNet(**kw))
+    dst = MobileNet(**kw)
+    assert from_keras_applications(src, dst, names=pairs) is dst
+    np.testing.assert_allclose(_outputs(dst, x), _outputs(src, x), atol=ATOL, rtol=1e-4)
+    keras_cnns.bridges.register_name_map("TestReversedMobileNet", "keras_applications",
+                                         _reversed_mobilenet_pairs)
+    assert keras_cnns.bridges.name_maps("keras_applications")["TestReversedMobileNet"] \
+        is _reversed_mobilenet_pairs
+    other = MobileNet(**kw)
+    from_keras_applications(src, other, family="TestReversedMobileNet")
+    np.testing.assert_allclose(_outputs(other, x), _outputs(src, x), atol=ATOL, rtol=1e-4)
+    # errors name the layers; nothing is copied
+    fresh = MobileNet(**kw)
+    before = [w.copy() for w in fresh.get_weights()]
+    with pytest.raises(ValueError, match=r"no layer 'nope'"):
+        from_keras_applications(src, fresh, names=[("nope", "conv1")] + pairs[1:])
+    with pytest.raises(ValueError, match=r"no source counterpart: \['conv1_conv'\]"):
+        from_keras_applications(src, fresh, names=pairs[:-1])  # the last pair is conv1's
+    with pytest.raises(ValueError, match=r"`family` has no registered keras_applications name "
+                                         r"map.*Received: family='Nope'"):
+        from_keras_applications(src, fresh, family="Nope")
+    for a, b in zip(before, fresh.get_weights()):
+        np.testing.assert_array_equal(a, b)

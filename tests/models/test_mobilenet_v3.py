@@ -11,7 +11,7 @@ import pytest
 
 from keras_cnns.blocks import StochasticDepth
 from keras_cnns.layers import GroupedDepthwiseConv2D
-from keras_cnns.models._keras_apps import from_keras_applications, weighted_layers
+from keras_cnns.bridges import from_keras_applications, weighted_layers
 from keras_cnns.models.mobilenet_v3 import MobileNetV3
 
 from test_keras_apps import _outputs, _randomize, _x  # noqa: E402  (tests/models on sys.path)

@@ -14,9 +14,8 @@ import keras_cnns
 from keras_cnns.blocks import StochasticDepth
 from keras_cnns.models import resnet  # registers the residual families
 from keras_cnns.models._builder import shapes_only
-from keras_cnns.models._keras_apps import from_keras_applications
+from keras_cnns.bridges import from_keras_applications, name_maps
 from keras_cnns.models._stages import survival_probabilities
-from keras_cnns.models._torchvision import _NAMES as TORCHVISION_NAMES
 from test_keras_apps import _randomize
 
 RESNET_MODELS = [n for n in keras_cnns.list_models()
@@ -50,7 +49,7 @@ def test_the_registered_variants():
     assert keras_cnns.model_info("resnet20").default_input_shape == (32, 32, 3)
     assert keras_cnns.model_info("resnet20").default_classes == 10
     for family in ("ResNet", "ResNeXt", "WideResNet"):
-        assert TORCHVISION_NAMES[family] is resnet.torchvision_names
+        assert name_maps("torchvision")[family] is resnet.torchvision_names
 
 
 # The exact counts and multiply-adds of every registered model are compared with

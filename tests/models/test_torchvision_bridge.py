@@ -24,13 +24,18 @@ import pytest
 
 import keras_cnns
 from keras_cnns.layers import GroupedDepthwiseConv2D, fc_as_conv
-from keras_cnns.models._keras_apps import weighted_layers
-from keras_cnns.models._torchvision import (
+from keras_cnns.bridges import (
     from_torchvision,
     load_state_dict,
-    register_torchvision_names,
-    torchvision_names,
+    register_name_map,
+    registered_names,
+    weighted_layers,
 )
+
+
+def torchvision_names(model, family=None):
+    return registered_names(model, "torchvision", family)
+
 
 ATOL = 1e-4
 HAVE_TORCH = all(importlib.util.find_spec(m) is not None for m in ("torch", "torchvision"))
@@ -92,14 +97,11 @@ CALIBRATE = set(RESNETS) | {"mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_
 SLOW = {"vgg13", "vgg16", "vgg19", "vgg13_bn", "vgg16_bn", "vgg19_bn"}
 TOY_INPUT = (2, 4, 5, 7)  # NCHW: a non-square map, so the flatten permutation matters
 
-# Runs in the child: torch + torchvision + NumPy only, never TensorFlow.
-_REFERENCE_SCRIPT = textwrap.dedent("""
+# The children's torch side: torch + torchvision + NumPy, imported before any TensorFlow.
+_TORCH_HELPERS = textwrap.dedent("""
     import json, os, sys
     import numpy as np
     import torch, torchvision
-
-    out_dir, cases = sys.argv[1], json.loads(sys.argv[2])
-    assert "tensorflow" not in sys.modules
 
     def randomise(model, gen):
         with torch.no_grad():
@@ -148,6 +150,12 @@ _REFERENCE_SCRIPT = textwrap.dedent("""
             torch.nn.Dropout(0.5),
             torch.nn.Linear(12 * 5 * 7, 10),
         )
+""")
+
+# Runs in the child: torch + torchvision + NumPy only, never TensorFlow.
+_REFERENCE_SCRIPT = _TORCH_HELPERS + textwrap.dedent("""
+    out_dir, cases = sys.argv[1], json.loads(sys.argv[2])
+    assert "tensorflow" not in sys.modules
 
     for seed, (case, (builder, size, batch, calibrated)) in enumerate(sorted(cases.items())):
         torch.manual_seed(seed)
@@ -268,7 +276,7 @@ _PT_CHILD = textwrap.dedent("""
     import numpy as np
     sys.path.insert(0, sys.argv[2])
     from test_torchvision_bridge import _toy_keras, _nhwc, _outputs
-    from keras_cnns.models._torchvision import from_torchvision  # TensorFlow is imported first
+    from keras_cnns.bridges.torchvision import from_torchvision  # TensorFlow is imported first
     assert "tensorflow" in sys.modules and "torch" not in sys.modules
     model = from_torchvision(sys.argv[1] + "/toy_state.pt", _toy_keras())  # imports torch now
     assert "torch" in sys.modules and "torchvision" not in sys.modules
@@ -288,6 +296,96 @@ def test_pt_file_loads_after_tensorflow(torch_reference):
     assert proc.returncode == 0, proc.stderr[-4000:]
     diff = float(proc.stdout.split("max_abs_diff")[-1])
     assert diff <= 1e-5
+
+
+# torchvision first, then keras_cnns (TensorFlow) in the same process: that order works, and
+# lets the bridge receive the torch.nn.Module itself (and read each BatchNorm's eps from it).
+_MODULE_CHILD = _TORCH_HELPERS + textwrap.dedent("""
+    import keras_cnns  # TensorFlow after torchvision
+    results = {}
+    for seed, (builder, name) in enumerate(json.loads(sys.argv[1])):
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(1000 + seed)
+        module = getattr(torchvision.models, builder)(weights=None)
+        randomise(module, gen)
+        x = np.random.default_rng(seed).normal(size=(2, 3, 64, 64)).astype(np.float32)
+        calibrate(module, torch.from_numpy(x), gen)
+        module.eval()
+        with torch.no_grad():
+            y = module(torch.from_numpy(x)).numpy()
+        model = keras_cnns.create_model(name, classes=1000, input_shape=(64, 64, 3),
+                                        classifier_activation=None)
+        keras_cnns.from_torchvision(module, model)  # no bn_epsilon: read from the module
+        got = np.asarray(model(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), training=False))
+        try:  # a state dict holds no eps: bn_epsilon's default (1e-5) applies there
+            keras_cnns.from_torchvision(module.state_dict(), model)
+            error = ""
+        except ValueError as exc:
+            error = str(exc)
+        results[builder] = dict(
+            eps=sorted({m.eps for m in module.modules()
+                        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}),
+            diff=float(np.abs(got - y).max()), scale=float(np.abs(y).max()), error=error)
+    print("RESULTS", json.dumps(results))
+""")
+
+
+@needs_torch
+def test_torch_module_gives_each_batch_norm_eps():
+    # torchvision's MobileNetV3 builds its BatchNorms with eps=1e-3: handed the module, the
+    # bridge reads it, and the registered *_torchvision model (epsilon 1e-3) takes the weights
+    # without `bn_epsilon`; its state dict alone still needs bn_epsilon=1e-3.
+    cases = [("mobilenet_v3_small", "mobilenetv3_small_torchvision"),
+             ("mobilenet_v3_large", "mobilenetv3_large_torchvision")]
+    proc = subprocess.run([sys.executable, "-c", _MODULE_CHILD, json.dumps(cases)],
+                          capture_output=True, text=True, timeout=900,
+                          env=dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3"))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads(proc.stdout.split("RESULTS")[-1])
+    for builder, _ in cases:
+        r = results[builder]
+        print(f"\n[torchvision bridge] {builder} from the module: max |ours - torchvision| = "
+              f"{r['diff']:.3g} (max |logit| = {r['scale']:.3g})")
+        assert r["eps"] == [1e-3]
+        assert r["scale"] > 1e-2 and r["diff"] <= ATOL
+        assert "epsilon is 0.001" in r["error"] and "`bn_epsilon`" in r["error"]
+
+
+class _FakeBatchNorm:
+    """What the bridge reads of a torch BatchNorm: ``eps`` (and ``running_var``)."""
+
+    def __init__(self, eps):
+        self.eps, self.running_var = eps, None
+
+
+class _FakeModule:
+    """A ``torch.nn.Module`` stand-in (no torch in this process): ``state_dict`` and
+    ``named_modules``."""
+
+    def __init__(self, state, eps):
+        self.state, self.eps = state, eps
+
+    def state_dict(self):
+        return self.state
+
+    def named_modules(self):
+        prefixes = {k.rpartition(".")[0] for k in self.state if k.endswith("running_var")}
+        return [("", self)] + [(p, _FakeBatchNorm(self.eps)) for p in sorted(prefixes)]
+
+
+def test_module_eps_is_checked_against_keras():
+    model = keras_cnns.create_model("vgg11_bn", include_top=False, input_shape=(32, 32, 3))
+    state = _torch_layout(model)
+    before = _snapshot(model)
+    with pytest.raises(ValueError, match=r"'features\.1'.*'block1_conv1_bn'.*epsilon is 1e-05 "
+                                         r"but the torch BatchNorm's eps \(read from the module\)"):
+        from_torchvision(_FakeModule(state, 1e-3), model)
+    with pytest.raises(ValueError, match=r"`bn_epsilon` is 0\.001 but the torch module's "
+                                         r"BatchNorm 'features\.1' has eps=1e-05"):
+        from_torchvision(_FakeModule(state, 1e-5), model, bn_epsilon=1e-3)
+    assert _unchanged(model, before)
+    from_torchvision(_FakeModule(state, 1e-5), model)
+    from_torchvision(_FakeModule(state, 1e-5), model, bn_epsilon=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -407,8 +505,10 @@ def test_explicit_names_and_registration():
         from_torchvision(state, model, names=[("nope", "features.0")], strict=False)
     with pytest.raises(ValueError, match=r"`names`"):
         from_torchvision(state, model, names=[1, 2])
-    with pytest.raises(ValueError, match="register_torchvision_names"):
-        register_torchvision_names("X", "not callable")
+    with pytest.raises(ValueError, match="register_name_map"):
+        register_name_map("X", "torchvision", "not callable")
+    with pytest.raises(ValueError, match="already has a torchvision name map"):
+        register_name_map("SqueezeNet", "torchvision", lambda m: names)
 
 
 @pytest.mark.parametrize("source, match", [

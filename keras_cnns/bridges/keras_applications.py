@@ -21,19 +21,36 @@ Conversion rules (``(source class, target class) -> converter``; the most specif
   tensorflow/tensorflow#49930); stock ``Normalization`` targets are refreshed after the copy.
 * Anything else: weights must have identical shapes.
 
-Later families add their own converters with :func:`register_weight_rule` (a per-family hook), and
-layers that exist on one side only (e.g. keras.applications EfficientNet's ``Normalization``) are
-left out of the pairing with ``skip_source`` / ``skip_target``.
+Pairing: in topological order, unless a name map applies: the family's, registered with
+:func:`keras_cnns.bridges.register_name_map` under the bridge ``"keras_applications"`` (pairs of
+``(keras_cnns_layer_name, keras_applications_layer_name)``; found from the target's name,
+``model_info(target.name).family``, or the ``family`` argument), or the ``names`` argument. Layers
+that exist on one side only (e.g. keras.applications EfficientNet's ``Normalization``) can be left
+out with ``skip_source`` / ``skip_target``. New converters between layer classes are added with
+:func:`register_weight_rule`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import keras
 import numpy as np
 
-__all__ = ["from_keras_applications", "register_weight_rule", "weighted_layers"]
+from keras_cnns.bridges._common import (
+    NameMap,
+    describe,
+    pair_by_names,
+    pair_by_order,
+    resolve_names,
+    short_name,
+    weighted_layers,
+)
+
+__all__ = ["BRIDGE", "from_keras_applications", "register_weight_rule", "weighted_layers"]
+
+#: This bridge's name in :func:`keras_cnns.bridges.register_name_map`.
+BRIDGE = "keras_applications"
 
 # converter(source_layer, target_layer, source_arrays, target_variables) -> target arrays
 Converter = Callable[[Any, Any, List[np.ndarray], List[Any]], List[np.ndarray]]
@@ -66,8 +83,8 @@ def _rule_for(source, target) -> Optional[Converter]:
 
 def _by_name(source_layer, target_layer, src: List[np.ndarray], tgt_vars: List[Any], convert_kernel):
     """Pair weights by short name; ``convert_kernel(array, target_shape)`` maps the kernel."""
-    s_names = [_short(v) for v in source_layer.weights]
-    t_names = [_short(v) for v in tgt_vars]
+    s_names = [short_name(v) for v in source_layer.weights]
+    t_names = [short_name(v) for v in tgt_vars]
     if sorted(s_names) != sorted(t_names):
         raise ValueError(f"weights {s_names} do not correspond to {t_names}")
     lookup = dict(zip(s_names, src))
@@ -84,16 +101,12 @@ def _same_layout(source_layer, src: List[np.ndarray], tgt_vars: List[Any]) -> Li
     """No conversion: pair by short name when both sides name their weights alike, else by order."""
     if len(src) != len(tgt_vars):
         raise ValueError(f"{len(src)} weights in the source vs {len(tgt_vars)} in the target")
-    s_names = [_short(v) for v in source_layer.weights]
-    t_names = [_short(v) for v in tgt_vars]
+    s_names = [short_name(v) for v in source_layer.weights]
+    t_names = [short_name(v) for v in tgt_vars]
     if sorted(s_names) == sorted(t_names) and len(set(s_names)) == len(s_names):
         lookup = dict(zip(s_names, src))
         return [lookup[n] for n in t_names]
     return list(src)
-
-
-def _short(v) -> str:
-    return (v.path if hasattr(v, "path") else v.name).rsplit("/", 1)[-1]
 
 
 def _depthwise_to_grouped(source_layer, target_layer, src, tgt_vars):
@@ -148,52 +161,21 @@ def _install_default_rules() -> None:
 _install_default_rules()
 
 
-def _sublayers(model) -> List[Any]:
-    if isinstance(model, keras.Sequential):
-        return list(model.layers)
-    # Functional models keep their operations in topological order (inputs first).
-    ops = getattr(model, "operations", None)
-    return list(ops if ops is not None else model.layers)
-
-
-def weighted_layers(model, skip: Optional[Callable[[Any], bool]] = None) -> List[Any]:
-    """The layers of ``model`` that own weights, in topological order, nested models entered.
-
-    Args:
-        model: a Keras model.
-        skip: optional predicate; layers for which it is true are left out.
-
-    Returns:
-        A list of layers (each with a non-empty ``weights``).
-    """
-    out: List[Any] = []
-    for layer in _sublayers(model):
-        if skip is not None and skip(layer):
-            continue
-        if isinstance(layer, keras.Model):
-            out.extend(weighted_layers(layer, skip))
-        elif getattr(layer, "weights", None):
-            out.append(layer)
-    return out
-
-
-def _describe(layer) -> str:
-    return f"{layer.name!r} ({type(layer).__name__})"
-
-
 def from_keras_applications(
     source,
     target,
     *,
     skip_source: Optional[Callable[[Any], bool]] = None,
     skip_target: Optional[Callable[[Any], bool]] = None,
+    family: Optional[str] = None,
+    names: Union[None, Sequence[Tuple[str, str]], NameMap] = None,
 ):
     """Copy the weights of a ``keras.applications`` model into a keras_cnns model.
 
     Both models must be built with the same configuration (width, classes, ``include_top``,
-    input channels). The weighted layers of both are paired in topological order; every pair is
-    converted (see the module docstring) and its shapes checked before anything is assigned, so
-    a failure leaves ``target`` untouched.
+    input channels). The weighted layers of both are paired in topological order, or by a name
+    map (the module docstring); every pair is converted and its shapes checked before anything
+    is assigned, so a failure leaves ``target`` untouched.
 
     Example::
 
@@ -206,34 +188,41 @@ def from_keras_applications(
         target: the keras_cnns model.
         skip_source: optional predicate on source layers to leave out of the pairing.
         skip_target: optional predicate on target layers to leave out of the pairing.
+        family: the registered ``"keras_applications"`` name map to use
+            (:func:`keras_cnns.bridges.register_name_map`); default: the family of the
+            registered model called ``target.name``, if a map is registered for it.
+        names: explicit ``[(target_layer_name, source_layer_name), ...]`` (or ``fn(target)``
+            returning it) instead of the registered map.
 
     Returns:
         ``target``, with the weights of ``source``.
 
     Raises:
-        ValueError: the models are not Keras models, their weighted layers differ in number, or a
-            pair of layers does not correspond (different weights or shapes); the message names
-            both layers.
+        ValueError: the models are not Keras models, their weighted layers differ in number (or
+            a name map leaves some unpaired or names a layer that is not there), or a pair of
+            layers does not correspond (different weights or shapes); the message names both
+            layers.
     """
     for arg, m in (("source", source), ("target", target)):
         if not isinstance(m, keras.Model):
             raise ValueError(f"`{arg}` must be a keras.Model. Received: {arg}={m!r}")
     src_layers = weighted_layers(source, skip_source)
     tgt_layers = weighted_layers(target, skip_target)
-    if len(src_layers) != len(tgt_layers):
-        raise ValueError(
-            f"The models have different numbers of layers with weights: {len(src_layers)} in "
-            f"{source.name!r} vs {len(tgt_layers)} in {target.name!r}; build both with the same "
-            "configuration (include_top, alpha, classes, ...). Received: "
-            f"source layers {[l.name for l in src_layers][:5]}..., "
-            f"target layers {[l.name for l in tgt_layers][:5]}..."
-        )
+    mapping = resolve_names(target, BRIDGE, family, names)
+    messages = dict(origin="source", unit="layer", where=f"the source model {source.name!r}",
+                    relax="")
+    if mapping is None:
+        pairs = pair_by_order(tgt_layers, src_layers, True, **messages)
+    else:
+        by_name = {layer.name: layer for layer in src_layers}
+        pairs = [(t, by_name[s]) for t, s in
+                 pair_by_names(tgt_layers, by_name, mapping, True, **messages)]
 
     plan: List[Tuple[Any, np.ndarray]] = []
-    for s, t in zip(src_layers, tgt_layers):
+    for t, s in pairs:
         arrays = [np.asarray(keras.ops.convert_to_numpy(v)) for v in s.weights]
         t_vars = list(t.weights)
-        where = f"source layer {_describe(s)} -> target layer {_describe(t)}"
+        where = f"source layer {describe(s)} -> target layer {describe(t)}"
         rule = _rule_for(s, t)
         try:
             if rule is not None:
@@ -247,7 +236,7 @@ def from_keras_applications(
         for a, v in zip(new, t_vars):
             if tuple(a.shape) != tuple(v.shape):
                 raise ValueError(
-                    f"Cannot copy {where}: weight {_short(v)!r} has shape {tuple(a.shape)} in the "
+                    f"Cannot copy {where}: weight {short_name(v)!r} has shape {tuple(a.shape)} in the "
                     f"source and {tuple(v.shape)} in the target"
                 )
             plan.append((v, a))
@@ -279,7 +268,7 @@ def _normalization_fold(source_layer, target_layer, src, tgt_vars):
     out = _same_layout(source_layer, src, tgt_vars)
     scale = _following_scale(source_layer)
     if scale is not None:
-        names = [_short(v) for v in tgt_vars]
+        names = [short_name(v) for v in tgt_vars]
         i = names.index("variance") if "variance" in names else 1
         out[i] = (np.asarray(out[i], dtype=np.float64) / scale ** 2).astype(np.float32)
     return out

@@ -26,14 +26,22 @@ Conversion rules (PyTorch -> Keras):
 * ``Linear`` -> a fully connected layer written as a convolution (``Conv2D`` kernel
   ``[h, w, c, out]``, :func:`keras_cnns.layers.fc_as_conv`): the same permutation, reshaped.
 * ``BatchNorm`` ``weight / bias / running_mean / running_var`` -> ``gamma / beta / moving_mean /
-  moving_variance``; the Keras layer's ``epsilon`` must equal the torch one (``bn_epsilon``,
-  torchvision's 1e-5). ``num_batches_tracked`` is skipped.
+  moving_variance``; ``num_batches_tracked`` is skipped. The Keras layer's ``epsilon`` must equal
+  the torch one: from a ``torch.nn.Module`` each BatchNorm's ``eps`` is read from the module
+  itself (torchvision's MobileNetV3 uses 1e-3, the others 1e-5); a state dict (mapping or file)
+  holds no eps, so there every BatchNorm is taken to use ``bn_epsilon`` (default torchvision's
+  1e-5; pass 1e-3 for a MobileNetV3 state dict). A difference is a ``ValueError`` naming both
+  layers (the Keras model is never changed behind the caller's back: build it with the torch
+  epsilon, e.g. the ``*_torchvision`` registered variants).
 * biases are copied as they are.
 
-Pairing: a family registers an explicit name mapping with :func:`register_torchvision_names`
-(SqueezeNet, AlexNet and VGG are registered below); the mapping is found from the model's name
-(``model_info(model.name).family``) or the ``family`` argument. Without one, Keras layers that own
-weights (topological order) pair one to one with torch modules (state-dict order).
+Pairing: by the family's name map, registered once with
+:func:`keras_cnns.bridges.register_name_map` under the bridge ``"torchvision"`` (pairs of
+``(keras_layer_name, torch_module_prefix)``; the registered maps are in
+:mod:`keras_cnns.bridges._name_maps`), found from the model's name
+(``model_info(model.name).family``) or the ``family`` argument, or by the ``names`` argument.
+Without one, Keras layers that own weights (topological order) pair one to one with torch modules
+(state-dict order).
 """
 
 from __future__ import annotations
@@ -45,39 +53,30 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import keras
 import numpy as np
 
+from keras_cnns.bridges._common import (
+    EPSILON_TOLERANCE,
+    NameMap,
+    check_bn_epsilon,
+    describe,
+    pair_by_names,
+    pair_by_order,
+    resolve_names,
+    short_name,
+    walk,
+)
 from keras_cnns.layers.conv_fc import dense_to_conv_kernel
 from keras_cnns.layers.grouped_conv import GroupedDepthwiseConv2D
-from keras_cnns.models._keras_apps import _describe, _short, _sublayers
 
-__all__ = ["TORCH_BN_EPSILON", "from_torchvision", "load_state_dict", "register_torchvision_names",
-           "torchvision_names"]
+__all__ = ["BRIDGE", "TORCH_BN_EPSILON", "batch_norm_epsilons", "from_torchvision",
+           "load_state_dict"]
 
-#: torch.nn.BatchNorm2d's default ``eps`` (every torchvision classification model uses it).
+#: This bridge's name in :func:`keras_cnns.bridges.register_name_map`.
+BRIDGE = "torchvision"
+#: torch.nn.BatchNorm2d's default ``eps`` (torchvision's models use it, MobileNetV3 aside).
 TORCH_BN_EPSILON = 1e-5
-#: How far a Keras BatchNormalization epsilon may be from the torch one.
-EPSILON_TOLERANCE = 1e-12
-
-# family -> fn(keras_model) -> [(keras_layer_name, torch_module_prefix), ...] in any order,
-# covering every Keras layer that owns weights.
-NameMapping = Callable[[object], List[Tuple[str, str]]]
-_NAMES: Dict[str, NameMapping] = {}
 
 _SOURCE_KINDS = ("a torch.nn.Module, a state_dict mapping of names to torch tensors or NumPy "
                  "arrays, or the path of an existing .npz, .pt or .pth file")
-
-
-def register_torchvision_names(family: str, fn: NameMapping) -> None:
-    """Register how a family's Keras layers map to torchvision module prefixes.
-
-    ``fn(model)`` returns ``[(keras_layer_name, torch_prefix), ...]``: e.g.
-    ``("conv2_block1_1_conv", "layer1.0.conv1")`` pairs that Keras layer with the state-dict
-    entries ``layer1.0.conv1.weight`` (and ``.bias``). ``family`` is the registry's family name
-    (``model_info(name).family``).
-    """
-    if not isinstance(family, str) or not callable(fn):
-        raise ValueError("register_torchvision_names(family, fn) takes a family name and a "
-                         f"callable. Received: family={family!r}, fn={fn!r}")
-    _NAMES[family] = fn
 
 
 # ----------------------------------------------------------------------------------------------
@@ -166,6 +165,21 @@ def load_state_dict(source) -> Dict[str, np.ndarray]:
     return out
 
 
+def batch_norm_epsilons(source) -> Dict[str, float]:
+    """``{module prefix: eps}`` of every BatchNorm in a ``torch.nn.Module``; ``{}`` for a state
+    dict or a file, which hold no eps.
+
+    A module counts as a BatchNorm when it has ``eps`` and ``running_var`` (torch's
+    ``_BatchNorm`` subclasses), so torch need not be imported here.
+    """
+    named = getattr(source, "named_modules", None)
+    if isinstance(source, (str, os.PathLike, collections.abc.Mapping, keras.Model)) \
+            or not callable(named):
+        return {}
+    return {name: float(module.eps) for name, module in named()
+            if getattr(module, "eps", None) is not None and hasattr(module, "running_var")}
+
+
 def _group(state: Dict[str, np.ndarray]) -> Dict[str, Dict[str, np.ndarray]]:
     """``{"features.0.weight": a, ...}`` -> ``{"features.0": {"weight": a, ...}, ...}`` in order."""
     groups: Dict[str, Dict[str, np.ndarray]] = {}
@@ -179,109 +193,15 @@ def _group(state: Dict[str, np.ndarray]) -> Dict[str, Dict[str, np.ndarray]]:
 # Pairing Keras layers with torch modules
 # ----------------------------------------------------------------------------------------------
 
-def _walk(layer, seen=None):
-    """Every layer inside ``layer`` once, depth first: functional models in topological order,
-    other layers through their tracked sublayers (e.g. a stochastic-depth block's branch)."""
-    seen = set() if seen is None else seen
-    if isinstance(layer, keras.Model):
-        children = _sublayers(layer)
-    else:
-        flatten = getattr(layer, "_flatten_layers", None)
-        children = list(flatten(include_self=False, recursive=False)) if flatten else []
-    for child in children:
-        if id(child) not in seen:
-            seen.add(id(child))
-            yield child
-            yield from _walk(child, seen)
-
-
 def _own_weights(layer) -> List[Any]:
     """``layer``'s weights that are not those of a sublayer."""
-    inner = {id(w) for child in _walk(layer) for w in child.weights}
+    inner = {id(w) for child in walk(layer) for w in child.weights}
     return [w for w in layer.weights if id(w) not in inner]
 
 
 def _weight_owners(model) -> List[Any]:
     """The layers that own weights themselves (not only through sublayers), in walk order."""
-    return [layer for layer in _walk(model) if _own_weights(layer)]
-
-
-def _all_layer_names(model) -> set:
-    return {layer.name for layer in _walk(model)}
-
-
-def _registered_family(model) -> Optional[str]:
-    from keras_cnns.models._registry import model_info
-
-    try:
-        family = model_info(model.name).family
-    except ValueError:
-        return None
-    return family if family in _NAMES else None
-
-
-def torchvision_names(model, family: Optional[str] = None) -> Optional[List[Tuple[str, str]]]:
-    """The registered ``(keras_layer_name, torch_prefix)`` pairs for ``model``, or ``None``.
-
-    ``family`` picks the registered mapping (default: the family of the registered model named
-    ``model.name``); ``None`` comes back when no mapping applies (pairing is then positional).
-    """
-    if family is None:
-        family = _registered_family(model)
-        if family is None:
-            return None
-    elif family not in _NAMES:
-        raise ValueError(f"`family` has no registered torchvision name mapping; registered: "
-                         f"{sorted(_NAMES)}. Received: family={family!r}")
-    return [(str(k), str(t)) for k, t in _NAMES[family](model)]
-
-
-def _pair_by_names(layers, groups, names, strict) -> List[Tuple[Any, str]]:
-    by_name = {layer.name: layer for layer in layers}
-    pairs, seen_k, seen_t = [], set(), set()
-    for k_name, prefix in names:
-        if k_name not in by_name:
-            raise ValueError(f"The name mapping pairs Keras layer {k_name!r} with torch module "
-                             f"{prefix!r}, but the model has no layer {k_name!r} that owns weights "
-                             f"(layers with weights: {sorted(by_name)[:8]}...)")
-        if prefix not in groups:
-            raise ValueError(f"The name mapping pairs Keras layer {k_name!r} with torch module "
-                             f"{prefix!r}, which is not in the state_dict (modules: "
-                             f"{list(groups)[:8]}...); build both models with the same "
-                             "configuration")
-        if k_name in seen_k or prefix in seen_t:
-            raise ValueError(f"The name mapping uses Keras layer {k_name!r} or torch module "
-                             f"{prefix!r} twice")
-        seen_k.add(k_name)
-        seen_t.add(prefix)
-        pairs.append((by_name[k_name], prefix))
-    if strict:
-        _check_all_used([layer.name for layer in layers if layer.name not in seen_k],
-                        [p for p in groups if p not in seen_t])
-    return pairs
-
-
-def _check_all_used(keras_left: Sequence[str], torch_left: Sequence[str]) -> None:
-    if keras_left:
-        raise ValueError(f"Keras layers with weights that have no torch counterpart: {list(keras_left)}; "
-                         "build the model with the torchvision configuration (classes, include_top, "
-                         "no extra layers) or pass strict=False to leave them as they are")
-    if torch_left:
-        raise ValueError(f"torch modules left unused: {list(torch_left)}; build the Keras model "
-                         "with the same configuration (e.g. include_top) or pass strict=False")
-
-
-def _pair_by_order(layers, groups, strict) -> List[Tuple[Any, str]]:
-    prefixes = list(groups)
-    n = min(len(layers), len(prefixes))
-    if strict and len(layers) != len(prefixes):
-        raise ValueError(
-            f"The Keras model has {len(layers)} layers with weights but the state_dict has "
-            f"{len(prefixes)} modules (paired by order: no name mapping is registered for this "
-            f"model). Unpaired Keras layers: {[layer.name for layer in layers[n:]]}; unused torch "
-            f"modules: {prefixes[n:]}. Build both with the same configuration, register a "
-            "mapping, pass `names`, or pass strict=False")
-    return list(zip(layers[:n], prefixes[:n]))
+    return [layer for layer in walk(model) if _own_weights(layer)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -358,14 +278,40 @@ _BN_NAMES = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
              "moving_variance": "running_var"}
 
 
-def _convert(layer, prefix: str, entries: Dict[str, np.ndarray], strict: bool, bn_epsilon: float):
-    """``[(variable, array), ...]`` for one Keras layer from one torch module's entries."""
+def _module_epsilons(source, bn_epsilon: Optional[float]
+                     ) -> Callable[[str], Tuple[float, str, str]]:
+    """``fn(prefix) -> (eps, where it comes from, how to fix a mismatch)`` for the BatchNorm
+    at ``prefix``: the module's own ``eps`` when ``source`` is a module, else ``bn_epsilon``."""
+    read = batch_norm_epsilons(source)
+    if bn_epsilon is not None:
+        for prefix, eps in read.items():
+            if abs(eps - bn_epsilon) > EPSILON_TOLERANCE:
+                raise ValueError(f"`bn_epsilon` is {bn_epsilon!r} but the torch module's BatchNorm "
+                                 f"{prefix!r} has eps={eps!r}; leave `bn_epsilon` out for a "
+                                 f"module (its eps is read from it). Received: "
+                                 f"bn_epsilon={bn_epsilon!r}")
+    given = TORCH_BN_EPSILON if bn_epsilon is None else float(bn_epsilon)
+    from_module = ("the torch BatchNorm's eps (read from the module)",
+                   "Build the Keras model with the torch epsilon (its builder's bn_epsilon, or the "
+                   "registered *_torchvision variant)")
+    from_argument = ("the torch BatchNorm's eps (`bn_epsilon`; a state dict holds none)",
+                     "Build the layer with the torch epsilon or pass the right `bn_epsilon`")
+
+    def lookup(prefix: str) -> Tuple[float, str, str]:
+        if prefix in read:
+            return (read[prefix],) + from_module
+        return (given,) + from_argument
+
+    return lookup
+
+
+def _convert(layer, prefix: str, entries: Dict[str, np.ndarray], strict: bool,
+             bn_epsilon: Tuple[float, str, str]):
+    """``[(variable, array), ...]`` for one Keras layer from one torch module's entries;
+    ``bn_epsilon``: ``(eps, source, hint)`` of the torch BatchNorm (:func:`_module_epsilons`)."""
     variables = _own_weights(layer)
     if isinstance(layer, keras.layers.BatchNormalization):
-        if abs(float(layer.epsilon) - bn_epsilon) > EPSILON_TOLERANCE:
-            raise ValueError(f"its epsilon is {layer.epsilon!r} but the torch BatchNorm used "
-                             f"eps={bn_epsilon!r} (`bn_epsilon`): the outputs would differ. Build "
-                             "the layer with the torch epsilon or pass the right `bn_epsilon`")
+        check_bn_epsilon(layer, *bn_epsilon)
         names = _BN_NAMES
     elif isinstance(layer, _CONV_LAYERS + (keras.layers.Dense, keras.layers.DepthwiseConv2D)):
         names = {"kernel": "weight", "bias": "bias"}
@@ -373,7 +319,7 @@ def _convert(layer, prefix: str, entries: Dict[str, np.ndarray], strict: bool, b
         raise ValueError(f"no torch conversion is known for {type(layer).__name__} layers")
     out, used = [], set()
     for var in variables:
-        short = _short(var)
+        short = short_name(var)
         torch_name = names.get(short)
         if torch_name is None:
             raise ValueError(f"no torch counterpart is known for its weight {short!r}")
@@ -406,9 +352,9 @@ def from_torchvision(
     model,
     *,
     family: Optional[str] = None,
-    names: Union[None, Sequence[Tuple[str, str]], NameMapping] = None,
+    names: Union[None, Sequence[Tuple[str, str]], NameMap] = None,
     strict: bool = True,
-    bn_epsilon: float = TORCH_BN_EPSILON,
+    bn_epsilon: Optional[float] = None,
 ):
     """Copy a torchvision (PyTorch) model's weights into the keras_cnns ``model``.
 
@@ -431,15 +377,19 @@ def from_torchvision(
             dict; read without torch) or a ``.pt`` / ``.pth`` file (``torch.load``, imported only
             then).
         model: the Keras model to fill.
-        family: the registered name mapping to use (:func:`register_torchvision_names`);
-            default: the family of the registered model called ``model.name``, if it has one.
+        family: the registered ``"torchvision"`` name map to use
+            (:func:`keras_cnns.bridges.register_name_map`); default: the family of the
+            registered model called ``model.name``, if a map is registered for it.
         names: explicit ``[(keras_layer_name, torch_prefix), ...]`` (or ``fn(model)`` returning
-            it) instead of the registered mapping.
+            it) instead of the registered map.
         strict: require every Keras layer with weights to be paired and every torch entry
             (``num_batches_tracked`` aside) to be used. With ``False`` those are left alone;
             a pair that does not fit always raises.
-        bn_epsilon: the ``eps`` of the torch BatchNorm layers (torchvision: 1e-5); every Keras
-            ``BatchNormalization`` must use the same epsilon.
+        bn_epsilon: the ``eps`` of the torch BatchNorm layers when ``source`` is a state dict or
+            a file (they do not hold it); ``None``: torchvision's usual 1e-5 (MobileNetV3: pass
+            1e-3). A ``torch.nn.Module`` gives each BatchNorm's own ``eps``, and ``bn_epsilon``
+            may then be left out (if given, it must agree with the module). Every Keras
+            ``BatchNormalization`` must use its torch layer's epsilon: nothing is adjusted.
 
     Returns:
         ``model``, with the torch weights.
@@ -447,7 +397,8 @@ def from_torchvision(
     Raises:
         ValueError: ``source`` or ``model`` is not one of the accepted kinds, a file is missing
             or of an unknown type, a mapping names a layer or module that is not there, layers or
-            entries are left unpaired (``strict``), a BatchNorm epsilon differs, or a pair does
+            entries are left unpaired (``strict``), a BatchNorm epsilon differs (from the
+            module's ``eps`` or ``bn_epsilon``), or a pair does
             not correspond (the message names the Keras layer and the torch module). Nothing is
             assigned unless every pair fits.
     """
@@ -456,92 +407,28 @@ def from_torchvision(
                          f"Received: model={model!r}")
     if not isinstance(strict, bool):
         raise ValueError(f"`strict` must be True or False. Received: strict={strict!r}")
-    if isinstance(bn_epsilon, bool) or not isinstance(bn_epsilon, (int, float)) or not bn_epsilon > 0:
-        raise ValueError(f"`bn_epsilon` must be a positive number. Received: bn_epsilon={bn_epsilon!r}")
+    if bn_epsilon is not None and (isinstance(bn_epsilon, bool)
+                                   or not isinstance(bn_epsilon, (int, float)) or not bn_epsilon > 0):
+        raise ValueError(f"`bn_epsilon` must be None or a positive number. Received: "
+                         f"bn_epsilon={bn_epsilon!r}")
+    epsilons = _module_epsilons(source, bn_epsilon)
     groups = _group(load_state_dict(source))
     layers = _weight_owners(model)
 
-    if names is not None:
-        mapping = names(model) if callable(names) else names
-        try:
-            mapping = [(str(k), str(t)) for k, t in mapping]
-        except (TypeError, ValueError):
-            raise ValueError("`names` must be a list of (keras_layer_name, torch_prefix) pairs or "
-                             f"a callable returning one. Received: names={names!r}") from None
-    else:
-        mapping = torchvision_names(model, family)
+    mapping = resolve_names(model, BRIDGE, family, names)
+    messages = dict(origin="torch", unit="module", where="the state_dict")
     if mapping is None:
-        pairs = _pair_by_order(layers, groups, strict)
+        pairs = pair_by_order(layers, list(groups), strict, **messages)
     else:
-        pairs = _pair_by_names(layers, groups, mapping, strict)
+        pairs = pair_by_names(layers, groups, mapping, strict, **messages)
 
     plan: List[Tuple[Any, np.ndarray]] = []
     for layer, prefix in pairs:
         try:
-            plan.extend(_convert(layer, prefix, groups[prefix], strict, float(bn_epsilon)))
+            plan.extend(_convert(layer, prefix, groups[prefix], strict, epsilons(prefix)))
         except ValueError as exc:
             raise ValueError(f"Cannot copy torch module {prefix!r} into Keras layer "
-                             f"{_describe(layer)}: {exc}") from None
+                             f"{describe(layer)}: {exc}") from None
     for var, array in plan:
         var.assign(np.asarray(array, dtype=var.dtype))
     return model
-
-
-# ----------------------------------------------------------------------------------------------
-# The families built here (torchvision's module names; checked by tests/models/
-# test_torchvision_bridge.py). ResNet-like families register theirs in their own modules.
-# ----------------------------------------------------------------------------------------------
-
-def _squeezenet_names(model) -> List[Tuple[str, str]]:
-    """torchvision ``squeezenet1_0/1_1``: ``features`` = conv, ReLU, then one index per pool or
-    Fire in order (our ``pool{k}`` follows block ``k``); ``classifier.1`` = conv10."""
-    have = _all_layer_names(model)
-    pairs = [("conv1", "features.0")]
-    index = 2
-    for k in range(1, 10):
-        if f"fire{k}_squeeze1x1" in have:
-            pairs += [(f"fire{k}_{ours}", f"features.{index}.{theirs}") for ours, theirs in
-                      (("squeeze1x1", "squeeze"), ("expand1x1", "expand1x1"), ("expand3x3", "expand3x3"))]
-            index += 1
-        if f"pool{k}" in have:
-            index += 1
-    if "conv10" in have:
-        pairs.append(("conv10", "classifier.1"))
-    return pairs
-
-
-def _alexnet_names(model) -> List[Tuple[str, str]]:
-    """torchvision ``alexnet``: ``features`` = conv, ReLU[, pool] per layer; ``classifier`` =
-    Dropout, fc1, ReLU, Dropout, fc2, ReLU, predictions."""
-    have = _all_layer_names(model)
-    pairs, index = [], 0
-    for i in range(1, 6):
-        pairs.append((f"conv{i}", f"features.{index}"))
-        index += 3 if f"pool{i}" in have else 2
-    head = (("fc1", "classifier.1"), ("fc2", "classifier.4"), ("predictions", "classifier.6"))
-    return pairs + [p for p in head if p[0] in have]
-
-
-def _vgg_names(model) -> List[Tuple[str, str]]:
-    """torchvision ``vgg*[_bn]``: ``features`` = conv[, BN], ReLU per layer, a pool per block;
-    ``classifier`` = fc1, ReLU, Dropout, fc2, ReLU, Dropout, predictions."""
-    have = _all_layer_names(model)
-    pairs, index = [], 0
-    for block in range(1, 6):
-        i = 1
-        while f"block{block}_conv{i}" in have:
-            name = f"block{block}_conv{i}"
-            pairs.append((name, f"features.{index}"))
-            if f"{name}_bn" in have:
-                pairs.append((f"{name}_bn", f"features.{index + 1}"))
-                index += 1
-            index += 2
-            i += 1
-        index += 1  # the block's max-pool
-    head = (("fc1", "classifier.0"), ("fc2", "classifier.3"), ("predictions", "classifier.6"))
-    return pairs + [p for p in head if p[0] in have]
-
-
-register_torchvision_names("SqueezeNet", _squeezenet_names)
-register_torchvision_names("AlexNet", _alexnet_names)
-register_torchvision_names("VGG", _vgg_names)
