@@ -29,7 +29,7 @@ Architecture Design", ECCV 2018 (arXiv:1807.11164), Table 5, in torchvision's la
 (``torchvision/models/shufflenetv2.py``: ``conv1`` 3x3 / 2, 24 channels; max-pool; stages of
 4, 8, 4 :func:`keras_cnns.blocks.shufflenet_v2_unit`; ``conv5`` 1x1 to 1024 (2048 for 2.0x);
 global average pooling; ``fc``). The layer names are torchvision's module prefixes with ``_``
-for ``.``, and :func:`keras_cnns.models.from_torchvision` copies ``shufflenet_v2_x*`` weights
+for ``.``, and :func:`keras_cnns.from_torchvision` copies ``shufflenet_v2_x*`` weights
 (tested equal). Counts: 0.5x 1,366,792, 1.0x 2,278,604, 1.5x 3,503,624, 2.0x 7,393,996
 (torchvision's ``num_params``).
 
@@ -46,8 +46,8 @@ from keras_cnns._checks import fail
 from keras_cnns.blocks.shuffle import shufflenet_unit, shufflenet_v2_unit
 from keras_cnns.models._builder import family_builder, pooled_classifier
 from keras_cnns.models._registry import register_model
-from keras_cnns.models._torchvision import register_torchvision_names
-from keras_cnns.models._validation import check_choice, check_probability
+from keras_cnns.models._stages import Stage, StageSpec, build_stages, plain_block
+from keras_cnns._checks import check_choice, check_probability
 
 __all__ = ["SCALES", "STAGE2_WIDTHS", "V2_WIDTHS", "ShuffleNet", "ShuffleNetV2",
            "shufflenet_widths", "torchvision_names"]
@@ -89,6 +89,28 @@ def _stem(x, filters, names):
     p1 = x
     x = layers.ZeroPadding2D(1, name="maxpool_pad")(x)
     return layers.MaxPooling2D(3, 2, name="maxpool")(x), p1
+
+
+def _stages(widths, groups=1, first_options=()):
+    """Stages 2, 3, 4 of :data:`REPEATS` units: the stride-2 unit (kind ``"down"``: v1 paper
+    Fig. 2(c), v2 Fig. 3(d); stage 2's with ``first_options``), then the stride-1 units
+    (``"basic"``: Fig. 2(b), Fig. 3(c))."""
+    return [Stage([StageSpec("down", 1, width, stride=2, groups=groups,
+                             options=first_options if s == 0 else ()),
+                   StageSpec("basic", units - 1, width, groups=groups)])
+            for s, (units, width) in enumerate(zip(REPEATS, widths))]
+
+
+def _build_stages(x, stages, unit, name_fn, p1):
+    """The stages on the max-pool output ``x`` (level 2; ``p1`` the stem convolution): the
+    output and features P1..P5."""
+    return build_stages(x, stages, block_fns={"down": unit, "basic": unit},
+                        block_kwargs=dict(kernel_initializer="he_normal", **BN),
+                        name_fn=name_fn, level=2, features={"P1": p1, "P2": x})
+
+
+_V1_UNIT = plain_block(shufflenet_unit, takes_groups=True)
+_V2_UNIT = plain_block(shufflenet_v2_unit)
 
 
 def _scale_arg(scale, allowed):
@@ -137,13 +159,8 @@ def ShuffleNet(groups=3, scale=1.0, stem_width=None, dropout=0.0, classifier_bia
     x = ctx.start(default_shape=(224, 224, 3), min_size=_MIN_SIZE)
     x, p1 = _stem(x, stem, {"conv": "stem_conv", "bn": "stem_bn", "act": "stem_relu",
                             "pad": "stem_pad"})
-    features = {"P1": p1, "P2": x}
-    for stage, (units, width) in enumerate(zip(REPEATS, widths), start=2):
-        for unit in range(units):
-            x = shufflenet_unit(x, width, stride=2 if unit == 0 else 1, groups=groups,
-                                first=stage == 2 and unit == 0, kernel_initializer="he_normal",
-                                **BN, name=f"stage{stage}_unit{unit + 1}")
-        features[f"P{stage + 1}"] = x
+    x, features = _build_stages(x, _stages(widths, groups, {"first": True}), _V1_UNIT,
+                                lambda s, b: f"stage{s + 2}_unit{b + 1}", p1)
     return ctx.finish(x, _head(ctx, dropout, use_bias=classifier_bias),
                       default_name=_v1_name(groups, scale),
                       features=features)
@@ -173,14 +190,9 @@ def ShuffleNetV2(scale=1.0, dropout=0.0, *, ctx):
     x = ctx.start(default_shape=(224, 224, 3), min_size=_MIN_SIZE)
     x, p1 = _stem(x, 24, {"conv": "conv1_0", "bn": "conv1_1", "act": "conv1_2",
                           "pad": "conv1_pad"})
-    features = {"P1": p1, "P2": x}
     *stage_widths, last = V2_WIDTHS[scale]
-    for stage, (units, width) in enumerate(zip(REPEATS, stage_widths), start=2):
-        for unit in range(units):
-            x = shufflenet_v2_unit(x, width, stride=2 if unit == 0 else 1,
-                                   kernel_initializer="he_normal", **BN,
-                                   name=f"stage{stage}_{unit}")
-        features[f"P{stage + 1}"] = x
+    x, features = _build_stages(x, _stages(stage_widths), _V2_UNIT,
+                                lambda s, b: f"stage{s + 2}_{b}", p1)
     x = kl.conv_bn_act(x, last, 1, activation="relu", kernel_initializer="he_normal", **BN,
                        layer_names={"conv": "conv5_0", "bn": "conv5_1", "act": "conv5_2"})
     features["P5"] = x
@@ -228,4 +240,3 @@ for _scale in V2_WIDTHS:
                    builder=ShuffleNetV2, default_input_shape=(224, 224, 3),
                    min_input_size=_MIN_SIZE, scale=_scale)
 del _groups, _scale
-register_torchvision_names("ShuffleNetV2", torchvision_names)

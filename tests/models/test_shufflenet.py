@@ -36,7 +36,9 @@ V1 = {  # registered name: (groups, scale, stem, classifier bias)
     "shufflenet_0_50_g8": (8, 0.5, 16, False), "shufflenet_1_50_g3": (3, 1.5, 24, False),
     "shufflenet_2_00_g3": (3, 2.0, 48, False),
 }
-# The issue's figures (REFERENCE.md: = osmr/imgclsmob / the megvii release) and the paper's
+# The reference parameter counts (hand counts of Zhang et al. 2018, Table 1, equal to
+# osmr/imgclsmob's and the megvii-model/ShuffleNet-Series release's; v2: torchvision's weight
+# metadata; all with their sources in keras_cnns/models/reference_figures.csv) and the papers'
 # multiply-adds, typed here from the papers, not from the code.
 V1_PARAMS = {"shufflenet_g1": 1_531_936, "shufflenet_g2": 1_733_848, "shufflenet": 1_865_728,
              "shufflenet_g4": 1_968_344, "shufflenet_g8": 2_434_768,
