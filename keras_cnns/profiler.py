@@ -21,6 +21,8 @@ What is counted:
   - ``Conv2DTranspose``: ``K_h * K_w * C_out * C_in * H_in * W_in`` (every input pixel is
     scattered through the whole kernel)
   - ``Dense``: ``in * out`` per position (per sample for a 2-D input)
+  - :class:`~keras_cnns.layers.StochasticDepth`: its residual branch's MACs (at inference every
+    block is kept)
 
   Other layers with weights and no rule report ``macs=None`` ("?" in the table) and count 0 in
   the total; :func:`register_mac_rule` adds a rule for a custom layer.
@@ -41,12 +43,9 @@ appear as rows named ``outer/inner``, traced with the shapes they actually recei
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
-import inspect
 import io
-import json
 import math
 import numbers
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -63,8 +62,6 @@ __all__ = [
     "conv_cost",
     "depthwise_separable_cost",
     "LayerCost",
-    "add_arguments",
-    "run",
 ]
 
 
@@ -326,6 +323,13 @@ def _zero(layer, inputs, outputs) -> int:
     return 0
 
 
+def _stochastic_depth_macs(layer, inputs, outputs) -> int:
+    # keras_cnns' StochasticDepth (Huang et al. 2016) holds its residual branch as a model and
+    # runs it on its first input: at inference every block is kept, so it costs its branch.
+    x = inputs[0]
+    return profile(layer.branch, batch_size=int(x.shape[0]), input_shape=tuple(x.shape[1:])).total_macs
+
+
 def _install_default_rules() -> None:
     from keras.src.layers.convolutional.base_conv import BaseConv
     from keras.src.layers.convolutional.base_conv_transpose import BaseConvTranspose
@@ -333,10 +337,12 @@ def _install_default_rules() -> None:
     from keras.src.layers.convolutional.base_separable_conv import BaseSeparableConv
 
     from keras_cnns.layers.grouped_conv import GroupedDepthwiseConv2D
+    from keras_cnns.layers.stochastic_depth import StochasticDepth
 
     register_mac_rule(BaseConv, _conv_macs)
     register_mac_rule(BaseDepthwiseConv, _conv_macs)
     register_mac_rule(GroupedDepthwiseConv2D, _conv_macs)
+    register_mac_rule(StochasticDepth, _stochastic_depth_macs)
     register_mac_rule(BaseSeparableConv, _separable_macs)
     register_mac_rule(BaseConvTranspose, _transpose_macs)
     register_mac_rule(keras.layers.Dense, _dense_macs)
@@ -447,7 +453,8 @@ class _Tracer:
         return graph._run_through_graph(inputs, operation_fn=operation_fn)
 
 
-def profile(model, batch_size: int = 1, bytes_per_element: int = 4, input_shape=None) -> Profile:
+def profile(model, batch_size: int = 1, bytes_per_element: int = 4, input_shape=None,
+            outputs: str = "all") -> Profile:
     """Per-layer output shapes, parameters, multiply-adds and activation memory of ``model``.
 
     Args:
@@ -458,6 +465,9 @@ def profile(model, batch_size: int = 1, bytes_per_element: int = 4, input_shape=
         bytes_per_element: bytes per activation element (4 for float32, 2 for float16).
         input_shape: the input shape without the batch, for models built with unknown sides
             (``(None, None, 3)``); a list of shapes for several inputs. Default: the model's.
+        outputs: ``"all"`` (every layer: the training model, auxiliary classifiers included) or
+            ``"served"`` (the layers the served output needs, as the SavedModel and TFLite
+            exports run it; :func:`keras_cnns.models.heads.served_model`).
 
     Returns:
         A :class:`Profile`.
@@ -470,6 +480,12 @@ def profile(model, batch_size: int = 1, bytes_per_element: int = 4, input_shape=
     for arg, v in (("batch_size", batch_size), ("bytes_per_element", bytes_per_element)):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
             raise ValueError(f"`{arg}` must be an integer >= 1. Received: {arg}={v!r}")
+    if outputs not in ("all", "served"):
+        raise ValueError(f"`outputs` must be 'all' or 'served'. Received: outputs={outputs!r}")
+    if outputs == "served" and len(getattr(model, "outputs", None) or ()) > 1:
+        from keras_cnns.models.heads import served_model
+
+        model = served_model(model)
     graph = _as_functional(model)
     if graph is None:  # a subclassed (or unbuilt Sequential) model: one opaque row
         if input_shape is None:
@@ -556,58 +572,3 @@ def depthwise_separable_cost(d_k: int, m: int, n: int, d_f: int, alpha: float = 
     """
     am, an, df = int(m * alpha), int(n * alpha), int(round(d_f * rho))
     return LayerCost(macs=d_k * d_k * am * df * df + am * an * df * df, params=d_k * d_k * am + am * an)
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI: ``keras-cnns profile NAME``
-# ---------------------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments of ``keras-cnns profile``."""
-    parser.add_argument("name", metavar="NAME", help="registered model name (see `keras-cnns list`)")
-    parser.add_argument("--input-size", type=int, default=None, metavar="S",
-                        help="square input side (default: the model's native size)")
-    parser.add_argument("--alpha", type=float, default=None, help="width multiplier (MobileNet-like models)")
-    parser.add_argument("--rho", type=float, default=None,
-                        help="resolution multiplier: input side = round(native * rho) (MobileNet)")
-    parser.add_argument("--classes", type=int, default=None, help="number of classes (default 1000)")
-    parser.add_argument("--batch-size", type=int, default=1, help="batch size (default 1)")
-    parser.add_argument("--bytes-per-element", type=int, default=4,
-                        help="bytes per activation element (default 4, float32)")
-    parser.add_argument("--format", choices=["table", "json", "csv"], default="table",
-                        help="output format (default: table)")
-
-
-def run(args) -> int:
-    """Build the named model and print its profile; returns the exit status."""
-    from keras_cnns.models import create_model, model_info
-
-    info = model_info(args.name)
-    kwargs: Dict[str, Any] = {}
-    accepted = inspect.signature(info.builder).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
-    for arg, flag in (("alpha", "--alpha"), ("rho", "--rho")):
-        value = getattr(args, arg, None)
-        if value is None:
-            continue
-        if arg not in accepted and not takes_any:
-            raise ValueError(f"Model {info.name!r} has no `{arg}` ({flag}). Received: {arg}={value!r}")
-        kwargs[arg] = value
-    if args.classes is not None:
-        kwargs["classes"] = args.classes
-    if args.input_size is not None:
-        channels = info.default_input_shape[-1]
-        kwargs["input_shape"] = (args.input_size, args.input_size, channels)
-    from keras_cnns.models import shapes_only
-
-    with shapes_only():  # the profile reads shapes only: no weights are allocated
-        model = create_model(info.name, **kwargs)
-    p = profile(model, batch_size=args.batch_size, bytes_per_element=args.bytes_per_element)
-    if args.format == "json":
-        print(json.dumps(p.to_dict(), indent=2))
-    elif args.format == "csv":
-        print(p.to_csv(), end="")
-    else:
-        print(p.to_table())
-    return 0

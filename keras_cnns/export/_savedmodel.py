@@ -7,6 +7,11 @@ scaling and normalisation inside the graph), with a dynamic batch, and returns n
 headless (``include_top=False``) model. A second endpoint, ``serve``, is the Keras model's
 forward pass on float32 inputs (what ``model.export`` gives).
 
+A model with several outputs (:func:`keras_cnns.models.heads.output_specs`: GoogLeNet's
+auxiliary classifiers, ...) serves its served outputs only (the main one; auxiliary outputs are
+left out), ``serving_default`` giving the main output; ``outputs=[...]`` adds others on request,
+each as a signature of its own named after the output.
+
 The export is traced inside :func:`keras_cnns.ops.stock_ops_only`, so every keras_cnns layer
 lowers to stock TensorFlow ops (``GroupedDepthwiseConv2D`` to ``tf.nn.conv2d`` /
 ``tf.nn.depthwise_conv2d``) and the SavedModel runs with plain TensorFlow / TF Serving: no
@@ -175,9 +180,8 @@ def _validate(model, base_dir, model_name, version, metadata):
             json.dumps(metadata)
         except (TypeError, ValueError):
             fail("metadata", "must be None or a JSON-serialisable dict", metadata)
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        fail("model", "must have one input and one output", f"{len(model.inputs)} inputs, "
-             f"{len(model.outputs)} outputs")
+    if len(model.inputs) != 1:
+        fail("model", "must have one input", f"{len(model.inputs)} inputs")
     if len(model.inputs[0].shape) != 4:
         fail("model", "must take images (batch, height, width, channels)",
              tuple(model.inputs[0].shape))
@@ -246,40 +250,78 @@ def _normalization(input_dtype, normalization, metadata, channels):
     return mean, std
 
 
-def _write_servable(model, path, spec) -> None:
-    """Write the SavedModel with the ``serving_default`` signature and the ``serve`` endpoint."""
+def _signature_outputs(kind) -> List[str]:
+    return (["features"] if kind == "features" else
+            (["logits"] if kind == "logits" else [])
+            + ["probabilities", "top_k_classes", "top_k_scores"])
+
+
+def _served_views(model, outputs, scores, top_k):
+    """``[(signature, output name, single-output model, kind, top_k)]`` for the outputs to serve:
+    the served ones (:func:`~keras_cnns.models.heads.served_outputs`) plus ``outputs``; the
+    first is ``serving_default``. A view shares the model's layers and weights."""
+    import keras
+
+    from keras_cnns.models.heads import served_outputs
+
+    chosen = served_outputs(model, outputs)
+    views = []
+    for j, (i, spec) in enumerate(chosen):
+        view = model if len(model.outputs) == 1 else keras.Model(
+            model.inputs, model.outputs[i], name=f"{model.name}_{spec.name}")
+        kind = output_kind(view)
+        if scores != "auto":
+            if kind == "features":
+                fail("scores", "must be 'auto' for a model whose output is not (batch, classes)",
+                     scores)
+            kind = scores
+        k = None if kind == "features" else min(int(top_k), view.outputs[0].shape[-1])
+        views.append(("serving_default" if j == 0 else spec.name, spec.name, view, kind, k))
+    return views
+
+
+def _write_servable(views, path, spec) -> None:
+    """Write the SavedModel with a signature per served output (``serving_default`` for the
+    main one) and the ``serve`` endpoint (the main output's forward pass)."""
     import keras
     import tensorflow as tf
 
-    input_shape = tuple(model.inputs[0].shape)
+    main = views[0][2]
+    input_shape = tuple(main.inputs[0].shape)
     archive = keras.export.ExportArchive()
-    archive.track(model)
-    kind, top_k, norm = spec["kind"], spec["top_k"], spec["normalization"]
+    archive.track(main)
+    norm = spec["normalization"]
 
-    def serving_default(images):
-        x = images
-        if norm is not None:
-            mean, std = norm
-            x = (tf.cast(x, tf.float32) / 255.0 - tf.constant(mean, tf.float32)) / tf.constant(
-                std, tf.float32)
-        y = model(x, training=False)
-        if kind == "features":
-            return {"features": y}
-        outputs = {}
-        if kind == "logits":
-            outputs["logits"] = y
-            y = tf.nn.softmax(y, axis=-1)
-        y = tf.cast(y, tf.float32)
-        scores, classes = tf.math.top_k(y, k=top_k)
-        outputs.update(probabilities=y, top_k_classes=classes, top_k_scores=scores)
-        return outputs
+    def signature(view, kind, top_k):
+        def serve(images):
+            x = images
+            if norm is not None:
+                mean, std = norm
+                x = (tf.cast(x, tf.float32) / 255.0 - tf.constant(mean, tf.float32)) / \
+                    tf.constant(std, tf.float32)
+            y = view(x, training=False)
+            if kind == "features":
+                return {"features": y}
+            outputs = {}
+            if kind == "logits":
+                outputs["logits"] = y
+                y = tf.nn.softmax(y, axis=-1)
+            y = tf.cast(y, tf.float32)
+            scores, classes = tf.math.top_k(y, k=top_k)
+            outputs.update(probabilities=y, top_k_classes=classes, top_k_scores=scores)
+            return outputs
 
+        return serve
+
+    for name, _, view, kind, top_k in views:
+        if view is not main:
+            archive.track(view)
+        archive.add_endpoint(
+            name, signature(view, kind, top_k),
+            input_signature=[tf.TensorSpec((None,) + input_shape[1:], spec["input_dtype"],
+                                           name="images")])
     archive.add_endpoint(
-        "serving_default", serving_default,
-        input_signature=[tf.TensorSpec((None,) + input_shape[1:], spec["input_dtype"],
-                                       name="images")])
-    archive.add_endpoint(
-        "serve", lambda inputs: model(inputs, training=False),
+        "serve", lambda inputs: main(inputs, training=False),
         input_signature=[tf.TensorSpec((None,) + input_shape[1:], tf.float32, name="inputs")])
     archive.write_out(path, verbose=False)
 
@@ -324,7 +366,8 @@ def saved_model(model, base_dir="saved_models", version: Optional[int] = None, *
                 model_name: Optional[str] = None, input_dtype: str = "float32",
                 normalization=None, top_k: int = 5, scores: str = "auto",
                 metadata: Optional[dict] = None, models_config: bool = True,
-                print_commands: bool = True, verbose: bool = False) -> str:
+                print_commands: bool = True, verbose: bool = False,
+                outputs: Optional[List[str]] = None) -> str:
     """Export ``model`` as ``<base_dir>/<model_name>/<version>/`` for TF Serving.
 
     The model is traced inside :func:`keras_cnns.ops.stock_ops_only`, the graph is verified to
@@ -332,7 +375,8 @@ def saved_model(model, base_dir="saved_models", version: Optional[int] = None, *
     existing one).
 
     Args:
-        model: a built single-input, single-output image ``keras.Model``.
+        model: a built single-input image ``keras.Model``; of several outputs, the served ones
+            (:func:`keras_cnns.models.heads.output_specs`: the main output) are exported.
         base_dir: the model repository root (mounted as ``/models`` by TF Serving's image).
         version: positive integer; ``None`` takes 1 + the largest existing integer version (1
             if none), retrying the next number if a concurrent export takes it first.
@@ -352,6 +396,8 @@ def saved_model(model, base_dir="saved_models", version: Optional[int] = None, *
         models_config: add the model to ``<base_dir>/models.config``.
         print_commands: print the ``docker run`` and ``curl`` lines that serve and call it.
         verbose: print the exported endpoints.
+        outputs: names of further outputs to serve (e.g. ``["aux1"]``, an auxiliary classifier
+            that is left out by default), each as a signature named after it.
 
     Returns:
         str: the published version directory.
@@ -368,16 +414,15 @@ def saved_model(model, base_dir="saved_models", version: Optional[int] = None, *
         fail("scores", f"must be one of {SCORES}", scores)
     if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
         fail("top_k", "must be a positive integer", top_k)
-    kind = output_kind(model)
-    if scores != "auto":
-        if kind == "features":
-            fail("scores", "must be 'auto' for a model whose output is not (batch, classes)",
-                 scores)
-        kind = scores
+    if outputs is not None and (isinstance(outputs, (str, bytes))
+                                or not all(isinstance(o, str) for o in outputs)):
+        fail("outputs", "must be None or a list of output names", outputs)
+    views = _served_views(model, outputs, scores, top_k)
+    kind = views[0][3]
     channels = model.inputs[0].shape[-1]
     norm = _normalization(input_dtype, normalization, metadata, channels)
     spec = {"kind": kind, "input_dtype": input_dtype, "normalization": norm,
-            "top_k": None if kind == "features" else min(int(top_k), model.outputs[0].shape[-1])}
+            "top_k": views[0][4]}
     from keras_cnns.ops import stock_ops_only
 
     name = model_name if model_name is not None else model.name
@@ -396,16 +441,16 @@ def saved_model(model, base_dir="saved_models", version: Optional[int] = None, *
     tmp = os.path.join(model_dir, f".tmp-{target_version}-{uuid.uuid4().hex}")
     try:
         with stock_ops_only():
-            _write_servable(model, tmp, spec)
+            _write_servable(views, tmp, spec)
         _verify_stock_only(tmp)
         extra = os.path.join(tmp, "assets.extra")
         os.makedirs(extra, exist_ok=True)
         serving = {"signature": "serving_default", "input": "images",
                    "input_dtype": input_dtype, "input_shape": list(model.inputs[0].shape[1:]),
-                   "outputs": (["features"] if kind == "features" else
-                               (["logits"] if kind == "logits" else [])
-                               + ["probabilities", "top_k_classes", "top_k_scores"]),
-                   "top_k": spec["top_k"]}
+                   "outputs": _signature_outputs(kind), "top_k": spec["top_k"],
+                   "output": views[0][1],
+                   "signatures": {sig: {"output": out, "outputs": _signature_outputs(k),
+                                        "top_k": tk} for sig, out, _, k, tk in views}}
         if norm is not None:
             serving.update(mean=norm[0], std=norm[1])
         payload = dict(metadata or {})

@@ -108,7 +108,8 @@ def export_tflite(model, path, quantization: Optional[str] = None,
     """Convert ``model`` to a TFLite flatbuffer at ``path``.
 
     Args:
-        model: a built ``keras.Model``.
+        model: a built ``keras.Model``; of several outputs, the main one is converted
+            (auxiliary classifiers are training-only).
         path: destination ``.tflite`` file; it must not exist.
         quantization: ``None``/``"float32"`` (no quantization), ``"float16"`` (float16 weights),
             ``"dynamic"`` (int8 weights, float activations) or ``"int8"`` (full-integer: int8
@@ -166,6 +167,9 @@ def export_tflite_variants(model, targets, representative_dataset=None,
     existing = [p for p in targets if os.path.lexists(p)]
     if existing:
         raise FileExistsError(errno.EEXIST, "refusing to overwrite an existing file", existing[0])
+    from keras_cnns.models.heads import served_model
+
+    model = served_model(model)
     with tempfile.TemporaryDirectory(prefix="keras_cnns_tflite_") as workdir:
         saved = os.path.join(workdir, "saved_model")
         with stock_ops_only():

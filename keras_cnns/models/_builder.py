@@ -1,4 +1,4 @@
-"""The builder contract every family shares: common arguments, inputs, head, features, model.
+"""The builder contract every family shares: common arguments, inputs, trunk, heads, model.
 
 A family is a body decorated with :func:`family_builder`::
 
@@ -7,30 +7,42 @@ A family is a body decorated with :func:`family_builder`::
         # docstring: "Args: depth, batch_norm, dropout ... {common_args}"
         check_choice("depth", depth, ...)      # family checks, before any layer
         x = ctx.start(default_shape=(224, 224, 3), min_size=32, require_static=True)
-        x = ...                                # the body
-        return ctx.finish(x, head=lambda x: ..., default_name=f"vgg{depth}")
+        x, features = ...                      # the trunk, and its levels {"P<k>": map}
+        ctx.auxiliary(x4a, aux_head, name="aux1", loss_weight=0.3)   # optional side heads
+        return ctx.finish(x, head=lambda x: ..., default_name=f"vgg{depth}",
+                          features=features)
 
-The public ``VGG`` then takes the knobs plus :data:`COMMON_ARGS`, checks them all first and
-builds the head, the pooling or the feature outputs in :meth:`BuildContext.finish`.
+The public ``VGG`` then takes the knobs plus :data:`COMMON_ARGS`, checks them all first, and
+:meth:`BuildContext.finish` builds what the call asks for from the trunk: the head (and the
+auxiliary heads, as further outputs), or the pooling, or the declared feature levels. Every
+family declares its levels (:class:`FeatureLevel`: name, map, channels, reduction and the
+padding arithmetic that gives its side), as timm's ``feature_info`` does; the model carries its
+:class:`~keras_cnns.models.heads.OutputSpec` per output (what ``train()``, the export and the
+tuner read) and its levels (what :func:`feature_extractor` reads).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
-from typing import Any, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import keras
-from keras import layers
 
 from keras_cnns.models._validation import check_common_args, resolve_input_shape
+from keras_cnns.models.heads import (OutputSpec, attach_output_specs, classifier, output_name,
+                                     pool_features, pooled_classifier)
 
 __all__ = [
     "BuildContext",
     "COMMON_ARGS",
     "COMMON_ARGS_DOC",
+    "FeatureLevel",
+    "declare_levels",
     "family_builder",
     "feature_extractor",
+    "feature_level",
     "pyramid_levels",
     "make_input",
     "pool_features",
@@ -45,31 +57,6 @@ def make_input(shape, input_tensor=None, name: str = "input"):
         img_input = keras.Input(shape=shape, name=name)
         return img_input, img_input
     return input_tensor, keras.utils.get_source_inputs(input_tensor)
-
-
-def pool_features(x, pooling: Optional[str], name: str = ""):
-    """``include_top=False`` output: the 4-D feature map, or its global average/max pool."""
-    prefix = f"{name}_" if name else ""
-    if pooling == "avg":
-        return layers.GlobalAveragePooling2D(name=f"{prefix}avg_pool")(x)
-    if pooling == "max":
-        return layers.GlobalMaxPooling2D(name=f"{prefix}max_pool")(x)
-    return x
-
-
-def classifier(x, classes: int, classifier_activation, name: str = "predictions", **dense_kwargs):
-    """A ``Dense(classes)`` with the classifier activation."""
-    return layers.Dense(classes, activation=classifier_activation, name=name, **dense_kwargs)(x)
-
-
-def pooled_classifier(x, ctx, dropout: float = 0.0, dropout_name: str = "dropout",
-                      name: str = "predictions", **dense_kwargs):
-    """The usual head: global average pooling (``avg_pool``), dropout when ``dropout > 0``, and
-    :func:`classifier` with the context's classes and activation."""
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if dropout > 0:
-        x = layers.Dropout(dropout, name=dropout_name)(x)
-    return classifier(x, ctx.classes, ctx.classifier_activation, name=name, **dense_kwargs)
 
 
 def make_model(inputs, outputs, name: str, weights: Any = None) -> keras.Model:
@@ -114,25 +101,106 @@ COMMON_ARGS_DOC = """\
         name: model name (default: the registered variant's name).
         features_only: return a multi-scale feature extractor instead: a model whose outputs
             are a dict ``{"P<k>": map}``, ``P<k>`` the feature map at the end of the stride-2^k
-            level (keras-hub's ``pyramid_outputs`` keys); the head and ``pooling`` are left out.
+            level (keras-hub's ``pyramid_outputs`` keys) as the family declares it; the head
+            and ``pooling`` are left out.
         out_indices: with ``features_only``: the levels ``k`` to return (default: all levels
-            the architecture has; ``model_info(name).feature_levels()`` lists them)."""
+            the architecture declares; ``model_info(name).feature_levels()`` lists them)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureLevel:
+    """One declared feature level of a trunk (timm's ``feature_info``, keras-hub's
+    ``pyramid_outputs``).
+
+    Attributes:
+        name: its key, ``"P<k>"`` for the map at reduction ``2^k`` (``"P0"``: full resolution).
+        tensor: the map (the last one of the trunk at this reduction).
+        channels: its channels.
+        reduction: its stride relative to the input (``2^k``).
+        extent: the padding arithmetic of the layers before it: an input side ``H`` gives a side
+            of ``floor((H - extent) / reduction) + 1``. Every chain of convolutions and pools has
+            this form (a "same" convolution is ``extent`` 1, so the default gives
+            ``ceil(H / reduction)``; "valid" convolutions and pools add ``kernel - stride`` times
+            the stride before them, as a receptive field does; a ceil-mode pool adds
+            ``kernel - 2 * stride + 1``).
+    """
+
+    name: str
+    tensor: Any
+    channels: int
+    reduction: int
+    extent: int = 1
+
+    def side(self, input_side: int) -> int:
+        """The map's side for an input side of ``input_side``."""
+        return (int(input_side) - self.extent) // self.reduction + 1
+
+    @property
+    def k(self) -> int:
+        """``log2(reduction)``: the ``k`` of ``P<k>``."""
+        return self.reduction.bit_length() - 1
+
+    def describe(self) -> Dict[str, Any]:
+        """The level without its tensor: ``{"level", "stride", "channels", "extent", "layer"}``."""
+        return {"level": self.name, "stride": self.reduction, "channels": self.channels,
+                "extent": self.extent, "layer": output_name(self.tensor)}
+
+
+def feature_level(name: str, tensor, reduction: Optional[int] = None, extent: int = 1):
+    """A :class:`FeatureLevel` for ``tensor``; ``reduction`` defaults to ``2^k`` of a ``"P<k>"``
+    name, ``channels`` is the tensor's last axis."""
+    from keras_cnns._checks import fail
+
+    if reduction is None:
+        if not (isinstance(name, str) and name[:1] == "P" and name[1:].isdigit()):
+            fail("reduction", f"must be given for a level not named P<k> ({name!r})", reduction)
+        reduction = 2 ** int(name[1:])
+    if isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1 \
+            or reduction & (reduction - 1):
+        fail("reduction", "must be a power of two (1, 2, 4, ...)", reduction)
+    if name != f"P{reduction.bit_length() - 1}":
+        fail("name", f"must be 'P<k>' with 2^k = reduction ({reduction})", name)
+    return FeatureLevel(name=name, tensor=tensor, channels=int(tensor.shape[-1]),
+                        reduction=int(reduction), extent=int(extent))
+
+
+def declare_levels(features: Mapping[str, Any]) -> Dict[str, FeatureLevel]:
+    """The ordered, checked declaration of a trunk's levels from ``{"P<k>": tensor or
+    FeatureLevel}`` (what :func:`keras_cnns.models._stages.build_stages` returns): sorted by
+    reduction, each a :class:`FeatureLevel`.
+
+    Raises:
+        ValueError: an empty or malformed declaration (a family's bug: the message says which
+            level).
+    """
+    from keras_cnns._checks import fail
+
+    if not isinstance(features, Mapping) or not features:
+        fail("features", "must be a non-empty mapping {'P<k>': tensor} of the trunk's levels",
+             features)
+    levels = {}
+    for name, value in features.items():
+        level = value if isinstance(value, FeatureLevel) else feature_level(name, value)
+        if level.name != name:
+            fail("features", f"key {name!r} holds level {level.name!r}", features)
+        levels[name] = level
+    return dict(sorted(levels.items(), key=lambda kv: kv[1].reduction))
 
 
 class BuildContext:
     """The shared arguments of one builder call and the steps every family takes with them.
 
     A family body (decorated with :func:`family_builder`) checks its own knobs, calls
-    :meth:`start` (resolves the input shape and creates the input), builds its layers, and
-    returns :meth:`finish` (head or pooling or feature outputs, the model, the weights).
+    :meth:`start` (resolves the input shape and creates the input), builds its trunk, declares
+    its auxiliary heads (:meth:`auxiliary`) and returns :meth:`finish` with its declared feature
+    levels (head or pooling or feature outputs, the model, the weights).
     """
 
-    def __init__(self, common: dict, probe: bool = False):
+    def __init__(self, common: dict):
         self.__dict__.update(common)
         self.shape = None
         self.inputs = None
-        self._probe = probe
-        self._levels = None  # layer names of the feature levels, found on a static-shape probe
+        self._auxiliary = []
 
     def start(self, *, default_shape, min_size, require_static=False, input_name="input"):
         """Resolve ``(H, W, C)`` (``input_shape``, else ``input_tensor``'s, else
@@ -148,27 +216,72 @@ class BuildContext:
 
     @property
     def head(self) -> bool:
-        """Whether the classifier head is to be built."""
+        """Whether the classifier head (and any auxiliary head) is to be built."""
         return self.include_top and not self.features_only
 
-    def finish(self, x, head=None, *, default_name: str, features=None):
-        """The model: ``head(x)`` when the head is built, else ``pooling`` of ``x``; with
-        ``features_only`` the feature levels (``features``, a dict ``{"P<k>": tensor}``, when
-        the family knows them, else found in the graph, see :func:`pyramid_levels`)."""
+    def auxiliary(self, x, head, *, name: str, loss_weight: float = 0.3, kind: str = "auxiliary",
+                  served: bool = False):
+        """Declare an auxiliary head on the intermediate map ``x``: :meth:`finish` builds
+        ``head(x)`` (whose output layer must be named ``name``) after the main head when the head
+        is built, and the model returns it after the main output, with an
+        :class:`~keras_cnns.models.heads.OutputSpec` (``loss_weight``: its weight in the
+        training loss; ``served``: whether the SavedModel serves it by default)."""
+        spec = OutputSpec(name, kind, loss_weight, served)
+        if any(s.name == name for s, _, _ in self._auxiliary):
+            raise ValueError(f"auxiliary head {name!r} declared twice")
+        self._auxiliary.append((spec, x, head))
+
+    def finish(self, x, head=None, *, default_name: str, features):
+        """The model: ``head(x)`` (and the auxiliary heads) when the head is built, else
+        ``pooling`` of ``x``; with ``features_only`` the declared feature levels.
+
+        ``features``: the trunk's levels, ``{"P<k>": tensor or FeatureLevel}`` (see
+        :func:`declare_levels`): every family declares them."""
         name = self.name or default_name
+        levels = declare_levels(features)
         if self.features_only:
-            return _features_model(self, x, features, name)
+            return _features_model(self, levels, name)
         if self.head:
             if head is None:
                 raise ValueError(f"{default_name}: this architecture has no classifier head")
-            x = head(x)
+            main = head(x)
+            specs = [OutputSpec(output_name(main), "classification")]
+            outputs = [main]
+            for spec, at, aux_head in self._auxiliary:
+                out = aux_head(at)
+                if output_name(out) != spec.name:
+                    raise ValueError(f"auxiliary head {spec.name!r}: its output layer is named "
+                                     f"{output_name(out)!r}")
+                outputs.append(out)
+                specs.append(spec)
+            model = make_model(self.inputs, outputs if len(outputs) > 1 else main, name,
+                               self.weights)
         else:
-            x = pool_features(x, self.pooling)
-        return make_model(self.inputs, x, name, self.weights)
+            out = pool_features(x, self.pooling)
+            specs = [OutputSpec(output_name(out), "features", 0.0)]
+            model = make_model(self.inputs, out, name, self.weights)
+        attach_output_specs(model, specs)
+        _attach_levels(model, levels)
+        return model
+
+
+#: The attribute of a built keras.Model holding its declared levels (layer names).
+_LEVELS_ATTR = "_keras_cnns_feature_levels"
+
+
+def _attach_levels(model, levels):
+    object.__setattr__(model, _LEVELS_ATTR, [lv.describe() for lv in levels.values()])
+
+
+def declared_levels(model) -> Optional[list]:
+    """The levels a library-built model declared (:meth:`FeatureLevel.describe` each), or
+    ``None`` for any other model."""
+    return getattr(model, _LEVELS_ATTR, None)
 
 
 def pyramid_levels(model) -> dict:
-    """``{k: layer_name}``: for each stride level ``2^k`` (k >= 1) of a single-input image
+    """A shape probe for models from outside the library (the library's declare their levels):
+    ``{k: layer_name}``: for each stride level ``2^k`` (k >= 1) of a single-input image
     model, the last layer (in construction order, padding layers left out) whose 4-D output
     has that stride, before a layer of a coarser level appears. Strides are ``round(log2(H_in / H_out))``; needs a static
     input height, and is meant for a model at its native input size (far smaller inputs round
@@ -208,17 +321,14 @@ def _check_out_indices(out_indices, available):
     return sorted(int(k) for k in chosen)
 
 
-def _features_model(ctx, x, features, name):
-    if features is None:
-        backbone = keras.Model(ctx.inputs, x)
-        if ctx._levels is None:
-            ctx._levels = pyramid_levels(backbone)
-        if ctx._probe:  # only the layer names of the levels are wanted
-            return backbone
-        features = {f"P{k}": backbone.get_layer(layer).output for k, layer in ctx._levels.items()}
-    available = {int(key[1:]): tensor for key, tensor in features.items()}
+def _features_model(ctx, levels, name):
+    available = {lv.k: lv for lv in levels.values()}
     chosen = _check_out_indices(ctx.out_indices, available)
-    return keras.Model(ctx.inputs, {f"P{k}": available[k] for k in chosen}, name=name)
+    outputs = {f"P{k}": available[k].tensor for k in chosen}
+    model = keras.Model(ctx.inputs, outputs, name=name)
+    attach_output_specs(model, [OutputSpec(n, "features", 0.0) for n in sorted(outputs)])
+    _attach_levels(model, {f"P{k}": available[k] for k in chosen})
+    return model
 
 
 def _unknown_arguments(builder_name, given, allowed):
@@ -286,47 +396,13 @@ def family_builder(body=None, **defaults):
                  shared["weights"])
         if not shared["features_only"] and shared["out_indices"] is not None:
             fail("out_indices", "is only used with features_only=True", shared["out_indices"])
-        ctx = BuildContext(shared)
-        if shared["features_only"] and (shared["input_shape"] is not None
-                                        or shared["input_tensor"] is not None):
-            # A level is the architecture's nominal stride 2^k, read off the graph at the native
-            # input size (at other sizes VALID convolutions and pools round it, and unknown sides
-            # give none): find the levels' layers on a probe at that size, select them by name.
-            ctx._levels = _probe_levels(body, values, shared)
-        model = body(**values, ctx=ctx)
-        if shared["features_only"] and ctx._levels is not None:
-            # a build at the native size found the levels: later probes reuse them
-            _LEVELS_CACHE.setdefault(_levels_key(body, values, shared), dict(ctx._levels))
-        return model
+        return body(**values, ctx=BuildContext(shared))
 
     public.__signature__ = public_sig
     if body.__doc__:
         public.__doc__ = body.__doc__.replace("{common_args}", COMMON_ARGS_DOC)
     del public.__wrapped__  # help() and inspect show the public signature, not the body's
     return public
-
-
-#: Layer names of the feature levels per family body and knobs, found on probes at the native size.
-_LEVELS_CACHE: dict = {}
-
-
-def _levels_key(body, values, shared):
-    return body.__module__, body.__qualname__, repr(sorted(values.items())), shared["name"]
-
-
-def _probe_levels(body, values, shared):
-    """The ``{k: layer_name}`` levels of ``body(**values)`` at its native input size: built once
-    per process and set of knobs, in a ``keras.StatelessScope`` (only shapes are needed, so no
-    weight is allocated or initialised)."""
-    key = _levels_key(body, values, shared)
-    if key not in _LEVELS_CACHE:
-        probe = BuildContext(dict(shared, input_shape=None, input_tensor=None, out_indices=None),
-                             probe=True)
-        with shapes_only():
-            body(**values, ctx=probe)
-        _LEVELS_CACHE[key] = None if probe._levels is None else dict(probe._levels)
-    levels = _LEVELS_CACHE[key]
-    return None if levels is None else dict(levels)
 
 
 @contextlib.contextmanager
@@ -346,9 +422,16 @@ def shapes_only():
 
 
 def feature_extractor(model, out_indices=None):
-    """A multi-scale feature model from any built image model (e.g. one with loaded weights):
-    outputs ``{"P<k>": map}`` at the end of each stride-2^k level (:func:`pyramid_levels`)."""
-    levels = pyramid_levels(model)
-    chosen = _check_out_indices(out_indices, levels)
-    return keras.Model(model.inputs, {f"P{k}": model.get_layer(levels[k]).output for k in chosen},
+    """A multi-scale feature model from a built image model (e.g. one with loaded weights):
+    outputs ``{"P<k>": map}`` at the end of each stride-2^k level. A model built by the library
+    gives the levels its family declared; any other model (or one loaded from a file) is probed:
+    :func:`pyramid_levels` reads the levels off its layers' output shapes."""
+    declared = declared_levels(model)
+    if declared is not None:
+        layers_of = {int(lv["level"][1:]): lv["layer"] for lv in declared}
+    else:
+        layers_of = pyramid_levels(model)
+    chosen = _check_out_indices(out_indices, layers_of)
+    return keras.Model(model.inputs,
+                       {f"P{k}": model.get_layer(layers_of[k]).output for k in chosen},
                        name=f"{model.name}_features")

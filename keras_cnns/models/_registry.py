@@ -72,11 +72,13 @@ class ModelInfo:
 
     def as_dict(self, feature_levels: bool = False) -> Dict[str, Any]:
         """The public facts as a plain dict (the builder is left out); with
-        ``feature_levels=True`` also :meth:`feature_levels` (builds the model)."""
+        ``feature_levels=True`` also :meth:`feature_levels` and :meth:`outputs` (builds the
+        model without its weights)."""
         d = dataclasses.asdict(self)
         d.pop("builder")
         if feature_levels:
             d["feature_levels"] = self.feature_levels()
+            d["outputs"] = [spec.as_dict() for spec in self.outputs()]
         return d
 
     def multipliers(self) -> Dict[str, Any]:
@@ -98,23 +100,41 @@ class ModelInfo:
         return recipe_for(self.name, self.family, kind)
 
     def feature_levels(self) -> list:
-        """The levels ``create_model(name, features_only=True)`` returns at the default input
-        shape: ``[{"level": "P2", "stride": 4, "channels": 64}, ...]`` (``P<k>`` = stride 2^k).
-        Builds the feature model once per process, without allocating its weights."""
+        """The feature levels this model's family declares, at the default input shape:
+        ``[{"level": "P2", "stride": 4, "channels": 64, "extent": 1, "layer": "..."}, ...]``
+        (``P<k>`` = stride 2^k; a map's side is ``floor((H - extent) / stride) + 1`` for an
+        input side ``H``; ``layer``: the layer that gives it). ``create_model(name,
+        features_only=True)`` returns these maps. Builds the model once per process, without
+        allocating its weights."""
         if self.name not in _FEATURE_LEVELS:
-            from keras_cnns.models._builder import shapes_only
+            from keras_cnns.models._builder import declared_levels, shapes_only
 
             with shapes_only():  # only the graph's shapes are read: no weights are allocated
                 model = create_model(self.name, features_only=True)
-            _FEATURE_LEVELS[self.name] = [
-                {"level": key, "stride": 2 ** int(key[1:]), "channels": int(t.shape[-1])}
-                for key, t in sorted(model.output.items(), key=lambda kv: int(kv[0][1:]))]
+            _FEATURE_LEVELS[self.name] = declared_levels(model)
             del model
         return [dict(level) for level in _FEATURE_LEVELS[self.name]]
+
+    def outputs(self, **kwargs) -> list:
+        """What ``create_model(name, **kwargs)`` returns: one
+        :class:`~keras_cnns.models.heads.OutputSpec` per output, in order (name, kind, loss
+        weight, whether the SavedModel serves it). Builds the model without allocating its
+        weights (once per process for the registered configuration)."""
+        key = (self.name, repr(sorted(kwargs.items())))
+        if key not in _OUTPUTS:
+            from keras_cnns.models._builder import shapes_only
+            from keras_cnns.models.heads import output_specs
+
+            with shapes_only():
+                model = create_model(self.name, **kwargs)
+            _OUTPUTS[key] = tuple(output_specs(model))
+            del model
+        return list(_OUTPUTS[key])
 
 
 _REGISTRY: Dict[str, ModelInfo] = {}
 _FEATURE_LEVELS: Dict[str, list] = {}
+_OUTPUTS: Dict[Any, tuple] = {}
 
 
 def register_model(

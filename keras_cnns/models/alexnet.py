@@ -27,14 +27,10 @@ from typing import Tuple
 
 from keras import layers
 
-from keras_cnns.layers import GroupedDepthwiseConv2D, LocalResponseNormalization
-from keras_cnns.models._builder import classifier, family_builder
+from keras_cnns._checks import check_bool, check_choice, check_probability
+from keras_cnns.layers import GroupedDepthwiseConv2D, LocalResponseNormalization, max_pool_ceil
+from keras_cnns.models._builder import classifier, family_builder, feature_level
 from keras_cnns.models._registry import register_model
-from keras_cnns.models._validation import (
-    check_bool,
-    check_choice,
-    check_probability,
-)
 
 __all__ = ["AlexNet", "AlexNetV1", "ZFNet"]
 
@@ -116,13 +112,13 @@ def _conv_unit(x, spec: _Conv, index: int, lrn_kwargs):
 def _max_pool(x, index: int, ceil_mode: bool):
     """3x3/2 max-pool; ``ceil_mode`` reproduces PyTorch/Caffe's ``ceil_mode=True`` output size.
 
-    The inputs are ReLU (or LRN-of-ReLU) outputs, so they are >= 0 and one row/column of zeros
-    appended at the bottom/right never wins a max: ``floor((H + 1 - 3) / 2) + 1 ==
-    ceil((H - 3) / 2) + 1`` for every ``H >= 2`` (for ``H = 2`` PyTorch clips the one window to
-    the two rows; here the extra zero row never wins either).
+    The inputs are ReLU (or LRN-of-ReLU) outputs, so they are >= 0: the ceil-mode pool is
+    :func:`keras_cnns.layers.max_pool_ceil` with ``nonnegative=True`` (layers ``pool<i>_pad``, one
+    zero row/column at the bottom/right that never wins a max, and ``pool<i>``); for ``H = 2``
+    PyTorch clips the one window to the two rows, and the extra zero row never wins either.
     """
     if ceil_mode:
-        x = layers.ZeroPadding2D(((0, 1), (0, 1)), name=f"pool{index}_pad")(x)
+        return max_pool_ceil(x, 3, 2, name=f"pool{index}", nonnegative=True)
     return layers.MaxPooling2D(3, strides=2, padding="valid", name=f"pool{index}")(x)
 
 
@@ -153,14 +149,30 @@ def _build(ctx, convs, *, ceil_mode, adaptive_pool, dropout_first, dropout, lrn_
     """The body behind :func:`AlexNet`, :func:`AlexNetV1` and :func:`ZFNet` (the caller has
     checked its knobs)."""
     x = ctx.start(default_shape=default_shape, min_size=min_size, require_static=True)
+    # The levels: the last map before each layer that strides (P<k> at stride 2^k). Sides follow
+    # floor((H - extent) / stride) + 1, the extent growing by (kernel - 1) * stride-so-far for
+    # each convolution (kernel - 2 * pad) and pool (3, or 2 in ceil mode), as a receptive field.
+    features, extent, stride = {}, 1, 1
+
+    def level_ends():
+        if stride > 1:
+            features[f"P{stride.bit_length() - 1}"] = feature_level(
+                f"P{stride.bit_length() - 1}", x, extent=extent)
+
     for i, spec in enumerate(convs, start=1):
+        if spec.stride > 1:
+            level_ends()
         x = _conv_unit(x, spec, i, lrn_kwargs)
+        extent, stride = extent + (spec.kernel - 2 * spec.pad - 1) * stride, stride * spec.stride
         if spec.pool:
+            level_ends()
             x = _max_pool(x, i, ceil_mode)
+            extent, stride = extent + (1 if ceil_mode else 2) * stride, stride * 2
+    level_ends()
     return ctx.finish(
         x, lambda x: _fc_head(x, ctx.classes, ctx.classifier_activation, dropout, dropout_first,
                               adaptive_pool),
-        default_name=default_name)
+        default_name=default_name, features=features)
 
 
 # The paper's LRN: k=2, n=5 (radius 2), alpha=1e-4, beta=0.75 (Caffe's alpha/n convention).

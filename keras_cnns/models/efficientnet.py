@@ -20,7 +20,7 @@ Layouts (``layout``): ``"keras"`` (default) is ``keras.applications.EfficientNet
 layer: its names (``stem_conv``, ``block1a_dwconv``, ``block2b_se_reduce``, ``top_conv``,
 ``predictions``), BN ``momentum=0.99, epsilon=1e-3``, ``correct_pad`` padding, its initialisers,
 and with ``include_preprocessing`` its ``Rescaling(1/255)`` + ``Normalization`` input layers, so its
-weights copy over one to one (:func:`keras_cnns.models._keras_apps.from_keras_applications`; the
+weights copy over one to one (:func:`keras_cnns.from_keras_applications`; the
 ImageNet checkpoints' extra ``Rescaling`` is folded into the copied variance). Our
 ``Normalization`` (:class:`keras_cnns.layers.InputNormalization`) starts with ImageNet's RGB mean
 and variance, so the model takes pixels in ``[0, 255]`` (keras.applications' ``weights=None``
@@ -42,14 +42,13 @@ import math
 from keras import layers
 
 from keras_cnns import layers as kl
-from keras_cnns._checks import fail
+from keras_cnns._checks import check_choice, check_positive_float, check_probability, fail
 from keras_cnns.blocks.inverted_residual import inverted_residual_block, keras_correct_pad
 from keras_cnns.layers.utils import make_divisible
 from keras_cnns.models._builder import classifier, family_builder
 from keras_cnns.models._notation import decode_stages
 from keras_cnns.models._registry import register_model
 from keras_cnns.models._stages import build_numbered_stages
-from keras_cnns.models._validation import check_choice, check_positive_float, check_probability
 
 __all__ = ["EfficientNet", "VARIANTS", "efficientnet"]
 

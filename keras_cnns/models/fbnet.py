@@ -32,13 +32,12 @@ from __future__ import annotations
 
 
 from keras_cnns import layers as kl
-from keras_cnns._checks import fail
+from keras_cnns._checks import check_choice, check_probability, fail
 from keras_cnns.blocks.inverted_residual import inverted_residual_block
 from keras_cnns.models._builder import family_builder, pooled_classifier
 from keras_cnns.models._notation import decode_stages
 from keras_cnns.models._registry import register_model
 from keras_cnns.models._stages import build_numbered_stages
-from keras_cnns.models._validation import check_choice, check_probability
 
 __all__ = ["ARCH", "FBNet"]
 

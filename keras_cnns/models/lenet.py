@@ -28,10 +28,10 @@ from __future__ import annotations
 
 from keras import layers
 
+from keras_cnns._checks import fail
 from keras_cnns.layers import activation_layer
-from keras_cnns.models._builder import classifier, family_builder
+from keras_cnns.models._builder import classifier, family_builder, feature_level
 from keras_cnns.models._registry import register_model
-from keras_cnns.models._validation import fail
 
 __all__ = ["LeNet5"]
 
@@ -83,8 +83,12 @@ def LeNet5(activation="tanh", *, ctx):
     x = activation_layer(activation, name="conv1_act")(x)
     x = layers.AveragePooling2D(2, strides=2, name="pool1")(x)
     x = layers.Conv2D(16, 5, padding="valid", name="conv2")(x)
-    x = activation_layer(activation, name="conv2_act")(x)
+    x = p1 = activation_layer(activation, name="conv2_act")(x)
     x = layers.AveragePooling2D(2, strides=2, name="pool2")(x)
+    # Valid 5x5 convolutions and 2x2 pools: side = floor((H - extent) / stride) + 1, with the
+    # extent growing by (kernel - 1) * stride so far: conv1 5, pool1 6, conv2 6 + 4 * 2 = 14
+    # (10 at 32), pool2 14 + 1 * 2 = 16 (5 at 32).
+    features = {"P1": feature_level("P1", p1, extent=14), "P2": feature_level("P2", x, extent=16)}
 
     def head(x):
         x = layers.Flatten(name="flatten")(x)
@@ -94,7 +98,7 @@ def LeNet5(activation="tanh", *, ctx):
         x = activation_layer(activation, name="fc2_act")(x)
         return classifier(x, ctx.classes, ctx.classifier_activation)
 
-    return ctx.finish(x, head, default_name="lenet5")
+    return ctx.finish(x, head, default_name="lenet5", features=features)
 
 
 register_model(

@@ -12,7 +12,7 @@ The layer sequence, the channel rounding ``int(filters * alpha)``, the stride-2 
 (``ZeroPadding2D(((0, 1), (0, 1)))`` + "valid" depthwise) and the head (global average pooling
 with ``keepdims`` -> dropout -> 1x1 convolution ``conv_preds`` -> reshape -> activation) follow
 ``keras.applications.MobileNet``, so its weights copy over one to one
-(:func:`keras_cnns.models._keras_apps.from_keras_applications`). Weighted layers, keras.applications name ->
+(:func:`keras_cnns.from_keras_applications`). Weighted layers, keras.applications name ->
 ours: ``conv1`` -> ``conv1_conv``, ``conv1_bn`` -> ``conv1_bn``, ``conv_dw_i[_bn]`` ->
 ``conv_i_dw[_bn]``, ``conv_pw_i[_bn]`` -> ``conv_i_pw[_bn]``, ``conv_preds`` -> ``conv_preds``.
 The depthwise convolutions are :class:`~keras_cnns.layers.GroupedDepthwiseConv2D` (the library's
@@ -32,14 +32,9 @@ import keras
 from keras import layers
 
 from keras_cnns import layers as kl
+from keras_cnns._checks import check_positive_float, check_positive_int, check_probability, fail
 from keras_cnns.models._builder import family_builder
 from keras_cnns.models._registry import register_model
-from keras_cnns.models._validation import (
-    check_positive_float,
-    check_positive_int,
-    check_probability,
-    fail,
-)
 
 __all__ = ["MobileNet", "resolution_side"]
 
@@ -127,7 +122,11 @@ def MobileNet(alpha=1.0, rho=1.0, depth_multiplier=1, dropout=1e-3, *, ctx):
         img_input, int(_STEM_FILTERS * alpha), 3, strides=2, padding="same", use_bias=False,
         activation="relu6", kernel_initializer="glorot_uniform", name="conv1",
     )
+    features, level = {}, 1
     for i, (filters, stride) in enumerate(_BLOCKS, start=1):
+        if stride == 2:
+            features[f"P{level}"] = x
+            level += 1
         x = kl.depthwise_separable_block(
             x, int(filters * alpha), strides=stride, kernel_size=3, activation="relu6",
             depth_multiplier=depth_multiplier, name=f"conv_{i}",
@@ -141,7 +140,9 @@ def MobileNet(alpha=1.0, rho=1.0, depth_multiplier=1, dropout=1e-3, *, ctx):
         x = layers.Reshape((classes,), name="reshape")(x)
         return layers.Activation(ctx.classifier_activation, name="predictions")(x)
 
-    return ctx.finish(x, head, default_name=f"mobilenet_{alpha:0.2f}_{ctx.shape[0]}")
+    features[f"P{level}"] = x
+    return ctx.finish(x, head, default_name=f"mobilenet_{alpha:0.2f}_{ctx.shape[0]}",
+                      features=features)
 
 
 

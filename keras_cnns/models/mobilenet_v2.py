@@ -14,7 +14,7 @@ Layouts (``layout``; both use keras.applications' layer names): ``"keras"`` (def
 ``keras.applications.MobileNetV2`` layer for layer: its names (``Conv1``, ``bn_Conv1``,
 ``expanded_conv_depthwise``, ``block_1_expand``, ..., ``Conv_1``, ``predictions``),
 BatchNormalization ``momentum=0.999, epsilon=1e-3``, the stem's "same" padding and
-``correct_pad`` before the strided depthwise convolutions, so its weights copy over one to one (:func:`keras_cnns.models._keras_apps.from_keras_applications`).
+``correct_pad`` before the strided depthwise convolutions, so its weights copy over one to one (:func:`keras_cnns.from_keras_applications`).
 ``"torchvision"`` is ``torchvision.models.mobilenet_v2``: BatchNormalization ``epsilon=1e-5``,
 ``momentum=0.9`` and PyTorch's symmetric padding (stem and strided depthwise), so torchvision
 weights give torchvision's outputs (:func:`keras_cnns.from_torchvision`). Both have the same
@@ -36,13 +36,13 @@ import dataclasses
 from keras import layers
 
 from keras_cnns import layers as kl
+from keras_cnns._checks import check_choice, check_positive_float, check_probability
 from keras_cnns.blocks.inverted_residual import inverted_residual_block
 from keras_cnns.layers.utils import make_divisible
 from keras_cnns.models._builder import classifier, family_builder
 from keras_cnns.models._notation import decode_stages
 from keras_cnns.models._registry import register_model
 from keras_cnns.models._stages import build_numbered_stages
-from keras_cnns.models._validation import check_choice, check_positive_float, check_probability
 from keras_cnns.models.mobilenet import resolution_side
 
 __all__ = ["MobileNetV2"]

@@ -15,7 +15,7 @@ and the last 1x1 convolution grows only for ``alpha > 1``, as in keras.applicati
 Layouts (``layout``): ``"keras"`` (default) is ``keras.applications.MobileNetV3Large/Small``
 (``include_preprocessing``: its ``Rescaling(1/127.5, -1)`` input layer; BN ``momentum=0.999,
 epsilon=1e-3``; "same" stem and ``correct_pad`` before strided depthwise convolutions), so its
-weights copy over in order (:func:`keras_cnns.models._keras_apps.from_keras_applications`);
+weights copy over in order (:func:`keras_cnns.from_keras_applications`);
 ``"torchvision"`` is ``torchvision.models.mobilenet_v3_large/small`` (BN ``epsilon=1e-3``,
 ``momentum=0.99`` in Keras' convention, symmetric padding; no preprocessing layer in its
 registered variants), for :func:`keras_cnns.from_torchvision`. The two agree in every weight at
@@ -35,13 +35,13 @@ import dataclasses
 from keras import layers
 
 from keras_cnns import layers as kl
+from keras_cnns._checks import check_choice, check_positive_float, check_probability
 from keras_cnns.blocks.inverted_residual import inverted_residual_block
 from keras_cnns.layers.utils import make_divisible
 from keras_cnns.models._builder import family_builder
 from keras_cnns.models._notation import decode_stages
 from keras_cnns.models._registry import register_model
 from keras_cnns.models._stages import build_numbered_stages
-from keras_cnns.models._validation import check_choice, check_positive_float, check_probability
 
 __all__ = ["MobileNetV3"]
 

@@ -31,10 +31,10 @@ from __future__ import annotations
 
 from keras import layers
 
+from keras_cnns._checks import check_probability
 from keras_cnns.layers import activation_layer
 from keras_cnns.models._builder import family_builder
 from keras_cnns.models._registry import register_model
-from keras_cnns.models._validation import check_probability
 
 __all__ = ["NiN"]
 
@@ -75,10 +75,12 @@ def NiN(dropout=0.5, *, ctx):
     """
     dropout = check_probability("dropout", dropout)
     x = ctx.start(default_shape=(32, 32, 3), min_size=MIN_INPUT_SIZE)
+    features = {}
     for block, (kernel, widths) in enumerate(_BLOCKS, start=1):
         for index, filters in enumerate(widths, start=1):
             x = layers.Conv2D(filters, kernel if index == 1 else 1, padding="same",
                               activation="relu", name=f"block{block}_conv{index}")(x)
+        features[f"P{block - 1}"] = x  # block b runs at stride 2^(b-1)
         if block < len(_BLOCKS):
             # PyTorch's 3x3/2 pool with padding=1: the inputs are ReLU outputs (>= 0), so zero
             # padding never wins the max and is what count_include_pad averages over.
@@ -94,7 +96,7 @@ def NiN(dropout=0.5, *, ctx):
         x = layers.GlobalAveragePooling2D(name="predictions_pool")(x)
         return activation_layer(ctx.classifier_activation, name="predictions")(x)
 
-    return ctx.finish(x, head, default_name="nin")
+    return ctx.finish(x, head, default_name="nin", features=features)
 
 
 register_model(

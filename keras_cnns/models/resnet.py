@@ -69,14 +69,13 @@ import sys
 import keras
 from keras import layers
 
+from keras_cnns._checks import check_bool, check_choice, check_probability, fail, is_int
 from keras_cnns.blocks import check_block_args
-from keras_cnns.blocks.stochastic_depth import StochasticDepth
+from keras_cnns.layers.stochastic_depth import StochasticDepth
 from keras_cnns.layers import conv_bn_act
 from keras_cnns.models._builder import classifier, family_builder
 from keras_cnns.models._registry import register_model
 from keras_cnns.models._stages import StageSpec, build_stages, check_stochastic_depth, stage_levels
-from keras_cnns.models._torchvision import register_torchvision_names
-from keras_cnns.models._validation import check_bool, check_choice, check_probability, fail, is_int
 from keras_cnns.layers.batch_norm import BatchNormalization
 
 __all__ = [
@@ -429,7 +428,7 @@ def wrn(depth=28, k=10, dropout=0.0, **kwargs):
 
 
 # ------------------------------------------------------------------------------------------------
-# torchvision module names (for keras_cnns.models._torchvision)
+# torchvision module names (registered for keras_cnns.from_torchvision in keras_cnns.bridges)
 # ------------------------------------------------------------------------------------------------
 
 _BLOCK_LAYER = re.compile(r"conv(\d)_block(\d+)_(\d)_(conv|bn)")
@@ -487,11 +486,6 @@ def torchvision_names(model):
         fail("model", "must be an ImageNet ResNet / ResNeXt / Wide ResNet (torchvision has no "
                       "CIFAR ResNets)", model.name)
     return pairs
-
-
-for _family in ("ResNet", "ResNeXt", "WideResNet"):
-    register_torchvision_names(_family, torchvision_names)
-del _family
 
 
 # ------------------------------------------------------------------------------------------------

@@ -4,8 +4,9 @@ Iandola, Han, Moskewicz, Ashraf, Dally, Keutzer, "SqueezeNet: AlexNet-level accu
 fewer parameters and <0.5MB model size", 2016 (https://arxiv.org/abs/1602.07360): Fig. 1 the
 Fire module, Fig. 2 the bypasses, Table 1 the layers, Table 3 the bypass comparison.
 
-The file reads top to bottom: the per-version layer tables, the small blocks (ceil-mode max-pool,
-the bypass around a Fire module, the conv10 classifier), the generic builder :func:`SqueezeNet`,
+The file reads top to bottom: the per-version layer tables, the small blocks (the bypass around a
+Fire module, the conv10 classifier; the ceil-mode max-pool is
+:func:`keras_cnns.layers.max_pool_ceil`), the generic builder :func:`SqueezeNet`,
 and the registered variants.
 """
 
@@ -14,17 +15,18 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from keras_cnns._checks import check_choice, check_probability
 from keras_cnns.layers import fire_module
 from keras_cnns.layers.fire import FIRE_KERNEL_INITIALIZER
-from keras_cnns.models._builder import family_builder
+from keras_cnns.layers.pooling import CeilModeMaxPooling2D, max_pool_ceil
+from keras_cnns.models._builder import family_builder, feature_level
 from keras_cnns.models._registry import register_model
-from keras_cnns.models._validation import check_choice, check_probability
 
 __all__ = [
     "BYPASSES",
     "CONV10_BIAS_INITIALIZER",
     "CONV10_KERNEL_INITIALIZER",
-    "CeilModeMaxPooling2D",
+    "CeilModeMaxPooling2D",  # re-exported from keras_cnns.layers.pooling
     "SqueezeNet",
     "VERSIONS",
 ]
@@ -85,82 +87,6 @@ COMPLEX_BYPASS_FIRES = (2, 4, 6, 8)
 #: Smallest input side that builds and leaves a >= 1x1 map for conv10 (checked by brute force in
 #: tests/models/test_squeezenet.py).
 MIN_INPUT_SIZE = {"1_0": 21, "1_1": 17}
-
-
-@keras.saving.register_keras_serializable(package="keras_cnns")
-class CeilModeMaxPooling2D(layers.Layer):
-    """Max pooling with PyTorch's ``ceil_mode=True`` / Caffe's output size, for any input.
-
-    ``out = ceil((n - pool_size) / strides) + 1`` per spatial side (windows may hang over the
-    bottom/right edge; each still starts inside the input). Stock ``MaxPooling2D`` gives the floor
-    ("valid") or ``ceil(n / strides)`` ("same"), neither of which is this in general, but one of
-    them is for most static sizes, and the layer uses it then (3x3/2: "valid" for odd ``n``,
-    "same" for even ``n``, whose one padded row/column TF's pool ignores).
-
-    Otherwise (mixed parity of the two sides, or an unknown size) the last row/column is repeated
-    to the needed size and the pool is "valid". That is exact whatever the sign of the input
-    (SqueezeNet's complex bypass sums can be negative, so zero padding would not be): a window
-    that hangs over the edge starts inside the input, so it already holds the last row/column
-    whose copies it sees. It is also what int8 TFLite runs: the earlier ``-inf`` padding
-    (``PADV2`` before ``MAX_POOL_2D``) made XNNPACK fail to prepare the quantized graph.
-    """
-
-    def __init__(self, pool_size=3, strides=2, **kwargs):
-        super().__init__(**kwargs)
-        self.pool_size = int(pool_size)
-        self.strides = int(strides)
-
-    def _out(self, n):
-        return -(-(n - self.pool_size) // self.strides) + 1
-
-    def _needed_pad(self, n):
-        """Rows to append so that a "valid" pool gives the ceil-mode size (``None``: unknown)."""
-        if n is None:
-            return None
-        return max((self._out(n) - 1) * self.strides + self.pool_size - n, 0)
-
-    def _same_is_exact(self, n):
-        out, s, k = self._out(n), self.strides, self.pool_size
-        same_out = -(-n // s)
-        same_pad = max((same_out - 1) * s + k - n, 0)
-        # "same" puts floor(pad / 2) before: exact only when that is zero and it adds what
-        # ceil mode needs after
-        return same_out == out and same_pad == self._needed_pad(n) and same_pad <= 1
-
-    def _repeat_last(self, x, axis, count):
-        if not count:
-            return x
-        last = x[:, -1:] if axis == 1 else x[:, :, -1:]
-        return keras.ops.concatenate([x] + [last] * count, axis=axis)
-
-    def call(self, inputs):
-        k, s = self.pool_size, self.strides
-        h, w = inputs.shape[1], inputs.shape[2]
-        pads = (self._needed_pad(h), self._needed_pad(w))
-        if pads == (0, 0):
-            return keras.ops.max_pool(inputs, k, s, padding="valid")
-        if None not in pads and self._same_is_exact(h) and self._same_is_exact(w):
-            return keras.ops.max_pool(inputs, k, s, padding="same")
-        # unknown size: s - 1 repeats give floor((n + s - 1 - k) / s) + 1 == the ceil-mode size
-        x = self._repeat_last(inputs, 1, s - 1 if pads[0] is None else pads[0])
-        x = self._repeat_last(x, 2, s - 1 if pads[1] is None else pads[1])
-        return keras.ops.max_pool(x, k, s, padding="valid")
-
-    def compute_output_shape(self, input_shape):
-        def side(n):
-            return None if n is None else self._out(n)
-
-        return (input_shape[0], side(input_shape[1]), side(input_shape[2]), input_shape[3])
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(pool_size=self.pool_size, strides=self.strides)
-        return config
-
-
-def _max_pool_ceil(x, name):
-    """3x3/2 max-pool with torchvision's ``ceil_mode=True`` (Caffe's pooling)."""
-    return CeilModeMaxPooling2D(3, 2, name=name)(x)
 
 
 def _fire(x, index, squeeze, e1, e3, bypass):
@@ -256,9 +182,16 @@ def SqueezeNet(version="1_0", bypass="none", dropout=0.5, *, ctx):
                       kernel_initializer=FIRE_KERNEL_INITIALIZER, bias_initializer="zeros",
                       name="conv1")(img_input)
     x = layers.ReLU(name="conv1_relu")(x)
+    # The levels: conv1's map, then the last map before each pool. conv1 (kernel k, stride 2,
+    # valid) gives floor((H - k) / 2) + 1; each 3x3/2 ceil-mode pool adds (3 - 2) * stride-so-far
+    # to the extent: side = floor((H - extent) / stride) + 1.
+    features, extent, stride = {}, stem_kernel, 2
     for entry in arch["body"]:
         if entry[0] == "pool":
-            x = _max_pool_ceil(x, name=f"pool{entry[1]}")
+            features[f"P{stride.bit_length() - 1}"] = feature_level(
+                f"P{stride.bit_length() - 1}", x, extent=extent)
+            extent, stride = extent + stride, stride * 2
+            x = max_pool_ceil(x, 3, 2, name=f"pool{entry[1]}")
         else:
             x = _fire(x, *entry[1:], bypass=bypass)
 
@@ -272,7 +205,9 @@ def SqueezeNet(version="1_0", bypass="none", dropout=0.5, *, ctx):
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         return layers.Activation(ctx.classifier_activation or "linear", name="predictions")(x)
 
-    return ctx.finish(x, head, default_name=default_name)
+    features[f"P{stride.bit_length() - 1}"] = feature_level(f"P{stride.bit_length() - 1}", x,
+                                                             extent=extent)
+    return ctx.finish(x, head, default_name=default_name, features=features)
 
 
 # ----------------------------------------------------------------------------------------------

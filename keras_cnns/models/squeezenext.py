@@ -7,7 +7,7 @@ layer:
 
 - Input 227x227 (the release's ``crop_size``). ``conv1``: 64 filters, 7x7 (v5: 5x5), stride 2,
   no padding; a 3x3/2 max-pool with Caffe's ceil-mode output size
-  (:class:`~keras_cnns.models.squeezenet.CeilModeMaxPooling2D`).
+  (:class:`~keras_cnns.layers.CeilModeMaxPooling2D`).
 - Four stages of ``C`` = 32, 64, 128, 256 channels (2.0: twice that), strides 1, 2, 2, 2, with
   6, 6, 8, 1 blocks (v5: 2, 4, 14, 1; 21 blocks in both).
 - The block (paper Fig. 1, right): 1x1 -> C/2 (the stage's stride, if any, is here), 1x1 ->
@@ -54,13 +54,12 @@ import numbers
 
 from keras import layers
 
-from keras_cnns._checks import fail
+from keras_cnns._checks import check_choice, check_probability, fail
 from keras_cnns.blocks.residual import grouped_conv2d
-from keras_cnns.layers import activation_layer
-from keras_cnns.models._builder import family_builder, pooled_classifier
+from keras_cnns.layers import CeilModeMaxPooling2D, activation_layer
+from keras_cnns.models._builder import family_builder, feature_level, pooled_classifier
 from keras_cnns.models._registry import register_model
-from keras_cnns.models._validation import check_choice, check_probability
-from keras_cnns.models.squeezenet import CeilModeMaxPooling2D
+from keras_cnns.models._stages import Stage, StageSpec, Transition, build_stages, plain_block
 from keras_cnns.layers.batch_norm import BatchNormalization
 
 __all__ = ["DEPTHS", "SqueezeNext", "VERSIONS", "WIDTHS", "squeezenext_block"]
@@ -127,6 +126,29 @@ def squeezenext_block(x, filters, *, strides=1, shortcut_conv=False, groups=1,
     return layers.ReLU(name=f"{name}_relu")(y)
 
 
+_BLOCK = plain_block(squeezenext_block, stride_arg="strides", takes_groups=True)
+
+
+def _stage(stage, filters, depth, stride, version, groups):
+    """Stage ``stage`` (1-based): v5 the strided transition convolution, then ``depth``
+    identity blocks; 23 the strided first block with its 1x1-convolution shortcut, then
+    identity blocks."""
+    if version == "23v5":
+        def transition(t):
+            return _conv_bn_relu(t, filters, 1, strides=stride, name=f"stage{stage}_transition")
+        return Stage(StageSpec("block", depth, filters, groups=groups),
+                     pre=Transition(transition, stride=stride))
+    first = StageSpec("block", 1, filters, stride=stride, groups=groups,
+                      options={"shortcut_conv": True})
+    return Stage([first] + ([StageSpec("block", depth - 1, filters, groups=groups)]
+                            if depth > 1 else []))
+
+
+def _pair_order(stage_index, block_index):
+    """The separable pair's order: 3x1 first in the even blocks of a stage, 1x3 in the odd."""
+    return {"order": ("3x1", "1x3") if block_index % 2 == 0 else ("1x3", "3x1")}
+
+
 def _default_name(width, version, groups):
     return f"{'g_' if groups == 2 else ''}sqnxt{version}_{width:.1f}".replace(".", "_")
 
@@ -167,22 +189,21 @@ def SqueezeNext(width=1.0, version="23", groups=1, dropout=0.0, *, ctx):
 
     x = ctx.start(default_shape=(227, 227, 3), min_size=MIN_INPUT_SIZE)
     x = _conv_bn_relu(x, STEM_FILTERS, STEM_KERNEL[version], strides=2, name="conv1")
-    features = {"P1": x}
+    p1 = x
     x = CeilModeMaxPooling2D(3, 2, name="pool1")(x)
-    for stage, (filters, depth, stride) in enumerate(
-            zip(WIDTHS[width], DEPTHS[version], STRIDES), start=1):
-        if version == "23v5":
-            x = _conv_bn_relu(x, filters, 1, strides=stride, name=f"stage{stage}_transition")
-        for block in range(depth):
-            first = block == 0 and version == "23"
-            x = squeezenext_block(
-                x, filters, strides=stride if first else 1, shortcut_conv=first, groups=groups,
-                order=("3x1", "1x3") if block % 2 == 0 else ("1x3", "3x1"),
-                name=f"stage{stage}_block{block + 1}")
-        if stage < 4:
-            features[f"P{stage + 1}"] = x
+    stages = [_stage(stage, filters, depth, stride, version, groups) for stage, (
+        filters, depth, stride) in enumerate(zip(WIDTHS[width], DEPTHS[version], STRIDES), 1)]
+    x, features = build_stages(x, stages, block_fns={"block": _BLOCK},
+                               block_kwargs_fn=_pair_order, level=2, features={"P1": p1},
+                               name_fn=lambda s, b: f"stage{s + 1}_block{b + 1}")
     x = _conv_bn_relu(x, FINAL_FILTERS, 1, name="final")
     features["P5"] = x
+    # conv1 (k x k, stride 2, valid) gives floor((H - k) / 2) + 1; the ceil-mode 3x3/2 pool adds
+    # (3 - 2) * 2 to that extent, and the strided 1x1 convolutions after it keep it:
+    # side = floor((H - extent) / stride) + 1 at every later level.
+    k = STEM_KERNEL[version]
+    features = {name: feature_level(name, t, extent=k if name == "P1" else k + 2)
+                for name, t in features.items()}
 
     def head(x):
         return pooled_classifier(x, ctx, dropout, use_bias=False,

@@ -12,7 +12,7 @@ what the default configuration reproduces: **138,357,544** parameters for VGG-16
 
 Layer names are those of ``keras.applications.VGG16`` / ``VGG19`` (``block{b}_conv{i}``,
 ``block{b}_pool``, ``flatten``, ``fc1``, ``fc2``, ``predictions``), so weights copy layer for
-layer (see :mod:`keras_cnns.models._keras_apps`). Two things differ from keras.applications, both
+layer (see :mod:`keras_cnns.bridges.keras_applications`). Two things differ from keras.applications, both
 following the paper and torchvision: dropout 0.5 after ``fc1`` and ``fc2`` (``fc1_drop``,
 ``fc2_drop``; weightless, so the copy is unaffected; ``dropout=0`` removes them), and the ``_bn``
 variants (torchvision's ``vgg*_bn``): ``Conv2D`` (with bias, linear) ->
@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from keras import layers
 
+from keras_cnns._checks import check_bool, check_choice, check_probability
 from keras_cnns.models._builder import classifier, family_builder
 from keras_cnns.models._registry import register_model
-from keras_cnns.models._validation import check_bool, check_choice, check_probability
 from keras_cnns.layers.batch_norm import BatchNormalization
 
 __all__ = ["VGG", "VGG11", "VGG13", "VGG16", "VGG19"]
@@ -86,10 +86,14 @@ def VGG(depth=16, batch_norm=False, dropout=0.5, *, ctx):
     check_bool("batch_norm", batch_norm)
     dropout = check_probability("dropout", dropout)
     x = ctx.start(default_shape=(224, 224, 3), min_size=MIN_INPUT_SIZE, require_static=True)
+    features = {}
     for block, (n_convs, filters) in enumerate(zip(VGG_CONFIGS[depth], BLOCK_FILTERS), start=1):
         for index in range(1, n_convs + 1):
             x = _conv(x, filters, block, index, batch_norm)
+        if block > 1:  # block b's convolutions run at stride 2^(b-1) (block 1's at 1: no level)
+            features[f"P{block - 1}"] = x
         x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
+    features["P5"] = x
 
     def head(x):
         x = layers.Flatten(name="flatten")(x)
@@ -99,7 +103,8 @@ def VGG(depth=16, batch_norm=False, dropout=0.5, *, ctx):
                 x = layers.Dropout(dropout, name=f"fc{i}_drop")(x)
         return classifier(x, ctx.classes, ctx.classifier_activation)
 
-    return ctx.finish(x, head, default_name=f"vgg{depth}_bn" if batch_norm else f"vgg{depth}")
+    return ctx.finish(x, head, default_name=f"vgg{depth}_bn" if batch_norm else f"vgg{depth}",
+                      features=features)
 
 
 def _variant(depth):

@@ -14,6 +14,7 @@ Nothing here knows a family: the model's default and paper recipes come from the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -150,6 +151,40 @@ class _EpochProgbar(keras.callbacks.ProgbarLogger):
         self.epochs = self._total
 
 
+class _EpochLines(keras.callbacks.Callback):
+    """One line per epoch, for a run without a terminal (a CI log, ``nohup``), where a progress
+    bar cannot redraw: ``Epoch e/E - 12.3s - loss: ... - accuracy: ... - val_accuracy: ...``
+    (Keras' ``verbose=2`` format)."""
+
+    def __init__(self, total_epochs, rename=None, stream=None):
+        super().__init__()
+        self._total = int(total_epochs)
+        self._rename = rename
+        self._stream = stream
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        import sys
+
+        logs = self._rename(logs or {}) if self._rename else (logs or {})
+        items = " - ".join(f"{k}: {v:.4f}" for k, v in sorted(logs.items())
+                           if isinstance(v, numbers.Real))
+        print(f"Epoch {epoch + 1}/{self._total} - {time.perf_counter() - self._t:.1f}s"
+              + (f" - {items}" if items else ""), file=self._stream or sys.stdout, flush=True)
+
+
+def _progress_callback(total_epochs, rename=None):
+    """A progress bar on a terminal, else one line per epoch (its logs passed through
+    ``rename``)."""
+    import sys
+
+    isatty = getattr(sys.stdout, "isatty", None)
+    return (_EpochProgbar(total_epochs) if isatty and isatty()
+            else _EpochLines(total_epochs, rename))
+
+
 class _ImagesPerSecond(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
@@ -280,7 +315,8 @@ def _resolve_model(model_or_name, model_kwargs, source: _Source, image_size):
             fail("model_kwargs", "only apply to a model given by name", model_kwargs)
         model = model_or_name
         fingerprint = dict(model=model.name, input_shape=list(model.input_shape[1:]),
-                           outputs=list(model.output_shape[1:]),
+                           outputs=(list(model.output_shape[1:]) if len(model.outputs) == 1
+                                    else [list(t.shape[1:]) for t in model.outputs]),
                            params=int(model.count_params()))
         return None, (lambda: model), model.name, fingerprint
     if not isinstance(model_or_name, str) or not model_or_name.strip():
@@ -317,6 +353,107 @@ def _resolve_model(model_or_name, model_kwargs, source: _Source, image_size):
     fingerprint = dict(model=info.name, kwargs=_jsonable(kwargs), input_shape=[h, w, c],
                        classes=source.num_classes)
     return info, build, run_name, fingerprint
+
+
+# ----------------------------------------------------------------------------------------------
+# The task: what each output is trained and scored with
+# ----------------------------------------------------------------------------------------------
+
+class _Task:
+    """The losses, loss weights and metrics of a model's outputs, read from its
+    :class:`~keras_cnns.models.heads.OutputSpec` (``output_specs``): the main output gets the
+    recipe's classification loss with weight 1 and top-1 / top-5 accuracy, an auxiliary
+    classifier the same loss with its own weight (GoogLeNet's 0.3) and top-1. With one output
+    the metrics are ``accuracy`` / ``top5_accuracy``; with several, Keras names them
+    ``<output>_accuracy`` and :meth:`main_keys` adds the main output's as ``accuracy``,
+    ``top5_accuracy``, ``val_accuracy`` ..., so the loop, the history and the checkpoints read
+    the main output the same way."""
+
+    def __init__(self, specs, recipe, num_classes):
+        self.specs = tuple(specs)
+        k = min(5, num_classes)
+        main = next(s for s in self.specs if s.served and s.trained)
+        self.main = main.name
+
+        def classification_loss():
+            return (ClassificationLoss(recipe.label_smoothing)
+                    if (recipe.label_smoothing or recipe.mixup)
+                    else keras.losses.SparseCategoricalCrossentropy())
+
+        def metrics(spec):
+            dense = bool(recipe.mixup)
+            out = [(keras.metrics.CategoricalAccuracy if dense
+                    else keras.metrics.SparseCategoricalAccuracy)(name="accuracy")]
+            if spec.name == self.main:
+                out.append((keras.metrics.TopKCategoricalAccuracy if dense
+                            else keras.metrics.SparseTopKCategoricalAccuracy)(
+                    k=k, name="top5_accuracy"))
+            return out
+
+        if len(self.specs) == 1:
+            self.compile_kwargs = dict(loss=classification_loss(), metrics=metrics(main))
+        else:
+            self.compile_kwargs = dict(loss=[classification_loss() for _ in self.specs],
+                                       loss_weights=[float(s.loss_weight) for s in self.specs],
+                                       metrics=[metrics(s) for s in self.specs])
+
+    def data(self, ds):
+        """The dataset with its label given to every output."""
+        n = len(self.specs)
+        if n == 1:
+            return ds
+        return ds.map(lambda x, y: (x, tuple(y for _ in range(n))))
+
+    def epoch_logs(self, logs):
+        """What a run prints per epoch: the main output's metrics under their single-output
+        names, the other outputs' under theirs."""
+        logs = self.main_keys(logs)
+        if len(self.specs) > 1:
+            logs = {k: v for k, v in logs.items()
+                    if not (k.startswith(f"{self.main}_") or k.startswith(f"val_{self.main}_"))
+                    or k.endswith("_loss")}
+        return logs
+
+    def main_keys(self, logs):
+        """``logs`` plus the main output's metrics under their single-output names."""
+        logs = dict(logs)
+        if len(self.specs) > 1:
+            for key, value in list(logs.items()):
+                for prefix in ("", "val_"):
+                    if key.startswith(f"{prefix}{self.main}_"):
+                        name = key[len(prefix) + len(self.main) + 1:]
+                        if name in ("accuracy", "top5_accuracy"):
+                            logs[f"{prefix}{name}"] = value
+        return logs
+
+
+def _training_task(model, recipe, num_classes, model_or_name):
+    """``(model, task)``: the model to compile (the outputs train() puts a loss on, cast to
+    float32 under mixed precision) and its :class:`_Task`."""
+    from keras_cnns.models.heads import attach_output_specs, output_name, output_specs
+
+    specs = output_specs(model)
+    trained = [(i, s) for i, s in enumerate(specs) if s.trained]
+    if not any(s.served for _, s in trained):
+        fail("model_or_name", "must have a classification output to train (its outputs: "
+             f"{[(s.name, s.kind) for s in specs]}; build it with include_top=True)",
+             model_or_name if isinstance(model_or_name, str) else model.name)
+    outputs = [model.outputs[i] for i, _ in trained]
+    rebuild = len(trained) != len(specs)
+    if recipe.precision != "float32" and any(o.dtype != "float32" for o in outputs):
+        # the softmax in float32 (Keras' mixed-precision guide): the loss, top-k metrics
+        # and exported probabilities see float32
+        outputs = [keras.layers.Activation("linear", dtype="float32",
+                                           name="predictions_float32" if j == 0 else
+                                           f"{s.name}_float32")(o)
+                   for j, (o, (_, s)) in enumerate(zip(outputs, trained))]
+        rebuild = True
+    specs = [dataclasses.replace(s, name=output_name(o)) for o, (_, s) in zip(outputs, trained)]
+    if rebuild:
+        model = keras.Model(model.inputs, outputs if len(outputs) > 1 else outputs[0],
+                            name=model.name)
+        attach_output_specs(model, specs)
+    return model, _Task(specs, recipe, num_classes)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -429,7 +566,7 @@ def train(model_or_name: Union[str, "keras.Model"] = DEFAULT_MODEL,
     steps = source.steps_per_epoch()
     if steps is None:
         fail("data", "must have a known size (or pass steps_per_epoch)", data)
-    scope = strategy.scope() if strategy is not None else _nullcontext()
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     policy = keras.config.dtype_policy()
     with scope:
         if recipe.precision != "float32":
@@ -438,25 +575,10 @@ def train(model_or_name: Union[str, "keras.Model"] = DEFAULT_MODEL,
             model = build()
         finally:
             keras.config.set_dtype_policy(policy)
-        if recipe.precision != "float32" and model.outputs[0].dtype != "float32":
-            # the softmax in float32 (Keras' mixed-precision guide): the loss, top-k metrics
-            # and exported probabilities see float32
-            out = keras.layers.Activation("linear", dtype="float32",
-                                          name="predictions_float32")(model.outputs[0])
-            model = keras.Model(model.inputs, out, name=model.name)
+        model, task = _training_task(model, recipe, source.num_classes, model_or_name)
         schedule = make_schedule(recipe, steps)
         optimizer = _make_optimizer(recipe, schedule)
-        k = min(5, source.num_classes)
-        if recipe.mixup:
-            metrics = [keras.metrics.CategoricalAccuracy(name="accuracy"),
-                       keras.metrics.TopKCategoricalAccuracy(k=k, name="top5_accuracy")]
-        else:
-            metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-                       keras.metrics.SparseTopKCategoricalAccuracy(k=k, name="top5_accuracy")]
-        loss = (ClassificationLoss(recipe.label_smoothing)
-                if (recipe.label_smoothing or recipe.mixup)
-                else keras.losses.SparseCategoricalCrossentropy())
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=_jit(recipe))
+        model.compile(optimizer=optimizer, jit_compile=_jit(recipe), **task.compile_kwargs)
         optimizer = model.optimizer  # LossScaleOptimizer under mixed_float16
         optimizer.build(model.trainable_variables)
 
@@ -485,23 +607,22 @@ def train(model_or_name: Union[str, "keras.Model"] = DEFAULT_MODEL,
     speed = _ImagesPerSecond()
     fit_callbacks.append(speed)
     if verbose:
-        fit_callbacks.append(_EpochProgbar(recipe.epochs))
+        fit_callbacks.append(_progress_callback(recipe.epochs, task.epoch_logs))
     if tensorboard_dir is None and checkpoint_dir:
         tensorboard_dir = os.path.join(os.fspath(checkpoint_dir), "logs")
     if tensorboard_dir and chief:
         fit_callbacks.append(keras.callbacks.TensorBoard(log_dir=os.fspath(tensorboard_dir)))
     use_precise_bn = bool(batch_norm_layers(model)) and replicas == 1
-    val_ds = source.val()
-
+    val_ds = task.data(source.val())
     for epoch in range(first_epoch, recipe.epochs):
-        train_ds = source.train(epoch)
+        train_ds = task.data(source.train(epoch))
         epoch_callbacks = list(fit_callbacks)
         if use_precise_bn:  # per-epoch evaluation with recalibrated BN statistics
             epoch_callbacks.append(PreciseBatchNorm(train_ds, max_batches=5))
         h = model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, validation_data=val_ds,
                       steps_per_epoch=steps if source.limit else None, verbose=0,
                       shuffle=False, callbacks=epoch_callbacks)
-        for key, values in h.history.items():
+        for key, values in task.main_keys(h.history).items():
             history.setdefault(key, []).extend(float(v) for v in values)
         history.setdefault("lr", []).append(float(keras.ops.convert_to_numpy(
             schedule(optimizer.iterations))))
@@ -527,8 +648,9 @@ def train(model_or_name: Union[str, "keras.Model"] = DEFAULT_MODEL,
             for v, value in zip(model.variables, best["weights"]):
                 v.assign(value)
     if use_precise_bn:
-        recalibrate_batch_norm(model, source.train(max(recipe.epochs - 1, 0)), max_batches=steps)
-    results = model.evaluate(val_ds, verbose=0, return_dict=True)
+        recalibrate_batch_norm(model, task.data(source.train(max(recipe.epochs - 1, 0))),
+                               max_batches=steps)
+    results = task.main_keys(model.evaluate(val_ds, verbose=0, return_dict=True))
     val_accuracy = float(results["accuracy"])
     val_top5 = float(results["top5_accuracy"])
     if manager is not None:  # what was evaluated (and is exported): `keras-cnns export DIR`
@@ -559,11 +681,3 @@ def train(model_or_name: Union[str, "keras.Model"] = DEFAULT_MODEL,
                                    val_size=source.val_size, replicas=replicas,
                                    input_shape=list(source.input_shape)))
     return result
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

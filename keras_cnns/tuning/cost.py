@@ -37,12 +37,13 @@ CLOSED_FORMS = {"mobilenet_v1": lambda config: mobilenet_v1_macs(
 
 
 def profiled_cost(name: str, kwargs: Dict, side: int, channels: int, classes: int):
-    """``(macs, params)`` from :func:`keras_cnns.profile` of a build that allocates no weights."""
+    """``(macs, params)`` from :func:`keras_cnns.profile` of a build that allocates no weights:
+    the served model's (its main output; auxiliary classifiers are training-only)."""
     import keras_cnns
     from keras_cnns.models._builder import shapes_only
 
     with shapes_only():
         model = keras_cnns.create_model(name, input_shape=(side, side, channels),
                                         classes=classes, **kwargs)
-        prof = keras_cnns.profile(model)
+        prof = keras_cnns.profile(model, outputs="served")
     return int(prof.total_macs), int(prof.total_params)

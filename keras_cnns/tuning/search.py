@@ -205,12 +205,20 @@ def _make_tuner(kt, name, configs, data, objective, cost, target, epochs, seed, 
 
         def build(self, hp):
             import keras_cnns
+            from keras_cnns.models.heads import output_specs
 
             c = by_label[hp.get("config")]
             model = keras_cnns.create_model(name, input_shape=(c.side, c.side, c.channels),
                                             classes=c.classes, **c.kwargs)
-            model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
-                          metrics=["accuracy"])
+            specs = output_specs(model)
+            if len(specs) == 1:
+                model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                              metrics=["accuracy"])
+            else:  # one loss per output, with its weight (auxiliary classifiers)
+                model.compile(optimizer="adam",
+                              loss=["sparse_categorical_crossentropy"] * len(specs),
+                              loss_weights=[s.loss_weight for s in specs],
+                              metrics=[["accuracy"] for _ in specs])
             return model
 
     order = list(labels)

@@ -68,14 +68,14 @@ def test_exports_equal_keras(rows, name):
     assert row["saved_model_rel_diff"] <= 1e-4, row
     assert row["tflite_rel_diff"] <= 1e-3, row
     assert row["int8_runs"], row.get("int8_error")
-    # what a TF Serving client reads (``probabilities``): the issue's 1e-5 absolute, per unit of
-    # logit scale. Random weights with calibrated BatchNorm give some models logits in the
-    # hundreds (EfficientNet-B0 at 32x32: 213), where float32 rounding alone is 1.5e-5 per value
-    # and close top logits turn a 1.5e-3 logit difference (7e-6 relative) into 2.1e-4 in the
-    # probabilities; models with O(1) logits are held to 1e-5.
+    # what a TF Serving client reads (``probabilities``): 1e-5 absolute (README, "Export and
+    # serving"), per unit of logit scale. Random weights with calibrated BatchNorm give some
+    # models logits in the hundreds (EfficientNet-B0 at 32x32: 213), where float32 rounding alone
+    # is 1.5e-5 per value and close top logits turn a 1.5e-3 logit difference (7e-6 relative)
+    # into 2.1e-4 in the probabilities; models with O(1) logits are held to 1e-5.
     assert row["saved_model_prob_abs_diff"] <= 1e-5 * row["output_scale"], row
-    # the issue's 1e-4 for float32 TFLite, on the probabilities an app computes from its logits,
-    # per unit of logit scale like the SavedModel's
+    # 1e-4 for float32 TFLite (README, "Export and serving"), on the probabilities an app
+    # computes from its logits, per unit of logit scale like the SavedModel's
     assert row["tflite_prob_abs_diff"] <= 1e-4 * row["output_scale"], row
 
 

@@ -20,6 +20,7 @@ from keras_cnns.export import (
     list_versions,
     saved_model_op_names,
 )
+from keras_cnns.export._child import child_env
 from keras_cnns.export._savedmodel import _rename_noreplace
 from keras_cnns.layers import GroupedDepthwiseConv2D
 
@@ -86,8 +87,7 @@ def test_layout_and_loads_in_a_process_without_keras_cnns(tmp_path):
         assert not any(m == "keras_cnns" or m.startswith("keras_cnns.") for m in sys.modules)
         print("OK")
     """)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    env = child_env()  # no PYTHONPATH: the child cannot find this checkout
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]
@@ -243,12 +243,31 @@ def test_bad_arguments(tmp_path, kwargs, arg):
     assert os.listdir(tmp_path) == []
 
 
-def test_features_model_needs_auto_scores_and_multi_output_models_are_refused(tmp_path):
+def test_features_model_needs_auto_scores_and_multi_input_models_are_refused(tmp_path):
     inputs = keras.Input((8, 8, 3))
     feats = keras.layers.Conv2D(4, 3)(inputs)
     with pytest.raises(ValueError, match="`scores`"):
         sm.saved_model(keras.Model(inputs, feats), tmp_path, scores="logits")
-    two = keras.Model(inputs, [feats, keras.layers.GlobalAveragePooling2D()(feats)])
-    with pytest.raises(ValueError, match="`model`.*one input and one output"):
+    other = keras.Input((8, 8, 3))
+    two = keras.Model([inputs, other], keras.layers.Add()([inputs, other]))
+    with pytest.raises(ValueError, match="`model`.*one input"):
         sm.saved_model(two, tmp_path)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_model_from_outside_with_several_outputs_serves_its_first(tmp_path):
+    # Without the library's output specs, the first output is the served one; others are left
+    # out (keras_cnns.models.heads.output_specs).
+    import tensorflow as tf
+
+    inputs = keras.Input((8, 8, 3))
+    feats = keras.layers.Conv2D(4, 3)(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(feats)
+    probs = keras.layers.Dense(3, activation="softmax", name="predictions")(pooled)
+    model = keras.Model(inputs, [probs, feats])
+    path = sm.saved_model(model, tmp_path, print_commands=False)
+    loaded = tf.saved_model.load(path)
+    assert sorted(loaded.signatures) == ["serve", "serving_default"]
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    out = loaded.signatures["serving_default"](images=tf.constant(x))
+    np.testing.assert_allclose(out["probabilities"].numpy(), np.asarray(model(x)[0]), atol=1e-6)

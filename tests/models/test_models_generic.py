@@ -21,6 +21,12 @@ import tensorflow as tf
 import keras_cnns
 from keras_cnns.models._builder import shapes_only
 
+from tests.models import fingerprint
+
+#: The committed fingerprint of every registered model (tests/models/fingerprint.py): a change
+#: that alters a model's layer names, weight shapes or outputs on seeded weights fails here.
+FINGERPRINTS = fingerprint.load()
+
 ALL_MODELS = keras_cnns.list_models()
 #: ResNet-1202 and the like take about a minute to build: built once, without weights, in
 #: test_heavy_model_figures; every other model goes through each test.
@@ -73,6 +79,19 @@ def _count(model, kind):
 def test_registry_is_populated():
     assert len(ALL_MODELS) >= 20 and len(HEAVY_MODELS) <= 4
     assert ALL_MODELS == sorted(ALL_MODELS)
+
+
+def test_every_model_has_a_committed_fingerprint():
+    missing = sorted(set(ALL_MODELS) - set(FINGERPRINTS))
+    assert not missing, (f"no fingerprint for {missing}: run "
+                         f"`python tests/models/fingerprint.py --write {' '.join(missing)}`")
+
+
+def _check_structure(name, model):
+    problems = fingerprint.diff(name, fingerprint.structure(model), FINGERPRINTS[name])
+    assert not problems, "\n".join(problems) + (
+        "\nIf the change is meant to alter the model, regenerate its fingerprint "
+        f"(python tests/models/fingerprint.py --write {name}) and say so in the commit.")
 
 
 #: Models run at most at this side (big models are built at their native size for the figures,
@@ -143,6 +162,7 @@ def test_default_size_params_and_macs(native):
     assert tuple(model.input_shape[1:]) == tuple(info.default_input_shape)
     assert model.output_shape == (None, info.default_classes)
     _check_figures(name, model)
+    _check_structure(name, model)
 
 
 @pytest.mark.parametrize("name", HEAVY_MODELS)
@@ -156,6 +176,7 @@ def test_heavy_model_figures(name):
     assert model.name == name and tuple(model.input_shape[1:]) == tuple(info.default_input_shape)
     assert model.output_shape == (None, info.default_classes)
     _check_figures(name, model)
+    _check_structure(name, model)
 
 
 @pytest.mark.parametrize("name", sorted(REPEATS))
@@ -177,13 +198,21 @@ def test_min_size_forward_backward(name):
     # The one run of every model: at its minimum size (a real image size for most, and at most
     # 128 px for all: big models are built at their native size for the figures, never run
     # there), inference-mode forward then a training step's gradients.
+    # The logits on seeded weights are the model's committed fingerprint
+    # (tests/models/fingerprint.py).
     shape = _min_shape(name)
-    model = keras_cnns.create_model(name, input_shape=shape, classes=SMALL_CLASSES)
+    assert shape == fingerprint.min_shape(_info(name)) and SMALL_CLASSES == fingerprint.CLASSES
+    model = keras_cnns.create_model(name, input_shape=shape, classes=SMALL_CLASSES,
+                                    classifier_activation=None)
     assert shape[0] <= TEST_SIDE_CAP
+    fingerprint.seed_weights(model)
     x = tf.constant(_x(shape))
-    probs = _run(model, x)
-    assert probs.shape == (2, SMALL_CLASSES) and np.all(np.isfinite(probs))
-    np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-4)  # the softmax head
+    logits = _run(model, x)
+    assert logits.shape == (2, SMALL_CLASSES) and np.all(np.isfinite(logits))
+    ok, worst = fingerprint.outputs_match(logits, FINGERPRINTS[name]["outputs"])
+    assert ok, (f"{name}: logits on seeded weights moved by {worst:.3g} of their scale "
+                f"(tolerance {fingerprint.RTOL}) from the committed fingerprint: now "
+                f"{logits.tolist()}, committed {FINGERPRINTS[name]['outputs']}")
     target = tf.constant(np.random.default_rng(1).normal(size=(2, SMALL_CLASSES)).astype("float32"))
     with tf.GradientTape() as tape:
         y = model(x, training=True)
@@ -231,6 +260,7 @@ def test_serialization_round_trips(name, tmp_path):
     x = _x(shape)
     model = keras_cnns.create_model(name, input_shape=shape, classes=SMALL_CLASSES)
     expected = _run(model, x)
+    np.testing.assert_allclose(expected.sum(axis=-1), 1.0, rtol=1e-4)  # the softmax head
 
     clone = model.__class__.from_config(model.get_config())
     clone.set_weights(model.get_weights())
