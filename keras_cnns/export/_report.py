@@ -126,6 +126,9 @@ def tflite_report(model, output_dir, variants: Sequence[str] = ("float32", "floa
 
     if not isinstance(model, keras.Model):
         fail("model", "must be a keras.Model", type(model).__name__)
+    from keras_cnns.models.heads import served_model
+
+    model = served_model(model)  # the main output: what TFLite converts
     variants = parse_variants(variants)
     if not isinstance(output_dir, (str, os.PathLike)) or not os.fspath(output_dir):
         fail("output_dir", "must be a directory path", output_dir)

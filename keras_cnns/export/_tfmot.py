@@ -104,7 +104,8 @@ def _check_model(model):
         fail("model", "must be a functional Keras 3 model", model.name)
     if len(inputs) != 1 or len(outputs) != 1:
         fail("model", f"must have one input and one output (has {len(model.inputs)} inputs, "
-             f"{len(model.outputs)} outputs)", model.name)
+             f"{len(model.outputs)} outputs; keras_cnns.models.heads.served_model(model) is "
+             "the main output alone)", model.name)
 
 
 def graph_spec(model) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:

@@ -149,6 +149,9 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
         if not isinstance(model, keras.Model):
             fail("models", f"must map names to keras.Model objects ({name!r} does not)",
                  type(model).__name__)
+    from keras_cnns.models.heads import served_model
+
+    models = {name: served_model(model) for name, model in models.items()}  # the main outputs
     own_tmp = workdir is None
     workdir = tempfile.mkdtemp(prefix="keras_cnns_verify_") if own_tmp else os.fspath(workdir)
     os.makedirs(workdir, exist_ok=True)
