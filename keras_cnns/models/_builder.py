@@ -141,9 +141,13 @@ class FeatureLevel:
         return self.reduction.bit_length() - 1
 
     def describe(self) -> Dict[str, Any]:
-        """The level without its tensor: ``{"level", "stride", "channels", "extent", "layer"}``."""
+        """The level without its tensor: ``{"level", "stride", "channels", "extent", "layer",
+        "side"}`` (``side``: the map's height at the size it was built for, ``None`` if
+        unknown)."""
+        side = self.tensor.shape[1]
         return {"level": self.name, "stride": self.reduction, "channels": self.channels,
-                "extent": self.extent, "layer": output_name(self.tensor)}
+                "extent": self.extent, "layer": output_name(self.tensor),
+                "side": None if side is None else int(side)}
 
 
 def feature_level(name: str, tensor, reduction: Optional[int] = None, extent: int = 1):

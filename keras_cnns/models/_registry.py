@@ -101,9 +101,10 @@ class ModelInfo:
 
     def feature_levels(self) -> list:
         """The feature levels this model's family declares, at the default input shape:
-        ``[{"level": "P2", "stride": 4, "channels": 64, "extent": 1, "layer": "..."}, ...]``
-        (``P<k>`` = stride 2^k; a map's side is ``floor((H - extent) / stride) + 1`` for an
-        input side ``H``; ``layer``: the layer that gives it). ``create_model(name,
+        ``[{"level": "P2", "stride": 4, "channels": 64, "extent": 1, "layer": "...", "side":
+        56}, ...]`` (``P<k>`` = stride 2^k; a map's side is ``floor((H - extent) / stride) + 1``
+        for an input side ``H``, ``side`` at the default one; ``layer``: the layer that gives
+        it). ``create_model(name,
         features_only=True)`` returns these maps. Builds the model once per process, without
         allocating its weights."""
         if self.name not in _FEATURE_LEVELS:
