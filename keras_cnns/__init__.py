@@ -25,6 +25,7 @@ from keras_cnns.models.mobilenet_v3 import MobileNetV3  # noqa: E402
 from keras_cnns.models.resnet import (  # noqa: E402
     CifarResNet, PreActResNet, ResNet, ResNeXt, ResNetV2, WideResNet, wrn,
 )
+from keras_cnns.models.densenet import CifarDenseNet, DenseNet  # noqa: E402
 from keras_cnns.models.squeezenet import SqueezeNet  # noqa: E402
 from keras_cnns.profiler import Profile, profile  # noqa: E402
 
@@ -32,7 +33,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "CifarDenseNet",
     "CifarResNet",
+    "DenseNet",
     "EfficientNet",
     "FBNet",
     "MobileNet",

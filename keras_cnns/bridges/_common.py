@@ -123,7 +123,10 @@ def sublayers(model) -> List[Any]:
 
 
 def weighted_layers(model, skip: Optional[Callable[[Any], bool]] = None) -> List[Any]:
-    """The layers of ``model`` that own weights, in topological order, nested models entered.
+    """The layers of ``model`` that own weights, in topological order, nested models entered,
+    and so are layers that hold no variable of their own, only sublayers that do (e.g. the
+    memory-efficient DenseNet's :class:`keras_cnns.layers.DenseBottleneck`, a BatchNormalization
+    and a Conv2D under one call): their sublayers in tracking order.
 
     Args:
         model: a Keras model.
@@ -139,7 +142,23 @@ def weighted_layers(model, skip: Optional[Callable[[Any], bool]] = None) -> List
         if isinstance(layer, keras.Model):
             out.extend(weighted_layers(layer, skip))
         elif getattr(layer, "weights", None):
-            out.append(layer)
+            out.extend(_owners(layer, skip))
+    return out
+
+
+def _owners(layer, skip) -> List[Any]:
+    """``[layer]`` if it owns a variable itself (or has no sublayers), else its weighted
+    sublayers, recursively."""
+    own = list(getattr(layer, "_trainable_variables", [])) + list(
+        getattr(layer, "_non_trainable_variables", []))
+    flatten = getattr(layer, "_flatten_layers", None)
+    children = list(flatten(include_self=False, recursive=False)) if flatten else []
+    if own or not children:
+        return [layer]
+    out: List[Any] = []
+    for child in children:
+        if (skip is None or not skip(child)) and getattr(child, "weights", None):
+            out.extend(_owners(child, skip))
     return out
 
 

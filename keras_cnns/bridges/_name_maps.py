@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import List, Tuple
 
 from keras_cnns.bridges._common import all_layer_names, register_name_map
-from keras_cnns.models import resnet, shufflenet
+from keras_cnns.models import densenet, resnet, shufflenet
 
 # ----------------------------------------------------------------------------------------------
 # torchvision (module prefixes of torchvision/models/*.py)
@@ -81,6 +81,7 @@ for _family, _bridge, _fn in (
     ("ResNeXt", "torchvision", resnet.torchvision_names),
     ("WideResNet", "torchvision", resnet.torchvision_names),
     ("ShuffleNetV2", "torchvision", shufflenet.torchvision_names),
+    ("DenseNet", "torchvision", densenet.torchvision_names),
 ):
     register_name_map(_family, _bridge, _fn)
 del _family, _bridge, _fn

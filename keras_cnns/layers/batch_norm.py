@@ -40,6 +40,16 @@ class BatchNormalization(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable and self._fusable(inputs, mask)):
             return super().call(inputs, training=training, mask=mask)
+        y, mean, variance = self.fused_training(inputs)
+        self.update_moving_statistics(mean, variance)
+        return y
+
+    def fused_training(self, inputs):
+        """Training-mode normalisation of a fusable input (``_fusable``) with the fused kernel,
+        *without* touching the moving statistics: ``(y, batch_mean, biased_batch_variance)``.
+        A pure function of ``inputs``, ``gamma`` and ``beta``, so it can be recomputed in a
+        backward pass (the memory-efficient DenseNet); :meth:`update_moving_statistics` applies
+        the batch statistics once."""
         import tensorflow as tf
 
         channels = inputs.shape[-1]
@@ -54,9 +64,14 @@ class BatchNormalization(keras.layers.BatchNormalization):
             is_training=True)
         n = tf.cast(tf.size(inputs, out_type=tf.int64) // channels, tf.float32)
         variance = unbiased * ((n - 1.0) / tf.maximum(n, 1.0))
+        return y, mean, variance
+
+    def update_moving_statistics(self, mean, variance):
+        """Keras' moving-average update with one batch's ``mean`` and biased ``variance``."""
+        import tensorflow as tf
+
         momentum = self.momentum
         self.moving_mean.assign(tf.cast(self.moving_mean, tf.float32) * momentum
                                 + tf.stop_gradient(mean) * (1.0 - momentum))
         self.moving_variance.assign(tf.cast(self.moving_variance, tf.float32) * momentum
                                     + tf.stop_gradient(variance) * (1.0 - momentum))
-        return y

@@ -145,6 +145,10 @@ REPEATS = {
     "resnext101_32x8d": "resnext50_32x4d", "resnext101_64x4d": "resnext50_32x4d",
     "wide_resnet101_2": "wide_resnet50_2",
     "efficientnet_b4": "efficientnet_b3", "efficientnet_b5": "efficientnet_b3",
+    "densenet161": "densenet121", "densenet169": "densenet121", "densenet201": "densenet121",
+    "densenet264": "densenet121",
+    "densenet100_k12": "densenet40_k12", "densenet100_k24": "densenet40_k12",
+    "densenet_bc250_k24": "densenet_bc100_k12", "densenet_bc190_k40": "densenet_bc100_k12",
 }
 RUN_MODELS = [n for n in LIGHT_MODELS if n not in REPEATS]
 _LAYER_KINDS = {}

@@ -80,6 +80,15 @@ for _scale, _tv in (("0_50", "x0_5"), ("", "x1_0"), ("1_50", "x1_5"), ("2_00", "
     CASES[f"shufflenet_v2_{_tv}"] = ("shufflenetv2" + (f"_{_scale}" if _scale else ""),
                                      f"shufflenet_v2_{_tv}", 96, 2)
 del _scale, _tv
+# DenseNet-121/161/169/201, built with torchvision's BN epsilon (layout="torchvision"); at 64 px
+# every transition still pools (64 -> 32 -> 16 -> 8, 4, 2). DenseNet-121 also memory-efficient:
+# the same weights under the same names (the bottleneck's BN and 1x1 conv are sublayers).
+for _depth in (121, 161, 169, 201):
+    CASES[f"densenet{_depth}"] = (f"densenet{_depth}", f"densenet{_depth}", 64, 2)
+CASES["densenet121_memory_efficient"] = ("densenet121", "densenet121", 64, 2)
+BUILD_KWARGS = {case: dict(layout="torchvision") for case in CASES if case.startswith("densenet")}
+BUILD_KWARGS["densenet121_memory_efficient"]["memory_efficient"] = True
+del _depth
 # Random running statistics do not normalise, and a residual stack adds every un-normalised
 # branch: the logits grow with depth (measured at 64: resnet101 ~2e6, resnet152 ~1e10, float32
 # round-off alone 3 .. 1e4; EfficientNet-B1 ~90, round-off 4e-3) and would hide e.g. a wrong fc
@@ -90,7 +99,7 @@ del _scale, _tv
 # then sets every running mean / variance to the statistics of the test batch (one train-mode
 # pass, momentum 1): float32 round-off <= 7e-6 (resnet152), while one block's permuted running
 # variance moves the logits by 0.04 .. 0.13 and a permuted fc bias by 0.2.
-CALIBRATE = set(RESNETS) | {"mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
+CALIBRATE = set(RESNETS) | set(BUILD_KWARGS) | {"mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
                             "efficientnet_b0", "efficientnet_b1",
                             *(c for c in CASES if c.startswith("shufflenet_v2"))}
 # The heaviest: > 130 M parameters each (a ~550 MB state_dict) and 7.6-19.6 G mult-adds at 224.
@@ -230,7 +239,7 @@ def test_outputs_match_torchvision(case, torch_reference):
     name, _, size, _ = CASES[case]
     x, expected = _io(torch_reference, case)
     model = keras_cnns.create_model(name, classes=1000, input_shape=(size, size, 3),
-                                    classifier_activation=None)
+                                    classifier_activation=None, **BUILD_KWARGS.get(case, {}))
     state = torch_reference / f"{case}_state.npz"
     if case.startswith("squeezenet"):  # exercise both kinds of source: a path and a dict
         state = dict(np.load(state))
