@@ -15,8 +15,9 @@ from keras_cnns import _startup
 _startup.quiet_tensorflow_start()  # only in the `keras-cnns` command, without --verbose
 
 from keras_cnns import bridges, data, export, layers, models, ops  # noqa: E402
-from keras_cnns.bridges import from_keras_applications, from_torchvision  # noqa: E402
+from keras_cnns.bridges import from_keras_applications, from_timm, from_torchvision  # noqa: E402
 from keras_cnns.models import create_model, list_models, model_info  # noqa: E402
+from keras_cnns.models.cspnet import CSPDenseNet, CSPNet, Darknet  # noqa: E402
 from keras_cnns.models.efficientnet import EfficientNet, efficientnet  # noqa: E402
 from keras_cnns.models.fbnet import FBNet  # noqa: E402
 from keras_cnns.models.mobilenet import MobileNet  # noqa: E402
@@ -33,8 +34,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "CSPDenseNet",
+    "CSPNet",
     "CifarDenseNet",
     "CifarResNet",
+    "Darknet",
     "DenseNet",
     "EfficientNet",
     "FBNet",
@@ -54,6 +58,7 @@ __all__ = [
     "efficientnet",
     "export",
     "from_keras_applications",
+    "from_timm",
     "from_torchvision",
     "layers",
     "list_models",

@@ -125,6 +125,23 @@ def test_resnext_grouped_benchmark_rejects_bad_arguments(argv, arg, capsys):
     assert arg in capsys.readouterr().out
 
 
+def test_cspresnext_benchmark_separates_the_two_paths(capsys):
+    bench = _load("bench_cspresnext")
+    assert bench.main(["--toy", "--size", "32", "--batch", "2", "--reps", "1", "--classes", "10",
+                       "--onednn", "current"]) == 0
+    out = capsys.readouterr().out
+    # the toy net's 4 blocks and 3 strided conv_down layers: all 7 grouped layers on the op
+    assert "traced through the custom op: 7 in ours, 0 in stock" in out, out
+    assert "7 grouped 3x3 convolutions (32 groups)" in out
+    assert "ratio stock / ours" in out and "target >= 1.0" in out and "stock TF" in out
+
+
+@pytest.mark.parametrize("argv, arg", [(["--batch", "0"], "--batch"), (["--size", "16"], "--size")])
+def test_cspresnext_benchmark_rejects_bad_arguments(argv, arg, capsys):
+    assert _load("bench_cspresnext").main(argv) == 2
+    assert arg in capsys.readouterr().out
+
+
 def test_mobile_throughput_benchmark_runs_at_toy_size(capsys):
     bench = _load("bench_mobile_throughput")
     assert bench.main(["--sizes", "32", "--batch", "2", "--reps", "1", "--models", "mobilenet",

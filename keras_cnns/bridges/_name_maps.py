@@ -14,6 +14,7 @@ from typing import List, Tuple
 
 from keras_cnns.bridges._common import all_layer_names, register_name_map
 from keras_cnns.models import densenet, resnet, shufflenet
+from keras_cnns.models import cspnet
 
 # ----------------------------------------------------------------------------------------------
 # torchvision (module prefixes of torchvision/models/*.py)
@@ -70,6 +71,14 @@ def _vgg_names(model) -> List[Tuple[str, str]]:
 
 
 # ----------------------------------------------------------------------------------------------
+# timm (module paths of timm/models/*.py; keras_cnns.bridges.timm.from_timm)
+# ----------------------------------------------------------------------------------------------
+# CSPNet / Darknet: our layer names are timm's module paths (cspnet.timm_names, next to them).
+# DenseNet: timm keeps torchvision's module names, so its torchvision map serves both bridges.
+# A family's timm map is one more row of the table below.
+
+
+# ----------------------------------------------------------------------------------------------
 # The table: (family, bridge) -> name map. Families without an entry pair by order.
 # ----------------------------------------------------------------------------------------------
 
@@ -82,6 +91,9 @@ for _family, _bridge, _fn in (
     ("WideResNet", "torchvision", resnet.torchvision_names),
     ("ShuffleNetV2", "torchvision", shufflenet.torchvision_names),
     ("DenseNet", "torchvision", densenet.torchvision_names),
+    ("CSPNet", "timm", cspnet.timm_names),
+    ("Darknet", "timm", cspnet.timm_names),
+    ("DenseNet", "timm", densenet.torchvision_names),  # timm's DenseNet keeps torchvision's names
 ):
     register_name_map(_family, _bridge, _fn)
 del _family, _bridge, _fn

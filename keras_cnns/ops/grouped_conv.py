@@ -62,6 +62,17 @@ def _plain_depthwise(x, filters, strides, dilations, groups, shuffle_groups) -> 
             and filters.shape[0] is not None and filters.shape[0] == filters.shape[1])
 
 
+def _plain_grouped(x, filters, dilations, groups, shuffle_groups) -> bool:
+    """A grouped spatial convolution oneDNN's ``tf.nn.conv2d`` runs: float32, static channels,
+    ``1 < groups < C``, no shuffle or dilation, a kernel larger than 1x1."""
+    channels = x.shape[-1] if x.shape.rank == 4 else None
+    return (channels is not None and 1 < groups < channels and shuffle_groups == 1
+            and x.dtype.name == "float32" and filters.shape.rank == 4
+            and tuple(dilations) == (1, 1)
+            and filters.shape[0] is not None and filters.shape[1] is not None
+            and filters.shape[0] * filters.shape[1] > 1)
+
+
 def grouped_depthwise_conv2d(x, filters, strides=1, padding="SAME", dilations=1, groups=None,
                              shuffle_groups=1, name=None):
     """Grouped (depthwise when ``groups == C``) 2-D convolution of a channel-shuffled NHWC input.
@@ -140,6 +151,12 @@ def grouped_depthwise_conv2d(x, filters, strides=1, padding="SAME", dilations=1,
             if not prefer_custom_op(x.shape[1], x.shape[2], channels, filters.shape[0],
                                     strides[0]):
                 lib = None  # TF's own kernel is faster for this shape (measured)
+        if lib is not None and _plain_grouped(x, filters, dilations, groups, shuffle_groups):
+            from keras_cnns.ops.depthwise_dispatch import prefer_native_grouped
+
+            if prefer_native_grouped():  # oneDNN's grouped convolution (measured faster)
+                return tf.nn.conv2d(x, filters, list(strides), padding,
+                                    dilations=list(dilations))
         if lib is None:
             return reference_grouped_depthwise_conv2d(x, filters, strides, padding, dilations,
                                                       groups, shuffle_groups)

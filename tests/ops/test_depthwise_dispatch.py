@@ -70,3 +70,78 @@ def test_grouped_and_shuffled_convolutions_always_use_the_custom_op(monkeypatch)
         return grouped_depthwise_conv2d(x, tf.ones((3, 3, 1, 8)), shuffle_groups=2)
 
     assert any("GroupedDepthwise" in t for t in _op_types(f, tf.TensorSpec(x.shape)))
+
+
+# ------------------------------------------------------------------------------------------------
+# Grouped spatial convolutions: oneDNN's grouped tf.nn.conv2d where oneDNN runs TF's kernels
+# ------------------------------------------------------------------------------------------------
+
+def test_grouped_rule_and_override(monkeypatch):
+    from keras_cnns.ops.depthwise_dispatch import GROUPED_ENV_VAR, prefer_native_grouped
+
+    monkeypatch.delenv(GROUPED_ENV_VAR, raising=False)
+    assert prefer_native_grouped(onednn=True)
+    assert not prefer_native_grouped(onednn=False)  # Eigen has no grouped Conv2D gradient
+    monkeypatch.setenv(GROUPED_ENV_VAR, "custom")
+    assert not prefer_native_grouped(onednn=True)
+    monkeypatch.setenv(GROUPED_ENV_VAR, "native")
+    assert prefer_native_grouped(onednn=True) and not prefer_native_grouped(onednn=False)
+    monkeypatch.setenv(GROUPED_ENV_VAR, "fastest")
+    with pytest.raises(ValueError, match=GROUPED_ENV_VAR):
+        prefer_native_grouped(onednn=True)
+
+
+_GROUPED_CHILD = """
+import json, os, sys
+import numpy as np, tensorflow as tf
+from keras_cnns.ops import grouped_depthwise_conv2d, reference_grouped_depthwise_conv2d
+from keras_cnns.ops.depthwise_dispatch import onednn_enabled
+rng = np.random.default_rng(0)
+x = tf.constant(rng.normal(size=(2, 9, 9, 16)).astype("float32"))
+k = tf.constant(rng.normal(size=(3, 3, 4, 16)).astype("float32"))
+
+def grads(fn):
+    @tf.function
+    def f(x, k):
+        with tf.GradientTape() as tape:
+            tape.watch([x, k])
+            y = fn(x, k)
+            loss = tf.reduce_sum(y * y)
+        return [y] + tape.gradient(loss, [x, k])
+    types = {op.type for op in f.get_concrete_function(x, k).graph.get_operations()}
+    return [t.numpy() for t in f(x, k)], types
+
+ours, types = grads(lambda x, k: grouped_depthwise_conv2d(x, k, strides=2, groups=4))
+ref, _ = grads(lambda x, k: reference_grouped_depthwise_conv2d(x, k, (2, 2), "SAME", (1, 1), 4, 1))
+print(json.dumps(dict(onednn=onednn_enabled(), custom=any("GroupedDepthwise" in t for t in types),
+                      conv2d="Conv2D" in types,
+                      diff=max(float(np.abs(a - b).max() / max(1.0, np.abs(b).max()))
+                               for a, b in zip(ours, ref)))))
+"""
+
+
+@needs_op
+@pytest.mark.parametrize("onednn, mode", [("1", "auto"), ("1", "custom"), ("0", "auto"),
+                                          ("0", "native")])
+def test_grouped_dispatch_per_onednn_setting(onednn, mode):
+    # A child per setting (TF reads TF_ENABLE_ONEDNN_OPTS at import): oneDNN on -> one grouped
+    # Conv2D (forward and both gradients) unless KERAS_CNNS_GROUPED=custom; off -> the custom op
+    # even when "native" is asked (Eigen has no grouped gradient). Both equal the per-group
+    # stock formulation.
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=onednn, KERAS_CNNS_GROUPED=mode,
+               TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-c", _GROUPED_CHILD], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    if got["onednn"] is None:
+        pytest.skip("this TensorFlow cannot tell whether oneDNN is on")
+    native = bool(got["onednn"]) and mode != "custom"
+    assert got["custom"] == (not native)
+    assert got["conv2d"] == native
+    assert got["diff"] <= 1e-5
