@@ -20,6 +20,7 @@ from keras_cnns.models import create_model, list_models, model_info  # noqa: E40
 from keras_cnns.models.cspnet import CSPDenseNet, CSPNet, Darknet  # noqa: E402
 from keras_cnns.models.efficientnet import EfficientNet, efficientnet  # noqa: E402
 from keras_cnns.models.fbnet import FBNet  # noqa: E402
+from keras_cnns.models.hypernet import HyperWideResNet  # noqa: E402
 from keras_cnns.models.mobilenet import MobileNet  # noqa: E402
 from keras_cnns.models.mobilenet_v2 import MobileNetV2  # noqa: E402
 from keras_cnns.models.mobilenet_v3 import MobileNetV3  # noqa: E402
@@ -42,6 +43,7 @@ __all__ = [
     "DenseNet",
     "EfficientNet",
     "FBNet",
+    "HyperWideResNet",
     "MobileNet",
     "MobileNetV2",
     "MobileNetV3",

@@ -330,6 +330,20 @@ def _stochastic_depth_macs(layer, inputs, outputs) -> int:
     return profile(layer.branch, batch_size=int(x.shape[0]), input_shape=tuple(x.shape[1:])).total_macs
 
 
+def _hyper_conv_macs(layer, inputs, outputs) -> int:
+    # keras_cnns' HyperConv2D (Ha et al. 2016, static hypernetwork): the convolution with its
+    # generated kernel [kh, kw, C_in, C_out] at every output position, plus generating that
+    # kernel once per call: per 16x16 tile z W_in (z_dim x in_size*d) and, per input slice,
+    # a W_out (d x kh*kw*out_size).
+    x, w_in, _, w_out = inputs[:4]
+    z_dim, in_size, d = (int(v) for v in w_in.shape)
+    _, kh, kw, out_size = (int(v) for v in w_out.shape)
+    c_in, c_out = int(x.shape[-1]), int(outputs[0].shape[-1])
+    tiles = (c_in // in_size) * (c_out // out_size)
+    generate = tiles * (z_dim * in_size * d + in_size * d * kh * kw * out_size)
+    return kh * kw * c_in * c_out * _positions(layer, outputs[0]) + generate
+
+
 def _install_default_rules() -> None:
     from keras.src.layers.convolutional.base_conv import BaseConv
     from keras.src.layers.convolutional.base_conv_transpose import BaseConvTranspose
@@ -337,12 +351,15 @@ def _install_default_rules() -> None:
     from keras.src.layers.convolutional.base_separable_conv import BaseSeparableConv
 
     from keras_cnns.layers.grouped_conv import GroupedDepthwiseConv2D
+    from keras_cnns.layers.hyper import HyperConv2D, HyperKernelGenerator
     from keras_cnns.layers.stochastic_depth import StochasticDepth
 
     register_mac_rule(BaseConv, _conv_macs)
     register_mac_rule(BaseDepthwiseConv, _conv_macs)
     register_mac_rule(GroupedDepthwiseConv2D, _conv_macs)
     register_mac_rule(StochasticDepth, _stochastic_depth_macs)
+    register_mac_rule(HyperConv2D, _hyper_conv_macs)
+    register_mac_rule(HyperKernelGenerator, _zero)  # hands its weights to the HyperConv2Ds
     register_mac_rule(BaseSeparableConv, _separable_macs)
     register_mac_rule(BaseConvTranspose, _transpose_macs)
     register_mac_rule(keras.layers.Dense, _dense_macs)

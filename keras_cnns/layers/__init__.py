@@ -27,6 +27,7 @@ from keras_cnns.layers.separable import depthwise_separable_block
 from keras_cnns.layers.shuffle import ChannelShuffle, ChannelSplit
 from keras_cnns.layers.stochastic_depth import PadChannels, StochasticDepth
 from keras_cnns.layers.utils import DropPath, drop_path, make_divisible
+from keras_cnns.layers.hyper import HyperConv2D, HyperKernelGenerator, hyper_kernel
 
 __all__ = [
     "BatchNormalization",
@@ -57,4 +58,7 @@ __all__ = [
     "make_divisible",
     "max_pool_ceil",
     "squeeze_excite",
+    "HyperConv2D",
+    "HyperKernelGenerator",
+    "hyper_kernel",
 ]

@@ -26,6 +26,7 @@ from keras_cnns.models import shufflenet  # noqa: F401,E402
 from keras_cnns.models import resnet  # noqa: F401,E402
 from keras_cnns.models import densenet  # noqa: F401,E402
 from keras_cnns.models import cspnet  # noqa: F401,E402
+from keras_cnns.models import hypernet  # noqa: F401,E402
 
 __all__ = ["ModelInfo", "ReferenceFigures", "create_model", "feature_extractor", "list_models",
            "model_info", "reference_figures", "register_model", "shapes_only"]

@@ -75,8 +75,8 @@ def seed_weights(model, seed: int = SEED) -> None:
     """Set every weight of ``model`` from a generator seeded by ``seed`` and the weight's path
     (so the values do not depend on the order weights are created in): kernels He-normal
     (``sqrt(2 / fan_in)``), BatchNorm ``gamma`` 1 + 0.1 N, ``moving_variance`` (and
-    ``Normalization``'s ``variance``) U(0.5, 1.5),
-    other vectors (biases, ``beta``, ``moving_mean``) 0.1 N, integer variables left alone."""
+    ``Normalization``'s ``variance``) U(0.5, 1.5), a hypernetwork generator's ``b_in`` / ``b_out``
+    0 (HyperNetworks add them to every generated kernel entry), other vectors (biases, ``beta``, ``moving_mean``) 0.1 N, integer variables left alone."""
     import zlib
 
     for layer in model._flatten_layers(include_self=False):
@@ -92,6 +92,8 @@ def seed_weights(model, seed: int = SEED) -> None:
                 value = 1.0 + 0.1 * rng.normal(size=shape)
             elif leaf in ("moving_variance", "variance"):  # BatchNorm, Normalization
                 value = rng.uniform(0.5, 1.5, size=shape)
+            elif leaf in ("b_in", "b_out"):  # a hypernetwork's biases: added to every
+                value = np.zeros(shape)       # generated kernel entry, they compound per layer
             else:
                 value = 0.1 * rng.normal(size=shape)
             w.assign(value.astype(str(w.dtype)))
