@@ -17,9 +17,9 @@ With ``drop_rate > 0`` a dropout follows every convolution of a layer and a tran
 convolution, as in the authors' code (liuzhuang13/DenseNet ``densenet.lua``, after each
 convolution but the first); torchvision drops only the layer's new maps.
 
-``memory_efficient=True`` (Pleiss et al. 2017, arXiv:1707.06990): the bottleneck (concatenation,
-BN, ReLU, 1x1) is a :class:`keras_cnns.layers.DenseBottleneck` on the *list* of the block's
-maps, recomputed in the backward pass. The running concatenation of the plain layout is then
+``memory_efficient=True`` (Pleiss et al. 2017, arXiv:1707.06990): the layer is a
+:class:`keras_cnns.layers.DenseLayer` on the *list* of the block's maps, whose concatenation,
+normalisations and ReLUs are recomputed in the backward pass (no convolution runs twice). The running concatenation of the plain layout is then
 built only where something reads it (the block's output); each layer's output carries the list
 it concatenates, which the next memory-efficient layer reads instead. The weights and their names
 are the plain layout's.
@@ -31,7 +31,7 @@ from keras import layers
 
 from keras_cnns._checks import check_positive_int, fail
 from keras_cnns.layers.batch_norm import BatchNormalization
-from keras_cnns.layers.dense_connect import DenseBottleneck
+from keras_cnns.layers.dense_connect import DenseLayer
 
 __all__ = ["dense_layer", "dense_transition", "dense_parts"]
 
@@ -60,7 +60,8 @@ def dense_layer(x, growth_rate, *, name, bottleneck=True, bottleneck_width=4, dr
         bottleneck: DenseNet-B's BN-ReLU-1x1 (``bottleneck_width * k`` channels) first.
         bottleneck_width: the bottleneck's channels per growth channel (the paper's 4).
         drop_rate: dropout after each convolution, in ``[0, 1)``.
-        memory_efficient: recompute the bottleneck in the backward pass (needs ``bottleneck``).
+        memory_efficient: one :class:`~keras_cnns.layers.DenseLayer` recomputing the
+            concatenation, BNs and ReLUs in the backward pass (needs ``bottleneck``, no dropout).
         bn_epsilon, bn_momentum, kernel_initializer: layer settings of the layout.
 
     Returns:
@@ -69,31 +70,31 @@ def dense_layer(x, growth_rate, *, name, bottleneck=True, bottleneck_width=4, dr
     check_positive_int("growth_rate", growth_rate)
     if memory_efficient and not bottleneck:
         fail("memory_efficient", "needs bottleneck=True (it recomputes the bottleneck's "
-                                 "concatenation, BN, ReLU and 1x1 convolution)", memory_efficient)
+                                 "concatenation, BN and ReLU)", memory_efficient)
+    if memory_efficient and drop_rate > 0:
+        fail("memory_efficient", "needs drop_rate=0 (a recomputed layer would need the same "
+                                 "dropout masks again)", memory_efficient)
     bn = dict(epsilon=bn_epsilon, momentum=bn_momentum)
     conv = dict(use_bias=False, kernel_initializer=kernel_initializer)
     if memory_efficient:
         parts = dense_parts(x)
-        y = DenseBottleneck(bottleneck_width * growth_rate, epsilon=bn_epsilon,
-                            momentum=bn_momentum, kernel_initializer=kernel_initializer,
-                            norm_name=f"{name}_0_bn", conv_name=f"{name}_1_conv",
-                            name=f"{name}_0_bottleneck")(parts if len(parts) > 1 else parts[0])
-    else:
-        y = BatchNormalization(name=f"{name}_0_bn", **bn)(x)
-        y = layers.Activation("relu", name=f"{name}_0_relu")(y)
-        if bottleneck:
-            y = layers.Conv2D(bottleneck_width * growth_rate, 1, name=f"{name}_1_conv", **conv)(y)
+        y = DenseLayer(growth_rate, bottleneck_width * growth_rate, epsilon=bn_epsilon,
+                       momentum=bn_momentum, kernel_initializer=kernel_initializer,
+                       names=[f"{name}_{s}" for s in ("0_bn", "1_conv", "1_bn", "2_conv")],
+                       name=f"{name}_layer")(parts if len(parts) > 1 else parts[0])
+        parts = parts + [y]
+        out = layers.Concatenate(name=f"{name}_concat")(parts)
+        setattr(out, _PARTS, parts)
+        return out
+    y = BatchNormalization(name=f"{name}_0_bn", **bn)(x)
+    y = layers.Activation("relu", name=f"{name}_0_relu")(y)
     if bottleneck:
+        y = layers.Conv2D(bottleneck_width * growth_rate, 1, name=f"{name}_1_conv", **conv)(y)
         y = _dropout(y, drop_rate, f"{name}_1_drop")
         y = BatchNormalization(name=f"{name}_1_bn", **bn)(y)
         y = layers.Activation("relu", name=f"{name}_1_relu")(y)
     y = layers.Conv2D(growth_rate, 3, padding="same", name=f"{name}_2_conv", **conv)(y)
     y = _dropout(y, drop_rate, f"{name}_2_drop")
-    if memory_efficient:
-        parts = parts + [y]
-        out = layers.Concatenate(name=f"{name}_concat")(parts)
-        setattr(out, _PARTS, parts)
-        return out
     return layers.Concatenate(name=f"{name}_concat")([x, y])
 
 

@@ -125,8 +125,8 @@ def sublayers(model) -> List[Any]:
 def weighted_layers(model, skip: Optional[Callable[[Any], bool]] = None) -> List[Any]:
     """The layers of ``model`` that own weights, in topological order, nested models entered,
     and so are layers that hold no variable of their own, only sublayers that do (e.g. the
-    memory-efficient DenseNet's :class:`keras_cnns.layers.DenseBottleneck`, a BatchNormalization
-    and a Conv2D under one call): their sublayers in tracking order.
+    memory-efficient DenseNet's :class:`keras_cnns.layers.DenseLayer`, two BatchNormalizations
+    and two Conv2Ds under one call): their sublayers in tracking order.
 
     Args:
         model: a Keras model.

@@ -14,7 +14,7 @@ from keras_cnns.layers.activations import (
 )
 from keras_cnns.layers.batch_norm import BatchNormalization
 from keras_cnns.layers.conv import conv_bn_act
-from keras_cnns.layers.dense_connect import DenseBottleneck
+from keras_cnns.layers.dense_connect import DenseLayer
 from keras_cnns.layers.conv_fc import ConvFC, dense_to_conv_kernel, fc_as_conv
 from keras_cnns.layers.fire import fire_module
 from keras_cnns.layers.grouped_conv import GroupedDepthwiseConv2D
@@ -35,7 +35,7 @@ __all__ = [
     "ChannelShuffle",
     "ChannelSplit",
     "ConvFC",
-    "DenseBottleneck",
+    "DenseLayer",
     "DropPath",
     "GroupedDepthwiseConv2D",
     "HardSigmoid",

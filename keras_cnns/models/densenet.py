@@ -23,10 +23,11 @@ Papers:
 
 * Pleiss, Chen, Huang, Li, van der Maaten, Weinberger, "Memory-Efficient Implementation of
   DenseNets", 2017 (arXiv:1707.06990): ``memory_efficient=True`` recomputes each layer's
-  concatenation, BN, ReLU and 1x1 convolution in the backward pass instead of storing them
-  (:class:`keras_cnns.layers.DenseBottleneck`), so the stored activations grow linearly with a
-  block's depth instead of quadratically; outputs, gradients, weights and their names are the
-  plain model's, and the BN moving statistics are updated once per step.
+  concatenation, batch normalisations and ReLUs in the backward pass instead of storing them
+  (:class:`keras_cnns.layers.DenseLayer`; no convolution runs twice), so the stored activations
+  grow linearly with a block's depth instead of quadratically; outputs, gradients, weights and
+  their names are the plain model's, and the BN moving statistics are updated once per step
+  (needs ``drop_rate=0``).
 
 Reference code:
 
@@ -102,7 +103,10 @@ def _check_knobs(growth_rate, compression, drop_rate, bottleneck, memory_efficie
     check_bool("memory_efficient", memory_efficient)
     if memory_efficient and not bottleneck:
         fail("memory_efficient", "needs bottleneck=True (it recomputes the bottleneck's "
-                                 "concatenation, BN, ReLU and 1x1 convolution)", memory_efficient)
+                                 "concatenation, BN and ReLU)", memory_efficient)
+    if memory_efficient and drop_rate > 0:
+        fail("memory_efficient", "needs drop_rate=0 (a recomputed layer would need the same "
+                                 "dropout masks again)", memory_efficient)
     check_choice("layout", layout, sorted(LAYOUTS))
     return compression, drop_rate
 
@@ -171,9 +175,9 @@ def DenseNet(depth=121, growth_rate=None, blocks=None, bottleneck=True, compress
         bottleneck: DenseNet-B's 1x1 bottleneck (``4k`` maps) in every layer.
         compression: ``theta`` in ``(0, 1]``, the share of maps a transition keeps.
         drop_rate: dropout after each convolution of a layer and of a transition, in ``[0, 1)``.
-        memory_efficient: recompute each layer's concatenation, BN, ReLU and 1x1 convolution in
-            the backward pass (Pleiss et al. 2017; needs ``bottleneck``): the same outputs,
-            gradients and weights, activation memory linear in the depth.
+        memory_efficient: recompute each layer's concatenation, BNs and ReLUs in the backward
+            pass (Pleiss et al. 2017; needs ``bottleneck`` and ``drop_rate=0``): the same
+            outputs, gradients and weights, activation memory linear in the depth.
         layout: ``"keras"`` (keras.applications: BN epsilon 1.001e-5, momentum 0.99, Glorot
             kernels) or ``"torchvision"`` (epsilon 1e-5, momentum 0.9, He-normal kernels: build
             this for torchvision weights), or ``"cifar"`` (the authors' Torch code's settings).
@@ -249,8 +253,8 @@ def CifarDenseNet(depth=100, growth_rate=12, bottleneck=True, compression=0.5, d
         compression: ``theta`` in ``(0, 1]`` (DenseNet-C: 0.5; the plain DenseNet: 1).
         drop_rate: dropout after every convolution but the first, in ``[0, 1)`` (the paper's
             0.2 without data augmentation).
-        memory_efficient: recompute each layer's bottleneck in the backward pass (Pleiss et al.
-            2017; needs ``bottleneck``).
+        memory_efficient: recompute each layer's concatenation, BNs and ReLUs in the backward
+            pass (Pleiss et al. 2017; needs ``bottleneck`` and ``drop_rate=0``).
         layout: ``"cifar"`` (the authors' code: BN epsilon 1e-5, He-normal fan-out kernels),
             ``"keras"`` or ``"torchvision"`` (their BN and initializer settings).
 {common_args}

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 import keras_cnns
 from keras_cnns.bridges import from_keras_applications, weighted_layers
-from keras_cnns.layers import DenseBottleneck
+from keras_cnns.layers import DenseLayer
 from keras_cnns.models import reference_figures
 from keras_cnns.models.densenet import CifarDenseNet, DenseNet
 
@@ -164,8 +164,8 @@ def _by_name(model):
 
 def test_memory_efficient_has_the_plain_weights_under_the_same_names():
     plain, efficient = _pair()
-    assert any(isinstance(l, DenseBottleneck) for l in efficient.layers)
-    assert not any(isinstance(l, DenseBottleneck) for l in plain.layers)
+    assert any(isinstance(l, DenseLayer) for l in efficient.layers)
+    assert not any(isinstance(l, DenseLayer) for l in plain.layers)
     p, e = _by_name(plain), _by_name(efficient)
     assert sorted(p) == sorted(e)
     for k in p:  # set_weights (model order) put each array under its own name
@@ -206,27 +206,37 @@ def test_memory_efficient_outputs_gradients_and_statistics_equal_plain(graph):
 
 
 def test_memory_efficient_recomputes_in_the_backward_pass():
-    # The gradient function runs the forward part again: count the fused BN calls.
-    layer = DenseBottleneck(8, name="b")
+    # The gradient function runs the normalisations again (count the fused BN calls) but no
+    # convolution (count Conv2D forward ops in the traced gradient graph).
+    layer = DenseLayer(4, 8, name="b")
     parts = [tf.constant(_x((6, 6, 4), seed=s)) for s in range(3)]
     layer(parts)
     calls = []
-    original = layer.norm.fused_training
-
-    def counting(inputs):
-        calls.append(1)
-        return original(inputs)
-
-    layer.norm.fused_training = counting
+    for norm in (layer.norm1, layer.norm2):
+        def counting(inputs, original=norm.fused_training):
+            calls.append(1)
+            return original(inputs)
+        norm.fused_training = counting
     with tf.GradientTape() as tape:
         tape.watch(parts)
         out = layer(parts, training=True)
-        assert len(calls) == 1
+        assert len(calls) == 2
         loss = tf.reduce_sum(out * out)
     grads = tape.gradient(loss, parts + layer.trainable_weights)
-    assert len(calls) == 2  # forward + the recomputation
+    assert len(calls) == 4  # forward + the recomputation, per BatchNormalization
     assert all(g is not None and np.isfinite(g.numpy()).all() for g in grads)
-    # and the gradients equal those of the plain composition (TF's own ops)
+
+    @tf.function
+    def step(parts):
+        with tf.GradientTape() as tape:
+            tape.watch(parts)
+            loss = tf.reduce_sum(layer(parts, training=True) ** 2)
+        return tape.gradient(loss, parts + layer.trainable_weights)
+
+    graph = step.get_concrete_function([tf.TensorSpec(p.shape) for p in parts]).graph
+    convs = [op for op in graph.get_operations() if op.type == "Conv2D"]
+    assert len(convs) == 2  # the forward pass's two; the backward uses backprop ops only
+    # and the gradients equal those of the plain composition (TF's own ops and gradients)
     layer.recompute = False
     with tf.GradientTape() as tape:
         tape.watch(parts)
@@ -245,7 +255,7 @@ def test_memory_efficient_trains_with_fit_and_round_trips(tmp_path):
     path = tmp_path / "efficient.keras"
     efficient.save(path)
     loaded = keras.saving.load_model(path)
-    assert any(isinstance(l, DenseBottleneck) for l in loaded.layers)
+    assert any(isinstance(l, DenseLayer) for l in loaded.layers)
     np.testing.assert_allclose(_out(loaded, x), _out(efficient, x), atol=1e-6)
 
 
@@ -268,6 +278,7 @@ def test_memory_efficient_trains_with_fit_and_round_trips(tmp_path):
     (DenseNet, dict(blocks=(6, 12)), "blocks"),
     (CifarDenseNet, dict(drop_rate=1.0), "drop_rate"),
     (CifarDenseNet, dict(memory_efficient=True, bottleneck=False, depth=40), "memory_efficient"),
+    (CifarDenseNet, dict(memory_efficient=True, drop_rate=0.2), "memory_efficient"),
     (CifarDenseNet, dict(layout="caffe"), "layout"),
     (DenseNet, dict(bottleneck="yes"), "bottleneck"),
 ])
