@@ -77,6 +77,9 @@ def _parse_args(argv=None):
     step.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
     step.add_argument("--size", type=int, default=224, help="input side (default 224)")
     step.add_argument("--reps", type=int, default=5, help="timed steps per side (default 5)")
+    step.add_argument("--blocks", type=int, nargs=4, default=None, metavar="N",
+                      help="layers per dense block of a DenseNet of your own on both sides "
+                           "(keras.applications' DenseNet(blocks) builder); default DenseNet-121")
     add_onednn_arguments(step)
     return parser.parse_args(argv)
 
@@ -260,8 +263,14 @@ def _step(args, argv) -> int:
     import keras_cnns
 
     shape = (args.size, args.size, 3)
-    ours = keras_cnns.create_model("densenet121", input_shape=shape)
-    theirs = keras.applications.DenseNet121(weights=None, input_shape=shape)
+    if args.blocks:
+        from keras.src.applications import densenet  # the builder behind DenseNet121/169/201
+
+        ours = keras_cnns.DenseNet(blocks=args.blocks, input_shape=shape)
+        theirs = densenet.DenseNet(list(args.blocks), weights=None, input_shape=shape)
+    else:
+        ours = keras_cnns.create_model("densenet121", input_shape=shape)
+        theirs = keras.applications.DenseNet121(weights=None, input_shape=shape)
     keras_cnns.from_keras_applications(theirs, ours)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.standard_normal((args.batch,) + shape).astype(np.float32))
@@ -274,7 +283,8 @@ def _step(args, argv) -> int:
 
     t_ours, t_theirs, ratio = interleaved(make_step(ours), make_step(theirs), args.reps,
                                           warmup=2)
-    print(f"DenseNet-121 training step, batch {args.batch}, {args.size}x{args.size}, SGD, "
+    label = f"DenseNet (blocks {tuple(args.blocks)})" if args.blocks else "DenseNet-121"
+    print(f"{label} training step, batch {args.batch}, {args.size}x{args.size}, SGD, "
           f"{args.reps} interleaved steps per side, TF {tf.__version__}")
     print(environment_line())
     print(f"ours {t_ours:.0f} ms, keras.applications {t_theirs:.0f} ms: "

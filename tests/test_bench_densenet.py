@@ -27,7 +27,8 @@ def test_memory_benchmark_runs_both_models_in_children(capsys):
 
 
 def test_step_benchmark_compares_with_keras_applications(capsys):
-    argv = ["step", "--size", "32", "--batch", "1", "--reps", "1", "--onednn", "current"]
+    argv = ["step", "--size", "32", "--batch", "1", "--reps", "1", "--blocks", "1", "1", "1",
+            "1", "--onednn", "current"]
     assert _load().main(argv) == 0
     out = capsys.readouterr().out
     assert "keras.applications / ours" in out and "target >= 1.0x" in out

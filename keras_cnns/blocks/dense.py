@@ -19,7 +19,8 @@ convolution but the first); torchvision drops only the layer's new maps.
 
 ``memory_efficient=True`` (Pleiss et al. 2017, arXiv:1707.06990): the layer is a
 :class:`keras_cnns.layers.DenseLayer` on the *list* of the block's maps, whose concatenation,
-normalisations and ReLUs are recomputed in the backward pass (no convolution runs twice). The running concatenation of the plain layout is then
+normalisations and ReLUs are recomputed in the backward pass (and the 1x1 convolution where
+the layer reads at most 8k maps). The running concatenation of the plain layout is then
 built only where something reads it (the block's output); each layer's output carries the list
 it concatenates, which the next memory-efficient layer reads instead. The weights and their names
 are the plain layout's.
@@ -33,7 +34,7 @@ from keras_cnns._checks import check_positive_int, fail
 from keras_cnns.layers.batch_norm import BatchNormalization
 from keras_cnns.layers.dense_connect import DenseLayer
 
-__all__ = ["dense_layer", "dense_transition", "dense_parts"]
+__all__ = ["check_memory_efficient", "dense_layer", "dense_parts", "dense_transition"]
 
 _PARTS = "_keras_cnns_dense_parts"
 
@@ -41,6 +42,17 @@ _PARTS = "_keras_cnns_dense_parts"
 def dense_parts(x):
     """The maps whose concatenation ``x`` is (``[x]`` for any other tensor)."""
     return list(getattr(x, _PARTS, None) or [x])
+
+
+def check_memory_efficient(memory_efficient, bottleneck, drop_rate):
+    """ValueError naming ``memory_efficient`` unless it is off or the layers allow it (a
+    bottleneck, no dropout)."""
+    if memory_efficient and not bottleneck:
+        fail("memory_efficient", "needs bottleneck=True (it recomputes the bottleneck's "
+                                 "concatenation, BN and ReLU)", memory_efficient)
+    if memory_efficient and drop_rate > 0:
+        fail("memory_efficient", "needs drop_rate=0 (a recomputed layer would need the same "
+                                 "dropout masks again)", memory_efficient)
 
 
 def _dropout(x, rate, name):
@@ -68,12 +80,7 @@ def dense_layer(x, growth_rate, *, name, bottleneck=True, bottleneck_width=4, dr
         The concatenation ``[x, x_new]`` (``k`` more channels).
     """
     check_positive_int("growth_rate", growth_rate)
-    if memory_efficient and not bottleneck:
-        fail("memory_efficient", "needs bottleneck=True (it recomputes the bottleneck's "
-                                 "concatenation, BN and ReLU)", memory_efficient)
-    if memory_efficient and drop_rate > 0:
-        fail("memory_efficient", "needs drop_rate=0 (a recomputed layer would need the same "
-                                 "dropout masks again)", memory_efficient)
+    check_memory_efficient(memory_efficient, bottleneck, drop_rate)
     bn = dict(epsilon=bn_epsilon, momentum=bn_momentum)
     conv = dict(use_bias=False, kernel_initializer=kernel_initializer)
     if memory_efficient:

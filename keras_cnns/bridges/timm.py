@@ -27,20 +27,10 @@ its ``state_dict``.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
-import keras
-import numpy as np
-
-from keras_cnns.bridges._common import (NameMap, describe, pair_by_names, pair_by_order,
-                                         resolve_names)
-from keras_cnns.bridges.torchvision import (
-    _convert,
-    _group,
-    _module_epsilons,
-    _weight_owners,
-    load_state_dict,
-)
+from keras_cnns.bridges._common import NameMap
+from keras_cnns.bridges.torchvision import copy_torch_weights
 
 __all__ = ["BRIDGE", "from_timm"]
 
@@ -101,33 +91,5 @@ def from_timm(
             (the message names the Keras layer and the timm module). Nothing is assigned unless
             every pair fits.
     """
-    if not isinstance(model, keras.Model):
-        raise ValueError(f"`model` must be a keras.Model (the keras_cnns model to fill). "
-                         f"Received: model={model!r}")
-    if not isinstance(strict, bool):
-        raise ValueError(f"`strict` must be True or False. Received: strict={strict!r}")
-    if bn_epsilon is not None and (isinstance(bn_epsilon, bool)
-                                   or not isinstance(bn_epsilon, (int, float)) or not bn_epsilon > 0):
-        raise ValueError(f"`bn_epsilon` must be None or a positive number. Received: "
-                         f"bn_epsilon={bn_epsilon!r}")
-    epsilons = _module_epsilons(source, bn_epsilon)
-    groups = _group(load_state_dict(source))
-    layers = _weight_owners(model)
-
-    mapping = resolve_names(model, BRIDGE, family, names)
-    messages = dict(origin="timm", unit="module", where="the state_dict")
-    if mapping is None:
-        pairs = pair_by_order(layers, list(groups), strict, **messages)
-    else:
-        pairs = pair_by_names(layers, groups, mapping, strict, **messages)
-
-    plan: List[Tuple[Any, np.ndarray]] = []
-    for layer, prefix in pairs:
-        try:
-            plan.extend(_convert(layer, prefix, groups[prefix], strict, epsilons(prefix)))
-        except ValueError as exc:
-            raise ValueError(f"Cannot copy timm module {prefix!r} into Keras layer "
-                             f"{describe(layer)}: {exc}") from None
-    for var, array in plan:
-        var.assign(np.asarray(array, dtype=var.dtype))
-    return model
+    return copy_torch_weights(source, model, bridge=BRIDGE, origin="timm", family=family,
+                              names=names, strict=strict, bn_epsilon=bn_epsilon)

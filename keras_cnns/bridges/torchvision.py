@@ -67,8 +67,8 @@ from keras_cnns.bridges._common import (
 from keras_cnns.layers.conv_fc import dense_to_conv_kernel
 from keras_cnns.layers.grouped_conv import GroupedDepthwiseConv2D
 
-__all__ = ["BRIDGE", "TORCH_BN_EPSILON", "batch_norm_epsilons", "from_torchvision",
-           "load_state_dict"]
+__all__ = ["BRIDGE", "TORCH_BN_EPSILON", "batch_norm_epsilons", "copy_torch_weights",
+           "from_torchvision", "load_state_dict"]
 
 #: This bridge's name in :func:`keras_cnns.bridges.register_name_map`.
 BRIDGE = "torchvision"
@@ -402,6 +402,16 @@ def from_torchvision(
             not correspond (the message names the Keras layer and the torch module). Nothing is
             assigned unless every pair fits.
     """
+    return copy_torch_weights(source, model, bridge=BRIDGE, origin="torch", family=family,
+                              names=names, strict=strict, bn_epsilon=bn_epsilon)
+
+
+def copy_torch_weights(source, model, *, bridge: str, origin: str, family=None, names=None,
+                       strict: bool = True, bn_epsilon=None):
+    """The copy every PyTorch bridge makes (``from_torchvision``, ``from_timm``): checks the
+    arguments, loads ``source``, pairs the weighted Keras layers with the state dict's modules
+    by the name map registered under ``bridge`` (or by order), converts every pair, and assigns
+    only when all fit. ``origin`` names the other side in messages (``"torch"``, ``"timm"``)."""
     if not isinstance(model, keras.Model):
         raise ValueError(f"`model` must be a keras.Model (the keras_cnns model to fill). "
                          f"Received: model={model!r}")
@@ -415,8 +425,8 @@ def from_torchvision(
     groups = _group(load_state_dict(source))
     layers = _weight_owners(model)
 
-    mapping = resolve_names(model, BRIDGE, family, names)
-    messages = dict(origin="torch", unit="module", where="the state_dict")
+    mapping = resolve_names(model, bridge, family, names)
+    messages = dict(origin=origin, unit="module", where="the state_dict")
     if mapping is None:
         pairs = pair_by_order(layers, list(groups), strict, **messages)
     else:
@@ -427,7 +437,7 @@ def from_torchvision(
         try:
             plan.extend(_convert(layer, prefix, groups[prefix], strict, epsilons(prefix)))
         except ValueError as exc:
-            raise ValueError(f"Cannot copy torch module {prefix!r} into Keras layer "
+            raise ValueError(f"Cannot copy {origin} module {prefix!r} into Keras layer "
                              f"{describe(layer)}: {exc}") from None
     for var, array in plan:
         var.assign(np.asarray(array, dtype=var.dtype))

@@ -14,12 +14,13 @@ is taken; torchvision's ``DenseNet(memory_efficient=True)`` does the same with
 
 This layer does it for Keras on TensorFlow: called on the list ``[x_0, ..., x_{l-1}]`` in
 training mode it runs the whole layer inside a ``tf.custom_gradient`` that keeps only the
-inputs and the 1x1 convolution's ``4k``-channel output. Its gradient function, which runs only
+inputs and the 1x1 convolution's ``4k``-channel output (not even that in layers that read at most
+``8k`` maps, where recomputing the 1x1 convolution costs little). Its gradient function, which runs only
 once the upstream gradient exists (a control dependency: a graph executor would otherwise
 recompute as early as the forward pass), recomputes the concatenation, both batch
 normalisations and both ReLUs (elementwise work) under ``tf.GradientTape``s and takes the two
 convolutions' gradients with ``conv2d_backprop_input`` / ``_filter`` from the stored and
-recomputed maps, so no convolution runs twice. None of the ``O(l)``-channel intermediates
+recomputed maps, so no other convolution runs twice. None of the ``O(l)``-channel intermediates
 outlives the forward pass. The batch-normalisation statistics are the forward pass's and the
 moving averages are updated once per step, outside the recomputed function
 (:meth:`keras_cnns.layers.BatchNormalization.fused_training` / ``update_moving_statistics``).
@@ -54,8 +55,12 @@ class DenseLayer(keras.layers.Layer):
         kernel_initializer: both convolutions' kernel initializer.
         names: the sublayers' names ``(bn1, conv1, bn2, conv2)`` (default ``<name>_0_bn``,
             ``<name>_1_conv``, ``<name>_1_bn``, ``<name>_2_conv``).
-        recompute: ``True`` (default) recomputes in training; ``False`` runs the plain
-            composition (same outputs, for comparisons).
+        recompute: ``True`` (default) recomputes the concatenation, BNs and ReLUs in training,
+            and the 1x1 convolution too (its ``bottleneck`` output is then not kept either)
+            where that is cheap: when the layer reads at most ``2 * bottleneck`` maps, so a
+            stored value saved costs at most two multiply-adds again (a block's first layers,
+            where the maps are largest). ``"all"``: the 1x1 convolution in every layer;
+            ``False``: the plain composition (same outputs, for comparisons).
         **kwargs: Keras layer arguments (``name``, ...).
 
     Raises:
@@ -78,7 +83,9 @@ class DenseLayer(keras.layers.Layer):
                 or not all(isinstance(n, str) and n for n in names):
             fail("names", "must be four layer names (bn1, conv1, bn2, conv2)", names)
         self.names = list(names)
-        self.recompute = bool(recompute)
+        if recompute not in (True, False, "all"):
+            fail("recompute", "must be True, False or 'all'", recompute)
+        self.recompute = recompute
         bn = dict(epsilon=self.epsilon, momentum=self.momentum)
         conv = dict(use_bias=False, kernel_initializer=self.kernel_initializer)
         self.norm1 = BatchNormalization(name=self.names[0], **bn)
@@ -131,6 +138,9 @@ class DenseLayer(keras.layers.Layer):
 
         norm1, norm2 = self.norm1, self.norm2
         k1, k2 = self.conv1.kernel, self.conv2.kernel
+        channels = sum(int(x.shape[-1]) for x in xs)
+        recompute_conv = self.recompute == "all" or (
+            self.recompute is True and channels <= 2 * self.bottleneck)
 
         def bn_relu(x, norm):
             y, mean, variance = norm.fused_training(x)
@@ -151,7 +161,13 @@ class DenseLayer(keras.layers.Layer):
                 del unused  # the statistics only feed the moving averages
                 with tf.control_dependencies([d_out]):  # recompute only when needed
                     again = [tf.identity(p) for p in parts]
-                    c1_again = tf.identity(c1)
+                    if not recompute_conv:
+                        c1_again = tf.identity(c1)
+                with tf.GradientTape() as tape1:
+                    tape1.watch(again)
+                    r1_again, _, _ = first_half(again)
+                if recompute_conv:  # the 1x1 convolution again instead of its stored output
+                    c1_again = tf.nn.conv2d(r1_again, k1, 1, "VALID")
                 with tf.GradientTape() as tape2:
                     tape2.watch(c1_again)
                     r2_again, _, _ = bn_relu(c1_again, norm2)
@@ -163,9 +179,6 @@ class DenseLayer(keras.layers.Layer):
                 d_c1, d_g2, d_b2 = tape2.gradient(
                     r2_again, [c1_again, norm2.gamma.value, norm2.beta.value],
                     output_gradients=d_r2)
-                with tf.GradientTape() as tape1:
-                    tape1.watch(again)
-                    r1_again, _, _ = first_half(again)
                 k1v = tf.convert_to_tensor(k1)
                 d_r1 = tf.compat.v1.nn.conv2d_backprop_input(tf.shape(r1_again), k1v, d_c1,
                                                              [1, 1, 1, 1], "VALID")

@@ -24,7 +24,8 @@ Papers:
 * Pleiss, Chen, Huang, Li, van der Maaten, Weinberger, "Memory-Efficient Implementation of
   DenseNets", 2017 (arXiv:1707.06990): ``memory_efficient=True`` recomputes each layer's
   concatenation, batch normalisations and ReLUs in the backward pass instead of storing them
-  (:class:`keras_cnns.layers.DenseLayer`; no convolution runs twice), so the stored activations
+  (:class:`keras_cnns.layers.DenseLayer`; the 1x1 convolution too in a block's first layers,
+  which read at most 8k maps), so the stored activations
   grow linearly with a block's depth instead of quadratically; outputs, gradients, weights and
   their names are the plain model's, and the BN moving statistics are updated once per step
   (needs ``drop_rate=0``).
@@ -58,7 +59,7 @@ from keras import layers
 
 from keras_cnns._checks import check_bool, check_choice, check_float, check_positive_int, fail, \
     is_int
-from keras_cnns.blocks.dense import dense_layer, dense_transition
+from keras_cnns.blocks.dense import check_memory_efficient, dense_layer, dense_transition
 from keras_cnns.layers.batch_norm import BatchNormalization
 from keras_cnns.models._builder import family_builder, feature_level
 from keras_cnns.models._registry import register_model
@@ -101,12 +102,7 @@ def _check_knobs(growth_rate, compression, drop_rate, bottleneck, memory_efficie
     drop_rate = check_float("drop_rate", drop_rate, low=0.0, high=1.0, high_inclusive=False)
     check_bool("bottleneck", bottleneck)
     check_bool("memory_efficient", memory_efficient)
-    if memory_efficient and not bottleneck:
-        fail("memory_efficient", "needs bottleneck=True (it recomputes the bottleneck's "
-                                 "concatenation, BN and ReLU)", memory_efficient)
-    if memory_efficient and drop_rate > 0:
-        fail("memory_efficient", "needs drop_rate=0 (a recomputed layer would need the same "
-                                 "dropout masks again)", memory_efficient)
+    check_memory_efficient(memory_efficient, bottleneck, drop_rate)
     check_choice("layout", layout, sorted(LAYOUTS))
     return compression, drop_rate
 

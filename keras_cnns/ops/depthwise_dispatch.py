@@ -52,17 +52,21 @@ GROUPED_ENV_VAR = "KERAS_CNNS_GROUPED"
 _GROUPED_MODES = ("auto", "custom", "native")
 
 
+def _mode(var: str, modes) -> str:
+    mode = os.environ.get(var, "auto").strip().lower() or "auto"
+    if mode not in modes:
+        raise ValueError(f"`{var}` must be one of {list(modes)}. Received: "
+                         f"{var}={os.environ.get(var)!r}")
+    return mode
+
+
 def dispatch_mode() -> str:
     """``KERAS_CNNS_DEPTHWISE`` (``auto`` when unset).
 
     Raises:
         ValueError: an unknown value (the message names the variable).
     """
-    mode = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
-    if mode not in _MODES:
-        raise ValueError(f"`{ENV_VAR}` must be one of {list(_MODES)}. Received: "
-                         f"{ENV_VAR}={os.environ.get(ENV_VAR)!r}")
-    return mode
+    return _mode(ENV_VAR, _MODES)
 
 
 def onednn_enabled() -> bool | None:
@@ -115,11 +119,7 @@ def grouped_dispatch_mode() -> str:
     Raises:
         ValueError: an unknown value (the message names the variable).
     """
-    mode = os.environ.get(GROUPED_ENV_VAR, "auto").strip().lower() or "auto"
-    if mode not in _GROUPED_MODES:
-        raise ValueError(f"`{GROUPED_ENV_VAR}` must be one of {list(_GROUPED_MODES)}. Received: "
-                         f"{GROUPED_ENV_VAR}={os.environ.get(GROUPED_ENV_VAR)!r}")
-    return mode
+    return _mode(GROUPED_ENV_VAR, _GROUPED_MODES)
 
 
 def prefer_native_grouped(onednn=None) -> bool:

@@ -63,14 +63,19 @@ def _plain_depthwise(x, filters, strides, dilations, groups, shuffle_groups) -> 
 
 
 def _plain_grouped(x, filters, dilations, groups, shuffle_groups) -> bool:
-    """A grouped spatial convolution oneDNN's ``tf.nn.conv2d`` runs: float32, static channels,
-    ``1 < groups < C``, no shuffle or dilation, a kernel larger than 1x1."""
-    channels = x.shape[-1] if x.shape.rank == 4 else None
-    return (channels is not None and 1 < groups < channels and shuffle_groups == 1
-            and x.dtype.name == "float32" and filters.shape.rank == 4
-            and tuple(dilations) == (1, 1)
-            and filters.shape[0] is not None and filters.shape[1] is not None
-            and filters.shape[0] * filters.shape[1] > 1)
+    """A grouped spatial convolution oneDNN's ``tf.nn.conv2d`` runs: float32, static shapes,
+    ``1 < groups < C``, no shuffle or dilation, a kernel larger than 1x1 and not larger than the
+    map."""
+    if x.shape.rank != 4 or filters.shape.rank != 4:
+        return False
+    _, height, width, channels = x.shape
+    kh, kw = filters.shape[0], filters.shape[1]
+    if None in (height, width, channels, kh, kw):
+        return False
+    # oneDNN's kernel is measured on real maps only: leave inputs smaller than the kernel
+    # (empty VALID outputs) to the op, which handles them
+    return (1 < groups < channels and shuffle_groups == 1 and x.dtype.name == "float32"
+            and tuple(dilations) == (1, 1) and kh * kw > 1 and height >= kh and width >= kw)
 
 
 def grouped_depthwise_conv2d(x, filters, strides=1, padding="SAME", dilations=1, groups=None,

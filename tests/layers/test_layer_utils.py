@@ -75,7 +75,8 @@ def test_public_exports():
     expected = {"BatchNormalization", "CeilModeMaxPooling2D", "ChannelShuffle", "ChannelSplit", "ConvFC", "DropPath", "GroupedDepthwiseConv2D", "HardSigmoid", "HardSwish",
                 "InputNormalization",
                 "InvertibleDownsampling", "InvertibleUpsampling", "LocalResponseNormalization",
-                "PadChannels", "StochasticDepth",
+                "PadChannels", "StochasticDepth", "DenseLayer", "HyperConv2D",
+                "HyperKernelGenerator", "hyper_kernel",
                 "activation_layer", "conv_bn_act", "dense_to_conv_kernel", "depthwise_separable_block",
                 "drop_path", "fc_as_conv", "fire_module", "hard_sigmoid", "hard_swish", "make_divisible",
                 "max_pool_ceil", "squeeze_excite"}

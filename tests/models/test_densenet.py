@@ -16,6 +16,7 @@ from keras_cnns.bridges import from_keras_applications, weighted_layers
 from keras_cnns.layers import DenseLayer
 from keras_cnns.models import reference_figures
 from keras_cnns.models.densenet import CifarDenseNet, DenseNet
+from tests.models.test_keras_apps import _randomize  # random kernels, BN statistics and biases
 
 
 # ------------------------------------------------------------------------------------------------
@@ -77,19 +78,6 @@ def test_cifar_counts_by_hand_round_to_table_2(name):
 # ------------------------------------------------------------------------------------------------
 # keras.applications: the same outputs after copying randomised weights
 # ------------------------------------------------------------------------------------------------
-
-def _randomize(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for v in model.weights:
-        kind = v.path.rsplit("/", 1)[-1]
-        if kind in ("moving_variance", "gamma"):
-            a = rng.uniform(0.5, 1.5, v.shape)
-        elif kind in ("moving_mean", "beta", "bias"):
-            a = rng.normal(0.0, 0.1, v.shape)
-        else:
-            a = rng.normal(0.0, 1.0, v.shape) / np.sqrt(max(1, int(np.prod(v.shape[:-1]))))
-        v.assign(a.astype("float32"))
-
 
 def _x(shape, batch=2, seed=1):
     return np.random.default_rng(seed).normal(size=(batch, *shape)).astype("float32")
@@ -208,7 +196,7 @@ def test_memory_efficient_outputs_gradients_and_statistics_equal_plain(graph):
 def test_memory_efficient_recomputes_in_the_backward_pass():
     # The gradient function runs the normalisations again (count the fused BN calls) but no
     # convolution (count Conv2D forward ops in the traced gradient graph).
-    layer = DenseLayer(4, 8, name="b")
+    layer = DenseLayer(4, 4, name="b")  # reads 12 maps > 2 * 4: the 1x1 conv is kept
     parts = [tf.constant(_x((6, 6, 4), seed=s)) for s in range(3)]
     layer(parts)
     calls = []
@@ -236,6 +224,25 @@ def test_memory_efficient_recomputes_in_the_backward_pass():
     graph = step.get_concrete_function([tf.TensorSpec(p.shape) for p in parts]).graph
     convs = [op for op in graph.get_operations() if op.type == "Conv2D"]
     assert len(convs) == 2  # the forward pass's two; the backward uses backprop ops only
+    # a layer reading at most 2 x its bottleneck's maps recomputes its 1x1 conv instead of
+    # keeping its output (and recompute="all" does everywhere)
+    for cheap in (DenseLayer(4, 8, name="c"), DenseLayer(4, 4, recompute="all", name="d")):
+        cheap(parts)
+
+        @tf.function
+        def step2(parts, cheap=cheap):
+            with tf.GradientTape() as tape:
+                tape.watch(parts)
+                loss = tf.reduce_sum(cheap(parts, training=True) ** 2)
+            return tape.gradient(loss, parts + cheap.trainable_weights)
+
+        graph = step2.get_concrete_function([tf.TensorSpec(p.shape) for p in parts]).graph
+        assert sum(op.type == "Conv2D" for op in graph.get_operations()) == 3
+        cheap.recompute = False
+        plain = step2.python_function(parts)
+        cheap.recompute = True if cheap.name == "c" else "all"
+        for a, b in zip(step2(parts), plain):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
     # and the gradients equal those of the plain composition (TF's own ops and gradients)
     layer.recompute = False
     with tf.GradientTape() as tape:
