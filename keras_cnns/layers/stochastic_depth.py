@@ -26,7 +26,7 @@ from keras import ops
 
 from keras_cnns._checks import check_survival_prob, fail, is_int
 
-__all__ = ["PadChannels", "StochasticDepth"]
+__all__ = ["PadChannels", "StochasticDepth", "model_layers"]
 
 
 @keras.saving.register_keras_serializable(package="keras_cnns")
@@ -124,3 +124,15 @@ class PadChannels(keras.layers.Layer):
         config = super().get_config()
         config["channels"] = self.channels
         return config
+
+
+def model_layers(model):
+    """Every layer of ``model``, entering nested models and stochastic-depth branches (the
+    layers whose names a weight bridge's name map reads)."""
+    for layer in model.layers:
+        if isinstance(layer, StochasticDepth):
+            yield from model_layers(layer.branch)
+        elif isinstance(layer, keras.Model):
+            yield from model_layers(layer)
+        else:
+            yield layer

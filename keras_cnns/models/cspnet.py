@@ -85,7 +85,7 @@ from keras_cnns.blocks.residual import grouped_conv2d
 from keras_cnns.blocks.stochastic_depth import add_residual
 from keras_cnns.layers.batch_norm import BatchNormalization
 from keras_cnns.layers.shuffle import ChannelSplit
-from keras_cnns.layers.stochastic_depth import StochasticDepth
+from keras_cnns.layers.stochastic_depth import model_layers
 from keras_cnns.models._builder import family_builder, feature_level, pooled_classifier
 from keras_cnns.models._registry import register_model
 from keras_cnns.models._stages import (SplitMerge, Stage, StageSpec, Transition, build_stages,
@@ -540,17 +540,6 @@ _TIMM_LAYER = re.compile(
     r"|(conv_down|conv_exp|conv_transition_b|conv_transition)))_(conv|bn)")
 
 
-def _all_layers(model):
-    """Every layer of ``model``, entering nested models and stochastic-depth branches."""
-    for layer in model.layers:
-        if isinstance(layer, StochasticDepth):
-            yield from _all_layers(layer.branch)
-        elif isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-        else:
-            yield layer
-
-
 def timm_names(model):
     """``[(keras_layer_name, timm_module_prefix), ...]`` for :func:`CSPNet` / :func:`Darknet`:
     ``stem_conv1_conv`` -> ``stem.conv1.conv``, ``stages_{i}_blocks_{j}_conv{k}_bn`` ->
@@ -563,7 +552,7 @@ def timm_names(model):
         ValueError: a weighted layer without a timm counterpart (:func:`CSPDenseNet` has none).
     """
     pairs = []
-    for layer in _all_layers(model):
+    for layer in model_layers(model):
         if not layer.weights:
             continue
         name = layer.name

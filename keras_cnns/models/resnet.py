@@ -71,7 +71,7 @@ from keras import layers
 
 from keras_cnns._checks import check_bool, check_choice, check_probability, fail, is_int
 from keras_cnns.blocks import check_block_args
-from keras_cnns.layers.stochastic_depth import StochasticDepth
+from keras_cnns.layers.stochastic_depth import model_layers
 from keras_cnns.layers import conv_bn_act
 from keras_cnns.models._builder import classifier, family_builder
 from keras_cnns.models._registry import register_model
@@ -434,17 +434,6 @@ def wrn(depth=28, k=10, dropout=0.0, **kwargs):
 _BLOCK_LAYER = re.compile(r"conv(\d)_block(\d+)_(\d)_(conv|bn)")
 
 
-def _all_layers(model):
-    """Every layer of ``model``, entering nested models and stochastic-depth branches."""
-    for layer in model.layers:
-        if isinstance(layer, StochasticDepth):
-            yield from _all_layers(layer.branch)
-        elif isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-        else:
-            yield layer
-
-
 def torchvision_names(model):
     """``[(keras_layer_name, torchvision_module_prefix), ...]`` for a torchvision-layout model.
 
@@ -461,7 +450,7 @@ def torchvision_names(model):
             does not know.
     """
     pairs = []
-    for layer in _all_layers(model):
+    for layer in model_layers(model):
         if not layer.weights:
             continue
         name = layer.name
