@@ -77,6 +77,17 @@ def grad_step(fn, x, wrt):
     return lambda: [g.numpy() for g in step(x)]
 
 
+def train_step(model, x, y, *, lr: float = 0.01, momentum: float = 0.0):
+    """``model`` compiled for a benchmark's training step (SGD with ``lr`` / ``momentum``, sparse
+    categorical cross-entropy, ``jit_compile=False``: the custom op does not run under XLA) and a
+    callable running one ``train_on_batch(x, y)``."""
+    import keras
+
+    model.compile(optimizer=keras.optimizers.SGD(lr, momentum=momentum),
+                  loss="sparse_categorical_crossentropy", jit_compile=False)
+    return lambda: model.train_on_batch(x, y)
+
+
 def _time_once(fn):
     t0 = time.perf_counter()
     fn()

@@ -45,6 +45,7 @@ from _timing import (  # noqa: E402
     environment_line,
     interleaved,
     reject_below_one,
+    train_step,
     write_json,
 )
 
@@ -82,7 +83,6 @@ def main(argv=None) -> int:
     if rc is not None:
         return rc
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
     import tensorflow as tf
 
     from keras_cnns import ops
@@ -105,12 +105,7 @@ def main(argv=None) -> int:
     x = tf.constant(rng.random((args.batch, *shape), dtype=np.float32))
     y = tf.constant(rng.integers(0, args.classes, args.batch))
 
-    def make_step(model):
-        model.compile(optimizer=keras.optimizers.SGD(0.01),
-                      loss="sparse_categorical_crossentropy", jit_compile=False)
-        return lambda: model.train_on_batch(x, y)
-
-    step_ours, step_stock = make_step(ours), make_step(stock)
+    step_ours, step_stock = train_step(ours, x, y), train_step(stock, x, y)
     # Count how often tracing takes the compiled-op branch, to prove which path each side uses.
     # And how often the dispatch rule hands a grouped layer to oneDNN's grouped tf.nn.conv2d.
     from keras_cnns.ops import _loader, depthwise_dispatch

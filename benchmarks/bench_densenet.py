@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _timing import (add_onednn_arguments, dispatch_onednn_runs, environment_line,  # noqa: E402
-                     interleaved, reject_below_one, write_json)
+                     interleaved, reject_below_one, train_step, write_json)
 
 MEMORY_TARGET = 0.5
 TIME_TARGET = 1.3
@@ -92,7 +92,6 @@ def _rss_bytes() -> int:
 def _memory_child(args) -> int:
     """One model in this process: baseline, steps, peak above the baseline."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
     import tensorflow as tf
 
     import keras_cnns
@@ -103,16 +102,15 @@ def _memory_child(args) -> int:
     model = getattr(keras_cnns, builder)(input_shape=(side, side, 3),
                                          memory_efficient=efficient == "1", **_knobs(args, kwargs))
     classes = model.output_shape[-1]
-    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-                  loss="sparse_categorical_crossentropy", jit_compile=False)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.standard_normal((batch, side, side, 3)).astype(np.float32))
     y = tf.constant(rng.integers(0, classes, batch))
+    step = train_step(model, x, y, momentum=0.9)
     baseline = _rss_bytes()
     times = []
     for _ in range(args.steps):
         t0 = time.perf_counter()
-        loss = model.train_on_batch(x, y)
+        loss = step()
         times.append(time.perf_counter() - t0)
     if not np.isfinite(loss):
         print(f"non-finite loss {loss}")
@@ -276,12 +274,8 @@ def _step(args, argv) -> int:
     x = tf.constant(rng.standard_normal((args.batch,) + shape).astype(np.float32))
     y = tf.constant(rng.integers(0, 1000, args.batch))
 
-    def make_step(model):
-        model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-                      loss="sparse_categorical_crossentropy", jit_compile=False)
-        return lambda: model.train_on_batch(x, y)
-
-    t_ours, t_theirs, ratio = interleaved(make_step(ours), make_step(theirs), args.reps,
+    t_ours, t_theirs, ratio = interleaved(train_step(ours, x, y, momentum=0.9),
+                                          train_step(theirs, x, y, momentum=0.9), args.reps,
                                           warmup=2)
     label = f"DenseNet (blocks {tuple(args.blocks)})" if args.blocks else "DenseNet-121"
     print(f"{label} training step, batch {args.batch}, {args.size}x{args.size}, SGD, "

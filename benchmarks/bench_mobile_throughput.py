@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _timing import (add_onednn_arguments, dispatch_onednn_runs, environment_line,  # noqa: E402
-                     interleaved, reject_below_one, write_json)
+                     interleaved, reject_below_one, train_step, write_json)
 
 MODELS = ("mobilenet", "mobilenetv2", "mobilenetv3_large", "efficientnet_b0")
 
@@ -127,12 +127,8 @@ def main(argv=None) -> int:
             ours, theirs = _pair(name, size)
             from_keras_applications(ours, theirs)
 
-            def make_step(model):
-                model.compile(optimizer=keras.optimizers.SGD(0.01),
-                              loss="sparse_categorical_crossentropy", jit_compile=False)
-                return lambda: model.train_on_batch(x, y)
-
-            med_ours, med_theirs, ratio = interleaved(make_step(ours), make_step(theirs),
+            med_ours, med_theirs, ratio = interleaved(train_step(ours, x, y),
+                                                      train_step(theirs, x, y),
                                                       args.reps, warmup=2)
             lat_ours, lat_theirs = _latency_ms(ours, theirs, one, args.reps)
             row = {"model": name, "size": size, "ours_ips": args.batch / med_ours * 1e3,

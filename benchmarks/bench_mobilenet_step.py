@@ -38,6 +38,7 @@ from _timing import (  # noqa: E402
     environment_line,
     interleaved,
     reject_below_one,
+    train_step,
     write_json,
 )
 
@@ -70,7 +71,6 @@ def main(argv=None) -> int:
     if rc is not None:
         return rc
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
     import tensorflow as tf
 
     import keras_cnns
@@ -87,13 +87,8 @@ def main(argv=None) -> int:
     x = tf.constant(rng.random((args.batch, *shape), dtype=np.float32))
     y = tf.constant(rng.integers(0, 10, args.batch))
 
-    def make_step(model):
-        model.compile(optimizer=keras.optimizers.SGD(0.01),
-                      loss="sparse_categorical_crossentropy", jit_compile=False)
-        return lambda: model.train_on_batch(x, y)
-
-    step_ours = make_step(ours)
-    step_stock = make_step(stock)
+    step_ours = train_step(ours, x, y)
+    step_stock = train_step(stock, x, y)
     # Count how often tracing takes the compiled-op branch, to prove which path each side uses.
     from keras_cnns.ops import _loader
 

@@ -44,7 +44,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _timing import (add_onednn_arguments, dispatch_onednn_runs, environment_line,  # noqa: E402
-                     reject_below_one, write_json)
+                     reject_below_one, train_step, write_json)
 
 TARGET = 0.80
 
@@ -95,7 +95,6 @@ def main(argv=None) -> int:
     if code is not None:
         return code
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
     import tensorflow as tf
 
     import keras_cnns
@@ -119,9 +118,7 @@ def main(argv=None) -> int:
     y = tf.constant(rng.integers(0, 10, args.batch))
 
     def make_step(model):
-        model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
-                      loss="sparse_categorical_crossentropy", jit_compile=False)
-        return lambda: model.train_on_batch(x, y)
+        return train_step(model, x, y, lr=0.1, momentum=0.9)
 
     stochastic = stochastic_net()
     stages = list(dict.fromkeys(stage for _, stage in stage_of(stochastic)))
