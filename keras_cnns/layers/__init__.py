@@ -15,6 +15,7 @@ from keras_cnns.layers.activations import (
 from keras_cnns.layers.batch_norm import BatchNormalization
 from keras_cnns.layers.conv import conv_bn_act
 from keras_cnns.layers.dense_connect import DenseLayer
+from keras_cnns.layers.drop_path_schedule import SamePadding2D, ScheduledDropPath
 from keras_cnns.layers.conv_fc import ConvFC, dense_to_conv_kernel, fc_as_conv
 from keras_cnns.layers.fire import fire_module
 from keras_cnns.layers.grouped_conv import GroupedDepthwiseConv2D
@@ -24,6 +25,7 @@ from keras_cnns.layers.normalization import InputNormalization
 from keras_cnns.layers.pooling import CeilModeMaxPooling2D, max_pool_ceil
 from keras_cnns.layers.se import squeeze_excite
 from keras_cnns.layers.separable import depthwise_separable_block
+from keras_cnns.layers.separable_conv import SeparableConv2D
 from keras_cnns.layers.shuffle import ChannelShuffle, ChannelSplit
 from keras_cnns.layers.stochastic_depth import PadChannels, StochasticDepth
 from keras_cnns.layers.utils import DropPath, drop_path, make_divisible
@@ -45,6 +47,9 @@ __all__ = [
     "InvertibleUpsampling",
     "LocalResponseNormalization",
     "PadChannels",
+    "SamePadding2D",
+    "ScheduledDropPath",
+    "SeparableConv2D",
     "StochasticDepth",
     "activation_layer",
     "conv_bn_act",

@@ -28,6 +28,7 @@ import keras
 from keras_cnns._checks import fail, is_int
 from keras_cnns.training.checkpoint import CheckpointError, CheckpointManager
 from keras_cnns.training.distribute import is_chief, make_strategy, num_replicas
+from keras_cnns.training.drop_path_schedule import drop_path_schedule_for
 from keras_cnns.training.precise_bn import (PreciseBatchNorm, batch_norm_layers,
                                             recalibrate_batch_norm)
 from keras_cnns.training.recipe import Recipe, resolve_recipe
@@ -606,6 +607,9 @@ def train(model_or_name: Union[str, "keras.Model"] = DEFAULT_MODEL,
     fit_callbacks = list(callbacks)
     speed = _ImagesPerSecond()
     fit_callbacks.append(speed)
+    drop_path = drop_path_schedule_for(model, steps * recipe.epochs)  # ScheduledDropPath
+    if drop_path is not None:
+        fit_callbacks.append(drop_path)
     if verbose:
         fit_callbacks.append(_progress_callback(recipe.epochs, task.epoch_logs))
     if tensorboard_dir is None and checkpoint_dir:
