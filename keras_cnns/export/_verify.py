@@ -24,6 +24,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import zlib
 from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
@@ -78,7 +79,7 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
         workdir: where the exports go (a temporary directory, removed, by default).
         num_images: random probe images per model (uniform in [0, 1)).
         int8: also convert to full-integer int8 and run it.
-        seed: the probe images' seed.
+        seed: the probe images' seed (each model draws its images from ``(seed, its name)``).
         calibrate_batch_norm: ``"auto"`` (default): set the model's BatchNorm statistics
             from random calibration images first
             (:func:`keras_cnns.layers.precise_bn.recalibrate_batch_norm`; this changes the given model)
@@ -155,13 +156,15 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
     own_tmp = workdir is None
     workdir = tempfile.mkdtemp(prefix="keras_cnns_verify_") if own_tmp else os.fspath(workdir)
     os.makedirs(workdir, exist_ok=True)
-    rng = np.random.default_rng(seed)
     rows: List[Dict[str, Any]] = []
     jobs = []
     lite_jobs = {}  # (name, variant) -> (path, x)
     try:
         for name, model in models.items():
             t0 = time.perf_counter()
+            # the probe and calibration images of each model from (seed, its name): a model's
+            # check does not depend on which other models are verified with it
+            rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
             row: Dict[str, Any] = {"name": name, "params": int(model.count_params()),
                                    "input_shape": list(model.inputs[0].shape[1:])}
             rows.append(row)
