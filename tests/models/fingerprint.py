@@ -100,9 +100,14 @@ def seed_weights(model, seed: int = SEED) -> None:
 
 
 def outputs(model, shape) -> list:
-    """The inference-mode outputs of :func:`images` as nested lists (``None`` where not
-    finite)."""
-    y = np.asarray(model(images(shape), training=False), dtype="float64")
+    """The inference-mode main output of :func:`images` as nested lists (``None`` where
+    not finite)."""
+    from keras_cnns.models.heads import main_output
+
+    y = model(images(shape), training=False)
+    if isinstance(y, (list, tuple)):  # a training model with auxiliary heads: its main output
+        y = y[main_output(model)[0]]
+    y = np.asarray(y, dtype="float64")
     return [[float(v) if np.isfinite(v) else None for v in row] for row in y]
 
 

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 import keras_cnns
 from keras_cnns.models._builder import shapes_only
+from keras_cnns.models.heads import main_output
 
 from tests.models import fingerprint
 
@@ -66,9 +67,18 @@ def _x(shape, batch=2, seed=0):
     return np.random.default_rng(seed).normal(size=(batch, *shape)).astype("float32")
 
 
+def _run_all(model, x, training=False):
+    """Every output of a forward pass, eagerly (no per-model graph tracing as predict() does):
+    a list (one entry for a single-output model; a training model with auxiliary heads, e.g.
+    GoogLeNet's, returns them in its declared order)."""
+    y = model(x, training=training)
+    return list(y) if isinstance(y, (list, tuple)) else [y]
+
+
 def _run(model, x):
-    """Inference-mode forward pass, eagerly (no per-model graph tracing as predict() does)."""
-    return np.asarray(model(x, training=False))
+    """Inference-mode forward pass: the main output (the served one; auxiliary heads are
+    training-only)."""
+    return np.asarray(_run_all(model, x)[main_output(model)[0]])
 
 
 def _count(model, kind):
@@ -97,6 +107,12 @@ def _check_structure(name, model):
 #: Models run at most at this side (big models are built at their native size for the figures,
 #: but never run there: CI has 2 cores).
 TEST_SIDE_CAP = 128
+
+
+def _check_output_shapes(model, info):
+    """Every output (the main one and any auxiliary classifier) gives the default classes."""
+    shapes = model.output_shape if isinstance(model.output_shape, list) else [model.output_shape]
+    assert [tuple(s) for s in shapes] == [(None, info.default_classes)] * len(shapes)
 
 
 @pytest.fixture(scope="module", params=LIGHT_MODELS)
@@ -164,7 +180,7 @@ def test_default_size_params_and_macs(native):
     info = _info(name)
     assert model.name == name
     assert tuple(model.input_shape[1:]) == tuple(info.default_input_shape)
-    assert model.output_shape == (None, info.default_classes)
+    _check_output_shapes(model, info)
     _check_figures(name, model)
     _check_structure(name, model)
 
@@ -178,7 +194,7 @@ def test_heavy_model_figures(name):
     with shapes_only():
         model = keras_cnns.create_model(name)
     assert model.name == name and tuple(model.input_shape[1:]) == tuple(info.default_input_shape)
-    assert model.output_shape == (None, info.default_classes)
+    _check_output_shapes(model, info)
     _check_figures(name, model)
     _check_structure(name, model)
 
@@ -219,10 +235,11 @@ def test_min_size_forward_backward(name):
                 f"{logits.tolist()}, committed {FINGERPRINTS[name]['outputs']}")
     target = tf.constant(np.random.default_rng(1).normal(size=(2, SMALL_CLASSES)).astype("float32"))
     with tf.GradientTape() as tape:
-        y = model(x, training=True)
-        loss = tf.reduce_sum(y * target)
-    assert tuple(y.shape) == (2, SMALL_CLASSES)
-    assert bool(tf.reduce_all(tf.math.is_finite(y)))
+        ys = _run_all(model, x, training=True)  # every output (auxiliary heads too)
+        loss = tf.add_n([tf.reduce_sum(y * target) for y in ys])
+    for y in ys:
+        assert tuple(y.shape) == (2, SMALL_CLASSES)
+        assert bool(tf.reduce_all(tf.math.is_finite(y)))
     grads = tape.gradient(loss, model.trainable_weights)
     assert len(grads) == len(model.trainable_weights) > 0
     for w, g in zip(model.trainable_weights, grads):
@@ -266,9 +283,11 @@ def test_serialization_round_trips(name, tmp_path):
     expected = _run(model, x)
     np.testing.assert_allclose(expected.sum(axis=-1), 1.0, rtol=1e-4)  # the softmax head
 
+    every = [np.asarray(y) for y in _run_all(model, x)]  # auxiliary outputs too
     clone = model.__class__.from_config(model.get_config())
     clone.set_weights(model.get_weights())
-    np.testing.assert_allclose(_run(clone, x), expected, rtol=1e-5, atol=1e-6)
+    for got, want in zip(_run_all(clone, x), every, strict=True):
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-6)
 
     path = tmp_path / f"{name}.keras"
     model.save(path)

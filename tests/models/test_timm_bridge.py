@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -60,23 +61,13 @@ del _name
 BUILD_KWARGS = {"densenet121": dict(layout="torchvision"), "densenet161": dict(layout="torchvision")}
 
 # The child's torch side: torch + timm + NumPy, imported before any TensorFlow.
-_TIMM_HELPERS = textwrap.dedent("""
+#: tests/models/_torch_randomise.py, run first in every torch child script
+RANDOMISE = Path(__file__).with_name("_torch_randomise.py").read_text()
+_TIMM_HELPERS = RANDOMISE + textwrap.dedent("""
     import json, os, sys
     import numpy as np
     import torch, timm
     from timm.models.cspnet import BottleneckBlock, DarkBlock
-
-    def randomise(model, gen):
-        with torch.no_grad():
-            for m in model.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.running_mean.uniform_(-0.5, 0.5, generator=gen)
-                    m.running_var.uniform_(0.5, 1.5, generator=gen)
-                    m.weight.uniform_(0.5, 1.5, generator=gen)
-                    m.bias.uniform_(-0.5, 0.5, generator=gen)
-                    m.num_batches_tracked.fill_(7)
-                elif isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and m.bias is not None:
-                    m.bias.uniform_(-0.1, 0.1, generator=gen)
 
     def calibrate(model, x, gen):  # see CALIBRATE
         with torch.no_grad():

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -107,22 +108,12 @@ SLOW = {"vgg13", "vgg16", "vgg19", "vgg13_bn", "vgg16_bn", "vgg19_bn"}
 TOY_INPUT = (2, 4, 5, 7)  # NCHW: a non-square map, so the flatten permutation matters
 
 # The children's torch side: torch + torchvision + NumPy, imported before any TensorFlow.
-_TORCH_HELPERS = textwrap.dedent("""
+#: tests/models/_torch_randomise.py, run first in every torch child script
+RANDOMISE = Path(__file__).with_name("_torch_randomise.py").read_text()
+_TORCH_HELPERS = RANDOMISE + textwrap.dedent("""
     import json, os, sys
     import numpy as np
     import torch, torchvision
-
-    def randomise(model, gen):
-        with torch.no_grad():
-            for m in model.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.running_mean.uniform_(-0.5, 0.5, generator=gen)
-                    m.running_var.uniform_(0.5, 1.5, generator=gen)
-                    m.weight.uniform_(0.5, 1.5, generator=gen)
-                    m.bias.uniform_(-0.5, 0.5, generator=gen)
-                    m.num_batches_tracked.fill_(7)
-                elif isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and m.bias is not None:
-                    m.bias.uniform_(-0.1, 0.1, generator=gen)
 
     def calibrate(model, x, gen):  # residual families: see CALIBRATE
         from torchvision.models.efficientnet import MBConv
