@@ -20,21 +20,28 @@ from keras_cnns.models import create_model, list_models, model_info  # noqa: E40
 from keras_cnns.models.cspnet import CSPDenseNet, CSPNet, Darknet  # noqa: E402
 from keras_cnns.models.efficientnet import EfficientNet, efficientnet  # noqa: E402
 from keras_cnns.models.fbnet import FBNet  # noqa: E402
+from keras_cnns.models.fully_conv import fc_to_conv, multiscale_predict  # noqa: E402
+from keras_cnns.models.googlenet import BNInception, GoogLeNet  # noqa: E402
 from keras_cnns.models.hypernet import HyperWideResNet  # noqa: E402
+from keras_cnns.models.inception_v3 import InceptionV3  # noqa: E402
 from keras_cnns.models.mobilenet import MobileNet  # noqa: E402
 from keras_cnns.models.mobilenet_v2 import MobileNetV2  # noqa: E402
 from keras_cnns.models.mobilenet_v3 import MobileNetV3  # noqa: E402
+from keras_cnns.models.nasnet import NASNet  # noqa: E402
+from keras_cnns.models.overfeat import OverFeat  # noqa: E402
 from keras_cnns.models.resnet import (  # noqa: E402
     CifarResNet, PreActResNet, ResNet, ResNeXt, ResNetV2, WideResNet, wrn,
 )
 from keras_cnns.models.densenet import CifarDenseNet, DenseNet  # noqa: E402
 from keras_cnns.models.squeezenet import SqueezeNet  # noqa: E402
+from keras_cnns.models.xception import Xception  # noqa: E402
 from keras_cnns.profiler import Profile, profile  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "BNInception",
     "CSPDenseNet",
     "CSPNet",
     "CifarDenseNet",
@@ -43,10 +50,14 @@ __all__ = [
     "DenseNet",
     "EfficientNet",
     "FBNet",
+    "GoogLeNet",
     "HyperWideResNet",
+    "InceptionV3",
     "MobileNet",
     "MobileNetV2",
     "MobileNetV3",
+    "NASNet",
+    "OverFeat",
     "PreActResNet",
     "Profile",
     "ResNeXt",
@@ -54,11 +65,13 @@ __all__ = [
     "ResNetV2",
     "SqueezeNet",
     "WideResNet",
+    "Xception",
     "bridges",
     "create_model",
     "data",
     "efficientnet",
     "export",
+    "fc_to_conv",
     "from_keras_applications",
     "from_timm",
     "from_torchvision",
@@ -66,6 +79,7 @@ __all__ = [
     "list_models",
     "model_info",
     "models",
+    "multiscale_predict",
     "ops",
     "profile",
     "wrn",

@@ -14,7 +14,7 @@ from typing import List, Tuple
 
 from keras_cnns.bridges._common import all_layer_names, register_name_map
 from keras_cnns.models import densenet, resnet, shufflenet
-from keras_cnns.models import cspnet
+from keras_cnns.models import cspnet, googlenet, inception_v3
 
 # ----------------------------------------------------------------------------------------------
 # torchvision (module prefixes of torchvision/models/*.py)
@@ -94,6 +94,8 @@ for _family, _bridge, _fn in (
     ("CSPNet", "timm", cspnet.timm_names),
     ("Darknet", "timm", cspnet.timm_names),
     ("DenseNet", "timm", densenet.torchvision_names),  # timm's DenseNet keeps torchvision's names
+    ("GoogLeNet", "torchvision", googlenet.torchvision_names),
+    ("Inception-v3", "torchvision", inception_v3.torchvision_names),
 ):
     register_name_map(_family, _bridge, _fn)
 del _family, _bridge, _fn

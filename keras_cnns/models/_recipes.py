@@ -132,6 +132,78 @@ PAPER_RECIPES: Tuple[Tuple[str, Dict[str, Any]], ...] = (
                                "from 0.5 to 0, batch 1024, 3e5 iterations (= 240 epochs); SGD "
                                "momentum 0.9 as in megvii's release")),
     ("ShuffleNetV2", "ShuffleNet"),
+    # GoogLeNet and BN-Inception (googlenet.py)
+    ("GoogLeNet", dict(optimizer="sgd", learning_rate=0.01, momentum=0.9, weight_decay=2e-4,
+                       batch_size=32, epochs=250, schedule="exponential", decay_rate=0.96,
+                       decay_epochs=8.0, augment=True,
+                       source="Szegedy et al. 2015, Sec. 6: asynchronous SGD with momentum 0.9, "
+                              "learning rate decreased by 4% every 8 epochs, Polyak averaging "
+                              "of the final model; auxiliary losses weighted 0.3 (Sec. 5, the "
+                              "model's outputs). The paper gives no initial rate, batch, weight "
+                              "decay or length: those are the BVLC Caffe replication's "
+                              "(models/bvlc_googlenet/solver.prototxt: base_lr 0.01, x0.96 "
+                              "every 320k iterations = 8 epochs at batch 32, weight_decay 2e-4; "
+                              "its readme: 250 epochs). Not reproducible here: the asynchronous "
+                              "DistBelief training, Polyak averaging (no Recipe field) and the "
+                              "paper's photometric and scale/aspect-ratio augmentation")),
+    ("BN-Inception", dict(optimizer="sgd", learning_rate=0.0075, momentum=0.9,
+                          weight_decay=4e-5, batch_size=32, epochs=53, schedule="exponential",
+                          decay_rate=0.96, decay_epochs=8.0 / 6.0, augment=True,
+                          source="Ioffe & Szegedy 2015, Sec. 4.2: SGD with momentum, batch 32; "
+                                 "Sec. 4.2.1/4.2.2 (BN-x5): initial rate 0.0015 x 5 = 0.0075, "
+                                 "no dropout (the model's default), L2 weight regularisation "
+                                 "reduced 5x, learning-rate decay 6x faster than Inception's, "
+                                 "no LRN, less photometric distortion. Not given in the paper "
+                                 "and taken here: momentum 0.9, GoogLeNet's 4% decay (every "
+                                 "8 / 6 epochs), weight decay 4e-5 (the BVLC GoogLeNet "
+                                 "replication's 2e-4 reduced 5x), 53 epochs (the 2.1e6 steps at batch 32 in which "
+                                 "BN-x5 reached Inception's accuracy, Fig. 3)")),
+    # Inception-v3 and Xception (inception_v3.py, xception.py)
+    ("Inception-v3", dict(optimizer="rmsprop", learning_rate=0.045, rmsprop_rho=0.9,
+                          momentum=0.0, epsilon=1.0, weight_decay=4e-5, batch_size=32,
+                          epochs=100, schedule="exponential", decay_rate=0.94, decay_epochs=2.0,
+                          label_smoothing=0.1, augment=True,
+                          source="Szegedy et al. 2016, 'Rethinking the Inception Architecture',"
+                                 " Sec. 8: RMSProp decay 0.9, epsilon 1.0, lr 0.045 x 0.94 every"
+                                 " 2 epochs, batch 32 on each of 50 replicas, 100 epochs; Sec. 7:"
+                                 " label smoothing 0.1; weight decay 4e-5 from TF-slim's "
+                                 "inception_v3_arg_scope; the paper's gradient clipping at 2.0 "
+                                 "has no Recipe field and is not applied")),
+    ("Xception", dict(optimizer="sgd", learning_rate=0.045, momentum=0.9, weight_decay=1e-5,
+                      batch_size=32, epochs=100, schedule="exponential", decay_rate=0.94,
+                      decay_epochs=2.0, augment=True,
+                      source="Chollet 2017, Sec. 4.2-4.3: SGD momentum 0.9, lr 0.045 x 0.94 "
+                             "every 2 epochs, weight decay 1e-5, dropout 0.5 before the "
+                             "classifier (build with dropout=0.5), no auxiliary tower; batch "
+                             "size and epochs are not given (here Inception-v3's 32 and 100)")),
+    # NASNet-A (nasnet.py)
+    ("nasnet_large", dict(optimizer="rmsprop", learning_rate=1.5, rmsprop_rho=0.9, momentum=0.9,
+                          epsilon=1.0, weight_decay=5e-5, batch_size=1600, epochs=312,
+                          schedule="exponential", decay_rate=0.97, decay_epochs=2.4,
+                          label_smoothing=0.1, augment=True,
+                          source="TF-slim nets/nasnet/nasnet.py training notes for the large "
+                                 "ImageNet model: batch 16 per replica x 100 synchronous "
+                                 "replicas, lr 0.015 x 100, x0.97 every 2.4 epochs, label "
+                                 "smoothing 0.1, auxiliary loss weight 0.4, gradient norm "
+                                 "clipped at 10 (not applied here); 250k steps "
+                                 "(total_training_steps, = 312 epochs at batch 1600); weight "
+                                 "decay 5e-5 (nasnet_large_arg_scope); RMSProp decay 0.9, "
+                                 "momentum 0.9, epsilon 1.0 (train_image_classifier.py "
+                                 "defaults). Its drop-path keep 0.7 and dense dropout 0.5 are "
+                                 "model knobs: NASNet(drop_path=0.3, dropout=0.5)")),
+    ("NASNet-A", dict(optimizer="rmsprop", learning_rate=2.0, rmsprop_rho=0.9, momentum=0.9,
+                      epsilon=1.0, weight_decay=4e-5, batch_size=1600, epochs=312,
+                      schedule="exponential", decay_rate=0.97, decay_epochs=2.4,
+                      label_smoothing=0.1, augment=True,
+                      source="TF-slim nets/nasnet/nasnet.py training notes for the mobile "
+                             "ImageNet model: batch 32 per replica x 50 synchronous replicas, "
+                             "lr 0.04 x 50, x0.97 every 2.4 epochs, label smoothing 0.1, "
+                             "auxiliary loss weight 0.4, gradient norm clipped at 10 (not "
+                             "applied here); 250k steps (total_training_steps, = 312 epochs at "
+                             "batch 1600); weight decay 4e-5 (nasnet_mobile_arg_scope); RMSProp "
+                             "decay 0.9, momentum 0.9, epsilon 1.0 (train_image_classifier.py "
+                             "defaults). Its dense dropout 0.5 is a model knob: "
+                             "NASNet(dropout=0.5)")),
 )
 
 #: Named recipes selectable with ``recipe="NAME"`` (``--recipe NAME``) for any model.

@@ -165,6 +165,7 @@ REPEATS = {
     "densenet264": "densenet121",
     "densenet100_k12": "densenet40_k12", "densenet100_k24": "densenet40_k12",
     "densenet_bc250_k24": "densenet_bc100_k12", "densenet_bc190_k40": "densenet_bc100_k12",
+    "nasnet_large": "nasnet_mobile", "overfeat_accurate": "overfeat_fast",
 }
 RUN_MODELS = [n for n in LIGHT_MODELS if n not in REPEATS]
 _LAYER_KINDS = {}
