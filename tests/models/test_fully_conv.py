@@ -3,7 +3,7 @@
 fc_to_conv: at the training size the converted model equals the classifier (AlexNet, ZFNet,
 VGG-16, OverFeat); on a larger image every cell of its score map equals the classifier at that
 cell's offset: its own head on the window of the trunk's map that the crop at that offset
-gives (VGG-16 on 384x384: the 6x6 map of seed 003's example, all 36 cells; OverFeat fast at its
+gives (VGG-16 on 384x384: the 6x6 map of the CS231n notes' example, all 36 cells; OverFeat fast at its
 stride of 32), and for a trunk without padding the classifier on the crop itself. Models it cannot convert are
 refused with the layer named. multiscale_predict: against a NumPy computation of OverFeat's
 combination (Sermanet et al. 2014, Sec. 3.3: spatial max per class, at each scale and flip,
@@ -111,10 +111,10 @@ def _head_on_windows(model, trunk, image, window, cells):
 
 
 def test_vgg16_384_every_cell_is_the_classifier_at_its_offset(vgg16_pair):
-    # Seed 003 (the CS231n notes): VGG-16 trained at 224 slides over 384x384 in one pass and
-    # gives a 6x6 map ((384 - 224) / 32 + 1 = 6; stride 32 = the five 2x2 pools): cell (i, j) is
-    # the classifier on the 7x7 window at (i, j) of the 12x12 pool5 map, the window of the crop
-    # at (32 i, 32 j). (The notes say "the same as the 36 crops": exactly so only for a trunk
+    # The CS231n notes (https://cs231n.github.io/convolutional-networks/#convert): VGG-16
+    # trained at 224 slides over 384x384 in one pass and gives a 6x6 map ((384 - 224) / 32 + 1
+    # = 6; stride 32 = the five 2x2 pools): cell (i, j) is the classifier on the 7x7 window at
+    # (i, j) of the 12x12 pool5 map, the window of the crop at (32 i, 32 j). (The notes say "the same as the 36 crops": exactly so only for a trunk
     # without padding - see test_any_functional_flatten_dense_classifier_and_its_cells; VGG's
     # "same" 3x3 convolutions pad each crop's border with zeros where the whole image has
     # pixels, so the crops differ at their borders: up to 27.6% of the score scale, measured.)

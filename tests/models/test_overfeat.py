@@ -1,5 +1,5 @@
 """OverFeat fast and accurate (keras_cnns/models/overfeat.py) against the layer tables of
-Sermanet et al. 2014 (Tables 1 and 3, seed 004): parameter and multiply-add hand counts
+Sermanet et al. 2014 (Tables 1 and 3): parameter and multiply-add hand counts
 recomputed here from the tables as data, the maps of the tables, the minimum sizes, and the
 fully convolutional build against the classifier with the same weights (reshaped in NumPy).
 
