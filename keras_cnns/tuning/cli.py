@@ -7,6 +7,7 @@ import argparse
 _FLAGS = {"max_macs": "--budget-madds", "max_params": "--budget-params",
           "max_latency_ms": "--budget-latency-ms", "objective": "--objective",
           "max_trials": "--trials", "epochs": "--epochs", "base_size": "--base-size",
+          "algorithm": "--algorithm",
           "name": "MODEL", "model": "MODEL", "data": "--dataset", "cost": "--cost"}
 
 
@@ -28,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=3, help="training epochs per trial")
     parser.add_argument("--base-size", type=int, default=None,
                         help="the input side rho=1 stands for (default the model's, 224)")
-    parser.add_argument("--algorithm", default="grid", choices=("grid", "random"))
+    parser.add_argument("--algorithm", default="grid",
+                        choices=("grid", "random", "bayesian", "hyperband"),
+                        help="Keras Tuner's algorithm; every one honours the budget")
     parser.add_argument("--ranges", action="store_true",
                         help="continuous multipliers between the grid's extremes")
     parser.add_argument("--directory", default="tuning", help="Keras Tuner project root")

@@ -1,24 +1,27 @@
 """Keras Tuner search of a model's multipliers (width ``alpha``, resolution ``rho``, ``scale``)
 under a cost budget, with the Pareto front of accuracy against cost.
 
-Design:
+:func:`search` is a thin layer over the public parts (:mod:`keras_cnns.tuning.hypermodel`):
 
-* The search space is the model family's multipliers from the registry
-  (``model_info(name).multipliers()``, the papers' grids; ``ranges=True`` draws continuous values
-  instead). Every configuration is costed first -- multiply-adds by the family's closed form where
-  there is one (MobileNet: the paper's eq. 7), otherwise by the profiler on a build that
-  allocates no weights; parameters likewise -- and those over the budget never enter the Keras
-  Tuner space: no trial is spent on them, and none of them is built with weights.
-* The space is one ``hp.Choice("config", ...)`` over the configurations under the budget; a
-  Keras Tuner oracle proposes each once, in grid order or (``algorithm="random"``) a seeded
-  random order, up to ``max_trials``.
+* The space is a :class:`~keras_cnns.tuning.MultiplierHyperModel`: one hyperparameter per
+  multiplier of the family (``model_info(name).multipliers()``, the papers' grids; ``ranges=True``
+  for ``hp.Float`` ranges). Its budget (``max_macs``, ``max_params``) is a constraint of the
+  oracle (:func:`~keras_cnns.tuning.budgeted`): every proposal is priced first -- multiply-adds by
+  the family's closed form where there is one (MobileNet: the paper's eq. 7), otherwise by the
+  profiler on a build that allocates no weights -- and one over the budget is drawn again: it
+  never becomes a trial, is never built with weights, and does not count against ``max_trials``.
+* The algorithm is a Keras Tuner one: ``"grid"`` (every point under the budget, in grid order),
+  ``"random"``, ``"bayesian"`` (Gaussian process; ``num_initial_points`` random trials first) or
+  ``"hyperband"`` (``max_epochs = epochs``, reduction ``factor = 3``; a promoted configuration
+  continues from its previous round's weights).
   Each trial trains the configuration with :func:`keras_cnns.training.train` and reports
   accuracy, multiply-adds, parameters, batch-1 latency and the score; Keras Tuner keeps them all
   per trial (its own multi-objective is an unweighted sum, so the score is computed here).
 * Objective ``"accuracy"``: held-out top-1 under the budget. ``"tradeoff"``: MnasNet's
   (Tan et al. 2019, eq. 2) ``accuracy * (cost / target) ** w`` with ``w = -0.07``.
 * A measured latency budget (``max_latency_ms``) is checked on the built model before training;
-  over it, the trial fails without training (``FailedTrialError``).
+  over it, the trial fails without training (``FailedTrialError``) and the configuration is not
+  proposed again.
 * Resuming (``overwrite=False``, the default) reloads the project directory: completed trials are
   not rerun. Keras Tuner's chief/worker mode (``KERASTUNER_TUNER_ID``, ``KERASTUNER_ORACLE_IP``,
   ``KERASTUNER_ORACLE_PORT``) distributes the trials.
@@ -27,117 +30,22 @@ Design:
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import math
 import os
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-import numpy as np
-
 from keras_cnns._checks import fail, is_int
+from keras_cnns.tuning.space import Config, candidate_configs
 
 __all__ = ["Config", "SearchResult", "candidate_configs", "pareto_front", "search",
-           "OBJECTIVES", "COSTS"]
+           "OBJECTIVES", "COSTS", "ALGORITHMS"]
 
 OBJECTIVES = ("accuracy", "tradeoff")
 COSTS = ("macs", "params", "latency_ms")
+ALGORITHMS = ("grid", "random", "bayesian", "hyperband")
 MNAS_W = -0.07
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """One point of the search space, with its cost computed before any build."""
-
-    label: str
-    kwargs: Dict[str, float]
-    side: int
-    channels: int
-    classes: int
-    macs: int
-    params: int
-
-    def as_dict(self):
-        return {"config": self.label, **self.kwargs, "side": self.side, "macs": self.macs,
-                "params": self.params}
-
-
-def _label(kwargs, side):
-    return " ".join(f"{k}={v:.3g}" for k, v in kwargs.items()) + f" side={side}"
-
-
-def candidate_configs(name: str, base_size: Optional[int] = None, classes: int = 10,
-                      channels: Optional[int] = None, grid: Optional[Dict[str, Sequence]] = None,
-                      ranges: bool = False, samples: int = 12, seed: int = 0,
-                      phi: Optional[int] = None) -> List[Config]:
-    """Every configuration of ``name``'s multipliers with its multiply-adds and parameters.
-
-    ``rho`` sets the input side ``round(rho * base_size)`` (``base_size``: the model's default
-    side, e.g. 224; smaller for small images); without ``rho`` the side is ``base_size``.
-    ``ranges=True`` draws ``samples`` configurations uniformly between each grid's extremes.
-    EfficientNet (a ``compound`` family): the grid over ``alpha, beta, gamma`` is filtered by
-    ``|alpha * beta^2 * gamma^2 - 2| <= 0.1`` and scaled by ``phi`` (default 1).
-    """
-    from keras_cnns.models import model_info
-    from keras_cnns.tuning.cost import CLOSED_FORMS, profiled_cost
-
-    info = model_info(name)
-    spec = info.multipliers()
-    if not spec:
-        fail("model", f"has no multipliers to tune ({info.name!r}, family {info.family}); "
-             "tunable families: MobileNet, MobileNetV2, ShuffleNet, ShuffleNetV2", name)
-    space = dict(spec["grid"])
-    if grid is not None:
-        if not isinstance(grid, dict) or set(grid) - set(space) or not grid:
-            fail("grid", f"must be a dict over {sorted(space)}", grid)
-        space.update({k: tuple(float(x) for x in v) for k, v in grid.items()})
-    base = base_size or info.default_input_shape[0]
-    if not is_int(base) or base < 1:
-        fail("base_size", "must be a positive integer", base_size)
-    channels = channels or info.default_input_shape[-1]
-    keys = sorted(space)
-    if ranges:
-        rng = np.random.default_rng(seed)
-        points = [tuple(float(rng.uniform(min(space[k]), max(space[k]))) for k in keys)
-                  for _ in range(samples)]
-    else:
-        points = list(itertools.product(*(space[k] for k in keys)))
-    closed = CLOSED_FORMS.get(spec.get("closed_form"))
-    configs, seen, params_cache = [], set(), {}
-    compound = spec.get("compound")
-    if phi is not None and (not is_int(phi) or phi < 0):
-        fail("phi", "must be a non-negative integer (EfficientNet's compound coefficient)", phi)
-    for values in points:
-        kwargs = dict(zip(keys, (float(v) for v in values)))
-        if compound is not None:  # EfficientNet: alpha (depth), beta (width), gamma (resolution)
-            a, b, g = kwargs["alpha"], kwargs["beta"], kwargs["gamma"]
-            if abs(a * b * b * g * g - compound["target"]) > compound["tolerance"]:
-                continue  # off the FLOPS constraint alpha * beta^2 * gamma^2 ~ 2
-            p = compound["phi"] if phi is None else phi
-            kwargs = {"depth": round(a ** p, 4), "width": round(b ** p, 4)}
-            side = int(round(base * g ** p))
-            rho = None
-        else:
-            rho = kwargs.pop("rho", None)
-            side = int(round(rho * base)) if rho is not None else int(base)
-        if side < info.min_input_size:
-            continue  # the architecture cannot take it
-        label = _label(kwargs, side)
-        if label in seen:
-            continue
-        seen.add(label)
-        probe = Config(label, kwargs, side, channels, classes, 0, 0)
-        if closed is not None:  # MACs in closed form; parameters do not depend on the side
-            key = tuple(sorted(kwargs.items()))
-            if key not in params_cache:
-                params_cache[key] = profiled_cost(info.name, kwargs, info.min_input_size,
-                                                  channels, classes)[1]
-            macs, params = closed(probe), params_cache[key]
-        else:
-            macs, params = profiled_cost(info.name, kwargs, side, channels, classes)
-        configs.append(dataclasses.replace(probe, macs=macs, params=params))
-    return configs
 
 
 def pareto_front(rows: Sequence[Dict[str, Any]], cost: str = "macs",
@@ -177,111 +85,126 @@ class SearchResult:
         return "\n".join(lines)
 
 
-def _latency_ms(model, side, channels, reps=10):
-    import tensorflow as tf
+class _TrainingTuner:
+    """Mixed before a Keras Tuner tuner class: a trial trains its configuration with
+    :func:`keras_cnns.training.train` on a named dataset (the hypermodel only prices it)."""
 
-    x = tf.zeros([1, side, side, channels])
-    fn = tf.function(lambda t: model(t, training=False))
-    fn(x)
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - t)
-    return 1e3 * float(np.median(times))
+    def run_trial(self, trial, *args, **kwargs):
+        import keras_tuner as kt
+
+        import keras_cnns
+        from keras_cnns.training import train
+        from keras_cnns.training.recipe import resolve_recipe
+        from keras_cnns.tuning.hypermodel import latency_ms
+
+        ctx = self._ctx
+        hm = ctx["hypermodel"]
+        values = trial.hyperparameters.values
+        ok, reason, c = hm.check(values)
+        if not ok:  # the guarded oracle never proposes one; a safety net, before any build
+            raise kt.errors.FailedTrialError(f"over the budget, not built: {reason}")
+        c = hm.pricer.priced(c)
+        log = ctx["log"]
+        total = int(values.get("tuner/epochs", ctx["epochs"]))
+        first = int(values.get("tuner/initial_epoch", 0))
+        past = values.get("tuner/trial_id")
+        start = time.perf_counter()
+        if log:
+            log(f"trial {trial.trial_id}: {c.label} ({c.macs / 1e6:.2f} M MACs, "
+                f"{c.params:,} params) ...")
+        model = keras_cnns.create_model(hm.model_name, input_shape=(c.side, c.side, c.channels),
+                                        classes=c.classes, **c.kwargs)
+        latency = latency_ms(model, c.side, c.channels)
+        if ctx["max_latency_ms"] is not None and latency > ctx["max_latency_ms"]:
+            hm.latency_over[c.label] = latency
+            raise kt.errors.FailedTrialError(
+                f"{c.label}: {latency:.2f} ms per image > the {ctx['max_latency_ms']} ms budget "
+                "(measured before training)")
+        train_kwargs = dict(ctx["train_kwargs"])
+        common = dict(image_size=c.side, epochs=total - first, seed=ctx["seed"], verbose=0)
+        if past is not None:  # a Hyperband promotion: continue from the previous round
+            model.load_weights(os.path.join(self.get_trial_dir(past), "model.weights.h5"))
+            # the model's own recipe (train() knows it only by name), without a second warm-up
+            recipe = dataclasses.asdict(resolve_recipe(train_kwargs.pop("recipe", None),
+                                                       hm.info))
+            recipe["warmup_epochs"] = 0.0
+            result = train(model, ctx["data"], recipe=recipe, **common, **train_kwargs)
+        else:
+            del model
+            result = train(hm.model_name, ctx["data"], model_kwargs=dict(c.kwargs), **common,
+                           **train_kwargs)
+        acc = float(result.val_accuracy)
+        value = {"macs": c.macs, "params": c.params, "latency_ms": latency}[ctx["cost"]]
+        score = acc if ctx["objective"] == "accuracy" else acc * (value / ctx["target"]) ** MNAS_W
+        metrics = {"score": score, "accuracy": acc,
+                   "top5_accuracy": float(result.val_top5_accuracy), "macs": float(c.macs),
+                   "params": float(c.params), "latency_ms": latency,
+                   "epochs": float(total - first), "train_s": time.perf_counter() - start}
+        result.model.save_weights(os.path.join(self.get_trial_dir(trial.trial_id),
+                                               "model.weights.h5"))
+        if log:
+            log(f"trial {trial.trial_id}: {c.label}: top-1 {acc:.3f}, score {score:.4f}, "
+                f"{metrics['train_s']:.1f} s")
+        self.local_rows.append({**c.as_dict(), **metrics, "trial_id": trial.trial_id})
+        return metrics
 
 
-def _make_tuner(kt, name, configs, data, objective, cost, target, epochs, seed, train_kwargs,
-                max_latency_ms, log, algorithm, max_trials, directory, project, overwrite):
-    by_label = {c.label: c for c in configs}
-    labels = [c.label for c in configs]
+_TUNER_CLASSES: Dict[str, type] = {}
 
-    class MultiplierHyperModel(kt.HyperModel):
-        """``hp.Choice("config")`` over the configurations under the budget; ``build`` returns
-        the configuration's compiled model."""
 
-        def declare_hyperparameters(self, hp):
-            hp.Choice("config", labels, ordered=False)
+def make_tuner(algorithm: str, hypermodel, *, objective="val_accuracy", max_trials=None,
+               epochs: int = 3, seed: int = 0, directory: str = "tuning",
+               project_name: Optional[str] = None, overwrite: bool = False,
+               hyperband_factor: int = 3, num_initial_points: Optional[int] = None,
+               tuner_class=None, **tuner_kwargs):
+    """The Keras Tuner tuner of ``algorithm`` (one of :data:`ALGORITHMS`) over ``hypermodel``,
+    with the budget guard on its oracle. ``max_trials`` defaults to every point under the budget
+    (finite spaces) or 10; Hyperband runs one iteration with ``max_epochs = epochs`` (and stops
+    at ``max_trials`` if given). ``tuner_class``: a subclass to use instead of Keras Tuner's."""
+    import keras_tuner as kt
 
-        def build(self, hp):
-            import keras_cnns
-            from keras_cnns.models.heads import output_specs
+    from keras_cnns.tuning.hypermodel import budgeted
 
-            c = by_label[hp.get("config")]
-            model = keras_cnns.create_model(name, input_shape=(c.side, c.side, c.channels),
-                                            classes=c.classes, **c.kwargs)
-            specs = output_specs(model)
-            if len(specs) == 1:
-                model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
-                              metrics=["accuracy"])
-            else:  # one loss per output, with its weight (auxiliary classifiers)
-                model.compile(optimizer="adam",
-                              loss=["sparse_categorical_crossentropy"] * len(specs),
-                              loss_weights=[s.loss_weight for s in specs],
-                              metrics=[["accuracy"] for _ in specs])
-            return model
+    if algorithm not in ALGORITHMS:
+        fail("algorithm", f"must be one of {list(ALGORITHMS)}", algorithm)
+    base = {"grid": kt.GridSearch, "random": kt.RandomSearch,
+            "bayesian": kt.BayesianOptimization, "hyperband": kt.Hyperband}[algorithm]
+    cls = tuner_class or base
+    common = dict(hypermodel=hypermodel, objective=objective, seed=seed, directory=directory,
+                  project_name=project_name, overwrite=overwrite, **tuner_kwargs)
+    if algorithm == "hyperband":
+        tuner = cls(max_epochs=epochs, factor=hyperband_factor, hyperband_iterations=1, **common)
+        if max_trials:
+            tuner.oracle.max_trials = max_trials
+    else:
+        if max_trials is None:
+            n = _finite_size(hypermodel)
+            max_trials = n if n is not None else 10
+        if algorithm == "bayesian":
+            dims = sum(1 for v in hypermodel.space.values() if len(set(v)) > 1)
+            common["num_initial_points"] = num_initial_points or min(
+                max(3 * dims, 1), max(2, max_trials // 2))
+        tuner = cls(max_trials=max_trials, **common)
+    return budgeted(tuner, hypermodel)
 
-    order = list(labels)
-    if algorithm == "random":
-        np.random.default_rng(seed).shuffle(order)
 
-    class ConfigOracle(kt.Oracle):
-        """Each configuration once, in grid (or seeded random) order. Keras Tuner's own
-        GridSearchOracle cannot resume: its order of trials is not saved with its state (KeyError
-        in ``_ordered_ids.next`` after a reload), so this oracle derives it from the trials."""
+def _finite_size(hm) -> Optional[int]:
+    import itertools
 
-        def populate_space(self, trial_id):
-            used = {t.hyperparameters.values.get("config") for tid, t in self.trials.items()
-                    if tid != trial_id}
-            for label in order:
-                if label not in used:
-                    return {"status": kt.engine.trial.TrialStatus.RUNNING,
-                            "values": {"config": label}}
-            if self.ongoing_trials:
-                return {"status": kt.engine.trial.TrialStatus.IDLE, "values": None}
-            return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+    if hm.ranges:
+        return None
+    return sum(1 for v in itertools.product(*hm.space.values())
+               if hm.fits(dict(zip(hm.space, v))))
 
-    class MultiplierTuner(kt.Tuner):
-        def run_trial(self, trial, *args, **kwargs):
-            from keras_cnns.training import train
-            import keras_cnns
 
-            c = by_label[trial.hyperparameters.get("config")]
-            start = time.perf_counter()
-            if log:
-                log(f"trial {trial.trial_id}: {c.label} ({c.macs / 1e6:.2f} M MACs, "
-                    f"{c.params:,} params) ...")
-            probe = keras_cnns.create_model(name, input_shape=(c.side, c.side, c.channels),
-                                            classes=c.classes, **c.kwargs)
-            latency = _latency_ms(probe, c.side, c.channels)
-            del probe
-            if max_latency_ms is not None and latency > max_latency_ms:
-                raise kt.errors.FailedTrialError(
-                    f"{c.label}: {latency:.2f} ms per image > the {max_latency_ms} ms budget "
-                    "(measured before training)")
-            result = train(name, data, model_kwargs=dict(c.kwargs), image_size=c.side,
-                           epochs=epochs, seed=seed, verbose=0, **train_kwargs)
-            acc = float(result.val_accuracy)
-            value = {"macs": c.macs, "params": c.params, "latency_ms": latency}[cost]
-            score = acc if objective == "accuracy" else acc * (value / target) ** MNAS_W
-            metrics = {"score": score, "accuracy": acc, "top5_accuracy":
-                       float(result.val_top5_accuracy), "macs": float(c.macs),
-                       "params": float(c.params), "latency_ms": latency,
-                       "train_s": time.perf_counter() - start}
-            path = os.path.join(self.get_trial_dir(trial.trial_id), "model.weights.h5")
-            result.model.save_weights(path)
-            if log:
-                log(f"trial {trial.trial_id}: {c.label}: top-1 {acc:.3f}, score {score:.4f}, "
-                    f"{metrics['train_s']:.1f} s")
-            self.local_rows.append({**c.as_dict(), **metrics, "trial_id": trial.trial_id})
-            return metrics
+def _training_tuner_class(algorithm):
+    import keras_tuner as kt
 
-    oracle = ConfigOracle(objective=kt.Objective("score", "max"),
-                          max_trials=min(max_trials or len(configs), len(configs)), seed=seed)
-    tuner = MultiplierTuner(oracle=oracle, hypermodel=MultiplierHyperModel(),
-                            directory=directory, project_name=project, overwrite=overwrite)
-    tuner.local_rows = []
-    return tuner, by_label
+    if algorithm not in _TUNER_CLASSES:
+        base = {"grid": kt.GridSearch, "random": kt.RandomSearch,
+                "bayesian": kt.BayesianOptimization, "hyperband": kt.Hyperband}[algorithm]
+        _TUNER_CLASSES[algorithm] = type(f"Training{base.__name__}", (_TrainingTuner, base), {})
+    return _TUNER_CLASSES[algorithm]
 
 
 def search(name: str, data: Any = "digits", *, max_macs: Optional[float] = None,
@@ -289,7 +212,8 @@ def search(name: str, data: Any = "digits", *, max_macs: Optional[float] = None,
            objective: str = "accuracy", target: Optional[float] = None,
            cost: Optional[str] = None, base_size: Optional[int] = None,
            grid: Optional[Dict[str, Sequence]] = None, ranges: bool = False, samples: int = 12,
-           phi: Optional[int] = None, algorithm: str = "grid", max_trials: Optional[int] = None, epochs: int = 3,
+           phi: Optional[int] = None, algorithm: str = "grid", max_trials: Optional[int] = None,
+           epochs: int = 3,
            seed: int = 0, directory: str = "tuning", project_name: Optional[str] = None,
            overwrite: bool = False, export_dir: Optional[str] = None, plot: bool = True,
            verbose: int = 1, **train_kwargs) -> SearchResult:
@@ -307,21 +231,23 @@ def search(name: str, data: Any = "digits", *, max_macs: Optional[float] = None,
         base_size: the side ``rho = 1`` stands for (default the model's, 224).
         grid, ranges, samples: the space (default the registry's grid).
         phi: EfficientNet's compound coefficient (default 1: the paper's step 1).
-        algorithm: ``"grid"`` (every configuration under the budget) or ``"random"``.
-        max_trials: at most this many trials (default: all).
-        epochs: training epochs per trial; ``**train_kwargs`` go to
+        algorithm: ``"grid"`` (every configuration under the budget, in grid order),
+            ``"random"``, ``"bayesian"`` or ``"hyperband"`` (see the module docstring).
+        max_trials: at most this many trials (default: every configuration under the budget;
+            ``samples`` with ``ranges``; Hyperband: its brackets). Configurations over the
+            budget never count.
+        epochs: training epochs per trial (Hyperband: the most a configuration trains);
+            ``**train_kwargs`` go to
             :func:`keras_cnns.training.train` (``steps_per_epoch``, ``batch_size``, ...).
         directory, project_name, overwrite: Keras Tuner's project (resumed unless
-            ``overwrite``).
+            ``overwrite``; default name ``<model>_<data>``, plus ``_<algorithm>`` but for grid).
         export_dir: export the best trial's model as a SavedModel there.
         plot: write ``pareto.png`` into the project directory.
 
     Raises:
         ValueError: an unknown model, a model without multipliers, an unknown objective or
-            cost, a budget no configuration meets -- all before any trial runs.
+            cost or algorithm, a budget no configuration meets -- all before any trial runs.
     """
-    import keras_tuner as kt
-
     start = time.perf_counter()
     if objective not in OBJECTIVES:
         fail("objective", f"must be one of {list(OBJECTIVES)}", objective)
@@ -335,58 +261,59 @@ def search(name: str, data: Any = "digits", *, max_macs: Optional[float] = None,
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
                               or not math.isfinite(v) or v <= 0):
             fail(arg, "must be None or a positive number", v)
-    if algorithm not in ("grid", "random"):
-        fail("algorithm", "must be 'grid' or 'random'", algorithm)
+    if algorithm not in ALGORITHMS:
+        fail("algorithm", f"must be one of {list(ALGORITHMS)}", algorithm)
     if not is_int(epochs) or epochs < 1:
         fail("epochs", "must be a positive integer", epochs)
     if max_trials is not None and (not is_int(max_trials) or max_trials < 1):
         fail("max_trials", "must be None or a positive integer", max_trials)
-    from keras_cnns.data import info as data_info
-
-    meta = data_info(data, seed=seed)
-    configs = candidate_configs(name, base_size=base_size, classes=meta.num_classes,
-                                channels=meta.input_shape[-1], grid=grid, ranges=ranges,
-                                samples=samples, seed=seed, phi=phi)
-    allowed, rejected = [], []
-    for c in configs:
-        over = ((max_macs is not None and c.macs > max_macs)
-                or (max_params is not None and c.params > max_params))
-        (rejected if over else allowed).append(c)
-    if not allowed:
-        cheapest = min(configs, key=lambda c: (c.macs, c.params)) if configs else None
-        fail("max_macs" if max_macs is not None else "max_params",
-             f"is met by no configuration of {name} (the cheapest, "
-             f"{cheapest.label if cheapest else '-'}, needs "
-             f"{cheapest.macs if cheapest else 0:,} MACs and "
-             f"{cheapest.params if cheapest else 0:,} parameters)",
-             max_macs if max_macs is not None else max_params)
+    if not is_int(samples) or samples < 1:
+        fail("samples", "must be a positive integer", samples)
     if target is None:
         target = {"macs": max_macs, "params": max_params, "latency_ms": max_latency_ms}[cost]
         if target is None and objective == "tradeoff":
             fail("target", "must be given for objective='tradeoff' without a budget on "
                  f"{cost!r}", target)
-    project = project_name or f"{name}_{data}".replace(":", "_").replace("/", "_")
+    from keras_cnns.data import info as data_info
+    from keras_cnns.tuning.hypermodel import MultiplierHyperModel
+
+    meta = data_info(data, seed=seed)
+    hm = MultiplierHyperModel(name, max_macs=max_macs, max_params=max_params,
+                              classes=meta.num_classes, channels=meta.input_shape[-1],
+                              base_size=base_size, grid=grid, ranges=ranges, phi=phi)
+    name = hm.model_name
+    n_points = _finite_size(hm)
+    suffix = "" if algorithm == "grid" else f"_{algorithm}"  # grid: the name it always had
+    project = project_name or f"{name}_{data}{suffix}".replace(":", "_").replace("/", "_")
     log = (lambda m: print(m, flush=True)) if verbose else None
     if log:
-        log(f"{name}: {len(allowed)} of {len(configs)} configurations under the budget "
-            f"({', '.join(c.label for c in rejected) or 'none'} rejected before building)")
-    tuner, by_label = _make_tuner(kt, name, allowed, data, objective, cost, target, epochs,
-                                  seed, train_kwargs, max_latency_ms, log, algorithm,
-                                  max_trials, directory, project, overwrite)
+        space = (f"{n_points} configurations under the budget" if n_points is not None
+                 else "continuous ranges")
+        over = ", ".join(sorted(hm.rejected)) or "none"
+        log(f"{name}: {algorithm} search over {space} ({over} rejected before building)")
+    tuner = make_tuner(algorithm, hm, objective=_objective(), epochs=epochs, seed=seed,
+                       max_trials=max_trials or (samples if ranges else None),
+                       directory=directory, project_name=project, overwrite=overwrite,
+                       tuner_class=_training_tuner_class(algorithm))
+    tuner._ctx = dict(hypermodel=hm, data=data, objective=objective, cost=cost, target=target,
+                      epochs=epochs, seed=seed, train_kwargs=train_kwargs, log=log,
+                      max_latency_ms=max_latency_ms)
+    tuner.local_rows = []
     tuner.search(verbose=0)
+    rejected = [hm.pricer.priced(c).as_dict() for _, c in sorted(hm.rejected.items())]
     if type(tuner.oracle).__name__ == "OracleClient":  # a worker: the chief holds the results
         rows = tuner.local_rows
         return SearchResult(trials=rows, front=pareto_front(rows, cost=cost), best=None,
-                            rejected=[c.as_dict() for c in rejected], export_path=None,
-                            plot_path=None, wall_time_s=time.perf_counter() - start, cost=cost)
+                            rejected=rejected, export_path=None, plot_path=None,
+                            wall_time_s=time.perf_counter() - start, cost=cost)
 
     rows = []
     for trial in tuner.oracle.trials.values():
         if trial.status != "COMPLETED":
             continue
-        c = by_label[trial.hyperparameters.get("config")]
+        c = hm.pricer.priced(hm.config(trial.hyperparameters.values))
         m = {k: float(trial.metrics.get_last_value(k)) for k in
-             ("score", "accuracy", "top5_accuracy", "latency_ms", "train_s")}
+             ("score", "accuracy", "top5_accuracy", "latency_ms", "train_s", "epochs")}
         rows.append({**c.as_dict(), **m, "trial_id": trial.trial_id})
     rows.sort(key=lambda r: r["trial_id"])
     front = pareto_front(rows, cost=cost)
@@ -394,14 +321,14 @@ def search(name: str, data: Any = "digits", *, max_macs: Optional[float] = None,
     project_dir = os.path.join(directory, project)
     plot_path = _plot(rows, front, cost, project_dir, name) if (plot and rows) else None
     with open(os.path.join(project_dir, "results.json"), "w") as f:
-        json.dump({"trials": rows, "front": front, "rejected": [c.as_dict() for c in rejected],
-                   "cost": cost, "objective": objective}, f, indent=1)
+        json.dump({"trials": rows, "front": front, "rejected": rejected, "cost": cost,
+                   "objective": objective, "algorithm": algorithm}, f, indent=1)
     export_path = None
     if export_dir and best is not None:
         import keras_cnns
         from keras_cnns.export import export_saved_model
 
-        c = by_label[best["config"]]
+        c = hm.config(_values_of(tuner, best))
         model = keras_cnns.create_model(name, input_shape=(c.side, c.side, c.channels),
                                         classes=c.classes, **c.kwargs)
         model.load_weights(os.path.join(tuner.get_trial_dir(best["trial_id"]),
@@ -409,13 +336,22 @@ def search(name: str, data: Any = "digits", *, max_macs: Optional[float] = None,
         export_path = export_saved_model(model, base_dir=export_dir, model_name=f"{name}_tuned",
                                          metadata={"tuning": best, **meta.metadata()},
                                          print_commands=False)
-    result = SearchResult(trials=rows, front=front, best=best,
-                          rejected=[c.as_dict() for c in rejected], export_path=export_path,
-                          plot_path=plot_path, wall_time_s=time.perf_counter() - start,
-                          cost=cost)
+    result = SearchResult(trials=rows, front=front, best=best, rejected=rejected,
+                          export_path=export_path, plot_path=plot_path,
+                          wall_time_s=time.perf_counter() - start, cost=cost)
     if log:
         log("\nPareto front (accuracy against " + cost + "):\n" + result.table())
     return result
+
+
+def _objective():
+    import keras_tuner as kt
+
+    return kt.Objective("score", "max")
+
+
+def _values_of(tuner, row):
+    return dict(tuner.oracle.get_trial(row["trial_id"]).hyperparameters.values)
 
 
 def _plot(rows, front, cost, directory, name):
