@@ -20,10 +20,12 @@ from keras_cnns.models import create_model, list_models, model_info  # noqa: E40
 from keras_cnns.models.cspnet import CSPDenseNet, CSPNet, Darknet  # noqa: E402
 from keras_cnns.models.efficientnet import EfficientNet, efficientnet  # noqa: E402
 from keras_cnns.models.fbnet import FBNet  # noqa: E402
+from keras_cnns.models.fractalnet import FractalNet, FractalOfFractalNet, extract_column  # noqa: E402
 from keras_cnns.models.fully_conv import fc_to_conv, multiscale_predict  # noqa: E402
 from keras_cnns.models.googlenet import BNInception, GoogLeNet  # noqa: E402
 from keras_cnns.models.hypernet import HyperWideResNet  # noqa: E402
 from keras_cnns.models.inception_v3 import InceptionV3  # noqa: E402
+from keras_cnns.models.irevnet import CifarIRevNet, IRevNet, invert  # noqa: E402
 from keras_cnns.models.mobilenet import MobileNet  # noqa: E402
 from keras_cnns.models.mobilenet_v2 import MobileNetV2  # noqa: E402
 from keras_cnns.models.mobilenet_v3 import MobileNetV3  # noqa: E402
@@ -33,6 +35,7 @@ from keras_cnns.models.resnet import (  # noqa: E402
     CifarResNet, PreActResNet, ResNet, ResNeXt, ResNetV2, WideResNet, wrn,
 )
 from keras_cnns.models.densenet import CifarDenseNet, DenseNet  # noqa: E402
+from keras_cnns.models.revnet import RevNet  # noqa: E402
 from keras_cnns.models.squeezenet import SqueezeNet  # noqa: E402
 from keras_cnns.models.xception import Xception  # noqa: E402
 from keras_cnns.profiler import Profile, profile  # noqa: E402
@@ -50,8 +53,12 @@ __all__ = [
     "DenseNet",
     "EfficientNet",
     "FBNet",
+    "FractalNet",
+    "FractalOfFractalNet",
     "GoogLeNet",
     "HyperWideResNet",
+    "CifarIRevNet",
+    "IRevNet",
     "InceptionV3",
     "MobileNet",
     "MobileNetV2",
@@ -63,6 +70,7 @@ __all__ = [
     "ResNeXt",
     "ResNet",
     "ResNetV2",
+    "RevNet",
     "SqueezeNet",
     "WideResNet",
     "Xception",
@@ -71,10 +79,12 @@ __all__ = [
     "data",
     "efficientnet",
     "export",
+    "extract_column",
     "fc_to_conv",
     "from_keras_applications",
     "from_timm",
     "from_torchvision",
+    "invert",
     "layers",
     "list_models",
     "model_info",

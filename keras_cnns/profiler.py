@@ -352,6 +352,8 @@ def _install_default_rules() -> None:
 
     from keras_cnns.layers.grouped_conv import GroupedDepthwiseConv2D
     from keras_cnns.layers.hyper import HyperConv2D, HyperKernelGenerator
+    from keras_cnns.blocks.reversible import RevNetBlock, ReversibleSequence, reversible_macs
+    from keras_cnns.layers.fractal import FractalPathState
     from keras_cnns.layers.stochastic_depth import StochasticDepth
 
     register_mac_rule(BaseConv, _conv_macs)
@@ -360,6 +362,9 @@ def _install_default_rules() -> None:
     register_mac_rule(StochasticDepth, _stochastic_depth_macs)
     register_mac_rule(HyperConv2D, _hyper_conv_macs)
     register_mac_rule(HyperKernelGenerator, _zero)  # hands its weights to the HyperConv2Ds
+    register_mac_rule(FractalPathState, _zero)  # FractalNet's per-step drop-path draw
+    register_mac_rule(RevNetBlock, reversible_macs)  # their sublayers' convolutions
+    register_mac_rule(ReversibleSequence, reversible_macs)
     register_mac_rule(BaseSeparableConv, _separable_macs)
     register_mac_rule(BaseConvTranspose, _transpose_macs)
     register_mac_rule(keras.layers.Dense, _dense_macs)

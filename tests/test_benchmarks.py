@@ -215,3 +215,13 @@ def test_export_sweep_checks_a_model_and_reports_it(capsys):
     # the served SavedModel runs the same float32 graph as Keras: as close to float64
     assert 0 < saved_err < 1e-5
     assert bench.main(["--pattern", "no_such_model*"]) == 2
+
+
+def test_fractalnet_column_benchmark_runs_at_toy_size(capsys):
+    bench = _load("bench_fractalnet")
+    bench.main(["--model", "fractalnet10_w16_cifar100", "--batch", "1", "--reps", "2"])
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert [r[0] for r in rows] == ["0", "1"], out  # both columns of the C=2 network
+    for r in rows:  # the full network costs more multiply-adds than any one column
+        assert r[3].endswith("x") and float(r[4].rstrip("x")) > 1.0, out

@@ -18,8 +18,10 @@
 from keras_cnns.blocks import residual as _residual
 from keras_cnns.blocks.residual import *  # noqa: F401,F403  (the names of residual.__all__)
 from keras_cnns.blocks.inverted_residual import inverted_residual_block
+from keras_cnns.blocks.reversible import RevNetBlock, ReversibleSequence
 from keras_cnns.blocks.shuffle import shufflenet_unit, shufflenet_v2_unit
 from keras_cnns.layers.stochastic_depth import PadChannels, StochasticDepth
 
-__all__ = sorted(_residual.__all__ + ["PadChannels", "StochasticDepth", "inverted_residual_block",
+__all__ = sorted(_residual.__all__ + ["PadChannels", "RevNetBlock", "ReversibleSequence",
+                                   "StochasticDepth", "inverted_residual_block",
                                    "shufflenet_unit", "shufflenet_v2_unit"])

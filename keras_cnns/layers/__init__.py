@@ -18,8 +18,11 @@ from keras_cnns.layers.dense_connect import DenseLayer
 from keras_cnns.layers.drop_path_schedule import SamePadding2D, ScheduledDropPath
 from keras_cnns.layers.conv_fc import ConvFC, dense_to_conv_kernel, fc_as_conv
 from keras_cnns.layers.fire import fire_module
+from keras_cnns.layers.fractal import (FractalJoin, FractalPathState, drop_path_disabled,
+                                       fractal_joins, fractal_state)
 from keras_cnns.layers.grouped_conv import GroupedDepthwiseConv2D
 from keras_cnns.layers.invertible import InvertibleDownsampling, InvertibleUpsampling
+from keras_cnns.layers.irevnet import InjectivePad
 from keras_cnns.layers.lrn import LocalResponseNormalization
 from keras_cnns.layers.normalization import InputNormalization
 from keras_cnns.layers.pooling import CeilModeMaxPooling2D, max_pool_ceil
@@ -66,4 +69,10 @@ __all__ = [
     "HyperConv2D",
     "HyperKernelGenerator",
     "hyper_kernel",
+    "FractalJoin",
+    "FractalPathState",
+    "drop_path_disabled",
+    "fractal_joins",
+    "fractal_state",
+    "InjectivePad",
 ]

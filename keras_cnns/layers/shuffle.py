@@ -64,7 +64,8 @@ class ChannelShuffle(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="keras_cnns")
 class ChannelSplit(keras.layers.Layer):
     """ShuffleNet v2's channel split: the input's channels cut into ``parts`` equal parts,
-    returned as a list (``torch.chunk(x, parts, dim=1)``); a 4-D strided slice each.
+    returned as a list (``torch.chunk(x, parts, dim=1)``); a 4-D strided slice each. Also
+    i-RevNet's split (``parts=2``), with the exact :meth:`inverse` (the concatenation).
 
     Args:
         parts: number of parts (default 2); the channel count must be divisible by it.
@@ -92,6 +93,11 @@ class ChannelSplit(keras.layers.Layer):
     def call(self, inputs):
         w = self._width
         return [inputs[..., i * w:(i + 1) * w] for i in range(self.parts)]
+
+    def inverse(self, outputs):
+        """The concatenation of the parts: ``inverse(layer(x)) == x`` bit for bit (i-RevNet's
+        ``merge``)."""
+        return keras.ops.concatenate(list(outputs), axis=-1)
 
     def compute_output_shape(self, input_shape):
         part = (*input_shape[:-1], input_shape[-1] // self.parts)

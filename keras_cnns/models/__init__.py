@@ -32,6 +32,9 @@ from keras_cnns.models import inception_v3  # noqa: F401,E402
 from keras_cnns.models import xception  # noqa: F401,E402
 from keras_cnns.models import nasnet  # noqa: F401,E402
 from keras_cnns.models import overfeat  # noqa: F401,E402
+from keras_cnns.models import fractalnet  # noqa: F401,E402
+from keras_cnns.models import revnet  # noqa: F401,E402
+from keras_cnns.models import irevnet  # noqa: F401,E402
 
 __all__ = ["ModelInfo", "ReferenceFigures", "create_model", "feature_extractor", "list_models",
            "model_info", "reference_figures", "register_model", "shapes_only"]

@@ -204,6 +204,61 @@ PAPER_RECIPES: Tuple[Tuple[str, Dict[str, Any]], ...] = (
                              "decay 0.9, momentum 0.9, epsilon 1.0 (train_image_classifier.py "
                              "defaults). Its dense dropout 0.5 is a model knob: "
                              "NASNet(dropout=0.5)")),
+    # FractalNet (fractalnet.py)
+    ("fractal_of_fractalnet", dict(optimizer="sgd", learning_rate=0.02, momentum=0.9,
+                                   weight_decay=1e-4, batch_size=25, epochs=50, schedule="step",
+                                   milestones=(0.5, 0.75, 0.875), gamma=0.1, augment=True,
+                                   source="iPhysicist/CNNDesignPatterns (Smith & Topin 2016) "
+                                          "solver.prototxt + FoF.prototxt: SGD 0.02, momentum "
+                                          "0.9, weight decay 1e-4, /10 at 50k, 75k, 87.5k of "
+                                          "100k iterations at batch 25 (= 50 CIFAR epochs), "
+                                          "mirrored images; freeze-drop-path is the "
+                                          "FreezeDropPath callback")),
+    ("fractalnet34", dict(optimizer="sgd", learning_rate=0.001, momentum=0.9, weight_decay=0.0,
+                          batch_size=32, epochs=70, schedule="step",
+                          milestones=(0.5, 0.75, 0.875, 0.9375), gamma=0.1, augment=True,
+                          source="Larsson et al. 2017, Sec. 4: ImageNet 70 epochs, SGD momentum "
+                                 "0.9, batch 32, lr 0.001 divided by 10 each time the remaining "
+                                 "epochs halve (the CIFAR rule; the paper gives no other for "
+                                 "ImageNet); local drop-path 0.15 (a model knob); no weight "
+                                 "decay is stated")),
+    ("FractalNet", dict(optimizer="sgd", learning_rate=0.02, momentum=0.9, weight_decay=1e-4,
+                        batch_size=100, epochs=400, schedule="step",
+                        milestones=(0.5, 0.75, 0.875, 0.9375), gamma=0.1, augment=True,
+                        source="Larsson et al. 2017, Sec. 4: SGD momentum 0.9, batch 100, 400 "
+                               "epochs on CIFAR, lr 0.02 divided by 10 each time the number of "
+                               "remaining epochs halves (at 200, 300, 350, 375); drop-path "
+                               "(local 0.15, global on half the batches) and the optional "
+                               "per-block dropout are model knobs. Weight decay is not stated "
+                               "in the paper: 1e-4 from the Caffe solver of the authors' "
+                               "follow-up replication (iPhysicist/CNNDesignPatterns "
+                               "solver.prototxt: lr 0.02, /10 at 50%, 75%, 87.5%)")),
+    # RevNet and i-RevNet (revnet.py, irevnet.py)
+    ("revnet*", dict(optimizer="sgd", learning_rate=0.1, momentum=0.9, weight_decay=2e-4,
+                     batch_size=100, epochs=160, schedule="step", milestones=(0.5, 0.75),
+                     gamma=0.1, augment=True,
+                     source="Gomez et al. 2017, 'The Reversible Residual Network', Sec. 5 / "
+                            "renmengye/revnet-public resnet/configs/cifar_configs.py: SGD "
+                            "momentum 0.9, lr 0.1 (base_learn_rate) then 0.01 and 0.001 at 40k "
+                            "and 60k (lr_decay_steps, lr_list) of 80k iterations "
+                            "(max_train_iter) at batch 100 (= 160 epochs of the 50k CIFAR "
+                            "training images), weight decay 2e-4 on the kernels; pad 4, random "
+                            "32x32 crop, flip (resnet/data/cifar_input.py)")),
+    ("irevnet_cifar", dict(optimizer="sgd", learning_rate=0.1, momentum=0.9, weight_decay=5e-4,
+                           batch_size=128, epochs=200, schedule="step",
+                           milestones=(0.3, 0.6, 0.8), gamma=0.2, augment=True,
+                           source="jhjacobsen/pytorch-i-revnet CIFAR_main.py and "
+                                  "models/utils_cifar.py: SGD momentum 0.9, lr 0.1 x 0.2 after "
+                                  "epochs 60, 120 and 160 of 200, weight decay 5e-4, batch 128; "
+                                  "random 32x32 crop of the 4-padded image, horizontal flip; "
+                                  "dropout 0.1 in the blocks is the model's (irevnet_cifar)")),
+    ("i-RevNet", dict(optimizer="sgd", learning_rate=0.1, momentum=0.9, weight_decay=1e-4,
+                      batch_size=256, epochs=128, schedule="step", milestones=(0.25, 0.5, 0.75),
+                      gamma=0.1, augment=True,
+                      source="jhjacobsen/pytorch-i-revnet ILSVRC_main.py: SGD momentum 0.9, lr "
+                             "0.1 divided by 10 every 32 epochs, 128 epochs, weight decay 1e-4, "
+                             "batch 256 (the paper, Sec. 4.1: 600k iterations at batch 256, lr "
+                             "/10 every 160k, i.e. about 120 epochs, /10 every 32)")),
 )
 
 #: Named recipes selectable with ``recipe="NAME"`` (``--recipe NAME``) for any model.

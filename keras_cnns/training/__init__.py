@@ -32,6 +32,7 @@ from keras_cnns.training.checkpoint import (CheckpointError, CheckpointManager,
 from keras_cnns.training.cli import add_arguments, parse_model_args, run
 from keras_cnns.training.distribute import STRATEGIES, make_strategy
 from keras_cnns.training.drop_path_schedule import DropPathSchedule, drop_path_schedule_for
+from keras_cnns.training.fractal_schedule import FreezeDropPath
 from keras_cnns.training.loop import (DEFAULT_DATASET, DEFAULT_MODEL, ClassificationLoss,
                                       TrainResult, train)
 from keras_cnns.training.precise_bn import PreciseBatchNorm, recalibrate_batch_norm
@@ -41,7 +42,7 @@ from keras_cnns.training.schedules import WarmupPolyDecay, WarmupSchedule, make_
 
 __all__ = [
     "CheckpointError", "CheckpointManager", "ClassificationLoss", "DEFAULT_DATASET",
-    "DEFAULT_MODEL", "DropPathSchedule", "OPTIMIZERS", "PRECISIONS", "PreciseBatchNorm", "Recipe", "SCHEDULES",
+    "DEFAULT_MODEL", "DropPathSchedule", "FreezeDropPath", "OPTIMIZERS", "PRECISIONS", "PreciseBatchNorm", "Recipe", "SCHEDULES",
     "STRATEGIES", "TrainResult", "WarmupPolyDecay", "WarmupSchedule", "add_arguments", "drop_path_schedule_for",
     "load_checkpoint_model", "make_schedule", "make_strategy", "parse_model_args", "recalibrate_batch_norm",
     "resolve_recipe", "run", "train",

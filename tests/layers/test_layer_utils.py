@@ -77,7 +77,8 @@ def test_public_exports():
                 "InvertibleDownsampling", "InvertibleUpsampling", "LocalResponseNormalization",
                 "PadChannels", "StochasticDepth", "DenseLayer", "HyperConv2D",
                 "HyperKernelGenerator", "hyper_kernel", "SamePadding2D", "ScheduledDropPath",
-                "SeparableConv2D",
+                "SeparableConv2D", "FractalJoin", "FractalPathState", "drop_path_disabled",
+                "fractal_joins", "fractal_state", "InjectivePad",
                 "activation_layer", "conv_bn_act", "dense_to_conv_kernel", "depthwise_separable_block",
                 "drop_path", "fc_as_conv", "fire_module", "hard_sigmoid", "hard_swish", "make_divisible",
                 "max_pool_ceil", "squeeze_excite"}

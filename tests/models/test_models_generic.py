@@ -87,7 +87,7 @@ def _count(model, kind):
 
 
 def test_registry_is_populated():
-    assert len(ALL_MODELS) >= 20 and len(HEAVY_MODELS) <= 4
+    assert len(ALL_MODELS) >= 20 and len(HEAVY_MODELS) <= 6
     assert ALL_MODELS == sorted(ALL_MODELS)
 
 
@@ -166,6 +166,11 @@ REPEATS = {
     "densenet100_k12": "densenet40_k12", "densenet100_k24": "densenet40_k12",
     "densenet_bc250_k24": "densenet_bc100_k12", "densenet_bc190_k40": "densenet_bc100_k12",
     "nasnet_large": "nasnet_mobile", "overfeat_accurate": "overfeat_fast",
+    "fractalnet40_cifar": "fractalnet20_cifar", "revnet110": "revnet38",
+    "fractalnet20_w16_cifar100": "fractalnet10_w16_cifar100",
+    "fractalnet40_w16_cifar100": "fractalnet10_w16_cifar100",
+    "fractalnet80_w16_cifar100": "fractalnet10_w16_cifar100",
+    "fractalnet160_w16_cifar100": "fractalnet10_w16_cifar100",
 }
 RUN_MODELS = [n for n in LIGHT_MODELS if n not in REPEATS]
 _LAYER_KINDS = {}
