@@ -25,7 +25,7 @@ import tempfile
 import textwrap
 import time
 import zlib
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Collection, Dict, List, Mapping, Optional, Union
 
 import numpy as np
 
@@ -68,7 +68,7 @@ _CHILD = textwrap.dedent("""
 
 
 def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
-                   num_images: int = 4, int8: bool = True, seed: int = 0,
+                   num_images: int = 4, int8: Union[bool, Collection[str]] = True, seed: int = 0,
                    calibrate_batch_norm="auto", litert="auto", float64_reference: bool = False,
                    calibration_images: int = 64, progress: bool = False,
                    timeout: int = 3600) -> List[Dict[str, Any]]:
@@ -78,7 +78,8 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
         models: ``{name: keras.Model}`` (single image input, single output).
         workdir: where the exports go (a temporary directory, removed, by default).
         num_images: random probe images per model (uniform in [0, 1)).
-        int8: also convert to full-integer int8 and run it.
+        int8: also convert to full-integer int8 and run it: ``True`` (every model), ``False``
+            (none), or the names of the models to convert (the others get float32 only).
         seed: the probe images' seed (each model draws its images from ``(seed, its name)``).
         calibrate_batch_norm: ``"auto"`` (default): set the model's BatchNorm statistics
             from random calibration images first
@@ -153,6 +154,15 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
     from keras_cnns.models.heads import served_model
 
     models = {name: served_model(model) for name, model in models.items()}  # the main outputs
+    if isinstance(int8, bool):
+        int8_names = set(models) if int8 else set()
+    elif isinstance(int8, (str, bytes)) or not isinstance(int8, Collection) \
+            or not set(int8) <= set(models):
+        fail("int8", "must be True, False or a collection of names among the models' names",
+             int8 if isinstance(int8, (bool, str)) else sorted(set(int8) - set(models))
+             if isinstance(int8, Collection) else type(int8).__name__)
+    else:
+        int8_names = set(int8)
     own_tmp = workdir is None
     workdir = tempfile.mkdtemp(prefix="keras_cnns_verify_") if own_tmp else os.fspath(workdir)
     os.makedirs(workdir, exist_ok=True)
@@ -162,6 +172,7 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
     try:
         for name, model in models.items():
             t0 = time.perf_counter()
+            quantize = name in int8_names
             # the probe and calibration images of each model from (seed, its name): a model's
             # check does not depend on which other models are verified with it
             rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
@@ -212,10 +223,11 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
                 f32 = os.path.join(workdir, f"{name}-float32.tflite")
                 q = os.path.join(workdir, f"{name}-int8.tflite")
                 try:  # one trace for both conversions
-                    export_tflite_variants(model, {f32: "float32", **({q: "int8"} if int8 else {})},
+                    export_tflite_variants(model, {f32: "float32",
+                                                   **({q: "int8"} if quantize else {})},
                                            representative_dataset=calib)
                 except Exception as exc:  # noqa: BLE001 - int8 reported, float32 retried alone
-                    if not int8:
+                    if not quantize:
                         raise
                     row["int8_runs"] = False
                     row["int8_error"] = f"{type(exc).__name__}: {exc}"[:500]
@@ -238,7 +250,7 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
                         row["float64_error"] = f"{type(exc).__name__}: {exc}"[:500]
                 if use_litert:
                     lite_jobs[(name, "float32")] = (f32, x)
-                if int8 and "int8_error" not in row:
+                if quantize and "int8_error" not in row:
                     try:
                         yq = run_tflite(q, x)
                         row["int8_runs"] = bool(np.all(np.isfinite(yq)))
@@ -259,7 +271,8 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
             if progress:
                 print(f"  {name:<36} exported in {row['seconds']:6.1f} s  "
                       f"tflite {row.get('tflite_max_abs_diff', float('nan')):.2g}  "
-                      f"int8 {'runs' if row.get('int8_runs') else 'FAILED'}", flush=True)
+                      + (f"int8 {'runs' if row.get('int8_runs') else 'FAILED'}" if quantize
+                         else "float32 only"), flush=True)
 
         if lite_jobs:
             by_name = {r["name"]: r for r in rows}

@@ -49,6 +49,17 @@ def test_calibration_images_is_checked(tmp_path):
             verify_exports({"m": model}, tmp_path, calibration_images=bad)
 
 
+def test_int8_takes_a_bool_or_names_of_the_models(tmp_path):
+    import pytest
+
+    from keras_cnns.export._verify import verify_exports
+
+    model = _overflowing_model()
+    for bad in (["other"], "m", 1, {"m", "other"}):
+        with pytest.raises(ValueError, match="int8"):
+            verify_exports({"m": model}, tmp_path, int8=bad, litert=False)
+
+
 def _one_by_one_stage_model():
     """Like EfficientNet's last stages at 32x32 input: BatchNorm over 1x1 feature maps, so each
     channel's batch variance comes from as many numbers as there are calibration images."""
