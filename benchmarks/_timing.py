@@ -88,6 +88,17 @@ def train_step(model, x, y, *, lr: float = 0.01, momentum: float = 0.0):
     return lambda: model.train_on_batch(x, y)
 
 
+def timed_steps(step, steps: int):
+    """``(seconds per call, last result)`` of ``steps`` calls of ``step()`` (a training step that
+    returns its loss)."""
+    times, result = [], None
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        result = step()
+        times.append(time.perf_counter() - t0)
+    return times, result
+
+
 def _time_once(fn):
     t0 = time.perf_counter()
     fn()

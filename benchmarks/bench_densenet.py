@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _timing import (add_onednn_arguments, dispatch_onednn_runs, environment_line,  # noqa: E402
-                     interleaved, reject_below_one, train_step, write_json)
+                     interleaved, reject_below_one, timed_steps, train_step, write_json)
 
 MEMORY_TARGET = 0.5
 TIME_TARGET = 1.3
@@ -107,11 +107,7 @@ def _memory_child(args) -> int:
     y = tf.constant(rng.integers(0, classes, batch))
     step = train_step(model, x, y, momentum=0.9)
     baseline = _rss_bytes()
-    times = []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        loss = step()
-        times.append(time.perf_counter() - t0)
+    times, loss = timed_steps(step, args.steps)
     if not np.isfinite(loss):
         print(f"non-finite loss {loss}")
         return 1

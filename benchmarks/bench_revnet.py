@@ -34,14 +34,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _timing import environment_line, reject_below_one, train_step, write_json  # noqa: E402
+from _timing import (environment_line, reject_below_one, timed_steps, train_step,  # noqa: E402
+                     write_json)
 
 MODELS = ("revnet38", "resnet32", "revnet110", "resnet110", "revnet56_bottleneck", "revnet164",
           "preact_resnet164")
@@ -114,11 +114,7 @@ def _child(args) -> int:
     with open("/proc/self/clear_refs", "w") as fh:  # reset the peak (VmHWM) to the current RSS
         fh.write("5")
     baseline = _rss_bytes()
-    times = []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        loss = step()
-        times.append(time.perf_counter() - t0)
+    times, loss = timed_steps(step, args.steps)
     if not np.isfinite(loss):
         print(f"non-finite loss {loss}")
         return 1

@@ -152,12 +152,15 @@ def export_tflite(model, path, quantization: Optional[str] = None,
 
 
 def export_tflite_variants(model, targets, representative_dataset=None,
-                           num_calibration_examples: int = 200):
+                           num_calibration_examples: int = 200, *, saved_model_dir=None):
     """Write several TFLite variants of ``model`` from ONE traced SavedModel.
 
     ``targets`` maps destination paths to quantizations (see :func:`export_tflite`, whose
     checks the caller has made); tracing is the slow part of a conversion, so a report or a
     sweep converting to float32, float16, dynamic and int8 traces the model once.
+    ``saved_model_dir``: a SavedModel of this model already written by
+    :func:`keras_cnns.export.saved_model` (stock ops only), whose ``serve`` endpoint (the
+    float32 forward pass of the main output) is converted instead of tracing the model again.
     """
     import tensorflow as tf
 
@@ -171,9 +174,12 @@ def export_tflite_variants(model, targets, representative_dataset=None,
 
     model = served_model(model)
     with tempfile.TemporaryDirectory(prefix="keras_cnns_tflite_") as workdir:
-        saved = os.path.join(workdir, "saved_model")
-        with stock_ops_only():
-            model.export(saved, format="tf_saved_model", verbose=False)
+        if saved_model_dir is None:
+            saved = os.path.join(workdir, "saved_model")
+            with stock_ops_only():
+                model.export(saved, format="tf_saved_model", verbose=False)
+        else:
+            saved = os.fspath(saved_model_dir)
         _verify_stock_only(saved)
         flatbuffers = {}
         for path, quantization in targets.items():
@@ -195,7 +201,8 @@ def export_tflite_variants(model, targets, representative_dataset=None,
 
 
 def _convert(tf, saved, model, quantization, representative_dataset, num_calibration_examples):
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+    # the forward pass: ``serve`` is the endpoint both Keras' export and ours write
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=["serve"])
     if quantization == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]

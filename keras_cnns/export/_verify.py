@@ -225,13 +225,14 @@ def verify_exports(models: Mapping[str, Any], workdir: Optional[str] = None, *,
                 try:  # one trace for both conversions
                     export_tflite_variants(model, {f32: "float32",
                                                    **({q: "int8"} if quantize else {})},
-                                           representative_dataset=calib)
+                                           representative_dataset=calib,
+                                           saved_model_dir=path)  # its `serve` endpoint
                 except Exception as exc:  # noqa: BLE001 - int8 reported, float32 retried alone
                     if not quantize:
                         raise
                     row["int8_runs"] = False
                     row["int8_error"] = f"{type(exc).__name__}: {exc}"[:500]
-                    export_tflite_variants(model, {f32: "float32"})
+                    export_tflite_variants(model, {f32: "float32"}, saved_model_dir=path)
                 y_f32 = run_tflite(f32, x)
                 row["tflite_max_abs_diff"] = float(np.max(np.abs(y_f32 - expected)))
                 row["tflite_rel_diff"] = row["tflite_max_abs_diff"] / scale

@@ -19,6 +19,7 @@ import pytest
 from keras_cnns import create_model, list_models, model_info
 from keras_cnns.export._verify import verify_exports
 from tests.export._litert_support import require_litert
+from tests.models._family_knobs import SMALLER
 
 
 def _representatives():
@@ -35,16 +36,11 @@ def _representatives():
 
 
 REPRESENTATIVES = _representatives()
-#: Knobs the sweep builds a family's representative with:
-#: * families whose smallest variant only repeats its cells or blocks, exported with one per
-#:   stage (every cell kind, operation, padding and adjustment of the variant): NASNet-A
-#:   Mobile's 16 cells took 110 s here, 7 take 41 s (nasnet_mobile itself is exported at four
-#:   sides in tests/models/test_nasnet.py); i-RevNet's CIFAR network 186 s, one block per
-#:   stage 5 s;
-#: * FractalNet's smallest variant has one column, hence no join: two columns put its joins and
-#:   the drop-path state into the exports.
-SWEEP_KNOBS = {"NASNet-A": {"num_cells": 1}, "i-RevNet": {"blocks": (1, 1, 1)},
-               "FractalNet": {"columns": 2}}
+#: Knobs the sweep builds a family's representative with (tests/models/_family_knobs.py): one
+#: cell, block or unit per stage where the smallest variant only repeats them (a conversion's
+#: time grows with the layers: 429 fewer of 4,352 over the five shallower families), two
+#: columns for FractalNet (its smallest variant has no join)
+SWEEP_KNOBS = SMALLER
 #: Families whose int8 file XNNPACK refuses, left out of the int8 covering set (with the reason):
 #: the injective i-RevNets' first block's ``F`` reads the zero padding half, its activations get
 #: a degenerate int8 range (scale 7.8e-9) and XNNPACK refuses the convolutions' scale ratios

@@ -23,6 +23,7 @@ from keras_cnns.models._builder import shapes_only
 from keras_cnns.models.heads import main_output
 
 from tests.models import fingerprint
+from tests.models._family_knobs import knobs
 
 #: The committed fingerprint of every registered model (tests/models/fingerprint.py): a change
 #: that alters a model's layer names, weight shapes or outputs on seeded weights fails here.
@@ -258,11 +259,12 @@ def test_min_size_forward_backward(name):
 def test_headless_pooling(name):
     shape = _min_shape(name)
     x = _x(shape)
-    features = keras_cnns.create_model(name, include_top=False, input_shape=shape)
+    features = keras_cnns.create_model(name, include_top=False, input_shape=shape, **knobs(name))
     fmap = _run(features, x)
     assert fmap.ndim == 4 and fmap.shape[0] == 2
     for pooling, reduce in (("avg", np.mean), ("max", np.max)):
-        pooled_model = keras_cnns.create_model(name, include_top=False, input_shape=shape, pooling=pooling)
+        pooled_model = keras_cnns.create_model(name, include_top=False, input_shape=shape,
+                                               pooling=pooling, **knobs(name))
         pooled_model.set_weights(features.get_weights())
         pooled = _run(pooled_model, x)
         assert pooled.shape == (2, fmap.shape[-1])
@@ -275,7 +277,7 @@ def test_input_tensor_reuse(name):
     outer = keras.Input(shape=shape, name="outer_input")
     # input_tensor after a layer, as keras.applications' tests do
     pre = keras.layers.Conv2D(shape[-1], 1, name="pre_conv")(outer)
-    model = keras_cnns.create_model(name, input_tensor=pre, classes=SMALL_CLASSES)
+    model = keras_cnns.create_model(name, input_tensor=pre, classes=SMALL_CLASSES, **knobs(name))
     assert model.inputs[0] is outer or model.inputs[0].name == outer.name
     y = _run(model, _x(shape))
     assert y.shape == (2, SMALL_CLASSES)
@@ -285,7 +287,7 @@ def test_input_tensor_reuse(name):
 def test_serialization_round_trips(name, tmp_path):
     shape = _min_shape(name)
     x = _x(shape)
-    model = keras_cnns.create_model(name, input_shape=shape, classes=SMALL_CLASSES)
+    model = keras_cnns.create_model(name, input_shape=shape, classes=SMALL_CLASSES, **knobs(name))
     expected = _run(model, x)
     np.testing.assert_allclose(expected.sum(axis=-1), 1.0, rtol=1e-4)  # the softmax head
 
@@ -302,7 +304,8 @@ def test_serialization_round_trips(name, tmp_path):
 
     wpath = tmp_path / f"{name}.weights.h5"
     model.save_weights(wpath)
-    again = keras_cnns.create_model(name, input_shape=shape, classes=SMALL_CLASSES, weights=str(wpath))
+    again = keras_cnns.create_model(name, input_shape=shape, classes=SMALL_CLASSES,
+                                    weights=str(wpath), **knobs(name))
     np.testing.assert_allclose(_run(again, x), expected, rtol=1e-5, atol=1e-6)
 
 
