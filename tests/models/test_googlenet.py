@@ -1,5 +1,5 @@
 """GoogLeNet and BN-Inception: the counts and multiply-adds by hand from the papers' tables, the
-served (no auxiliary) figures of REFERENCE.md, torchvision's outputs after copying its weights
+served (no auxiliary) figures (the paper's layout, torchvision's `num_params`), torchvision's outputs after copying its weights
 (with and without the auxiliary classifiers, in inference and in training mode), single modules
 against an independent TF-ops computation, the served model, and the knobs' errors.
 
@@ -115,7 +115,7 @@ def _bn_inception_by_hand():
     return n
 
 
-# REFERENCE.md section 2 (the figures the hand counts reproduce)
+# the figures the hand counts reproduce: the paper's Table 1 layout, torchvision's num_params
 PAPER_NO_AUX, PAPER_AUX = 6_998_552, 13_378_280               # [C]
 TORCHVISION_NO_AUX, TORCHVISION_AUX = 6_624_904, 13_004_888   # [R] GoogLeNet_Weights meta
 BN_INCEPTION_TRAINABLE, BN_INCEPTION_TOTAL = 11_285_224, 11_305_256

@@ -58,7 +58,7 @@ def test_hand_counts_equal_the_csv_and_the_built_model(model):
     params, macs, last = _hand_count(TABLES[model])
     figures = keras_cnns.model_info(f"overfeat_{model}").figures
     assert figures.params == params and figures.macs.matches(macs) and figures.macs.value == macs
-    assert params == {"fast": 145_920_872, "accurate": 144_656_488}[model]   # REFERENCE.md sec. 1
+    assert params == {"fast": 145_920_872, "accurate": 144_656_488}[model]   # the hand counts of the tables above
     assert round(macs / 1e9, 3) == {"fast": 2.801, "accurate": 5.355}[model]
     with shapes_only():
         built = keras_cnns.create_model(f"overfeat_{model}")

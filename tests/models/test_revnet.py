@@ -30,7 +30,8 @@ from keras_cnns.models.revnet import RevNet
 #: revnet-public cifar_configs.py: name -> (filters, units per stage, bottleneck)
 CONFIGS = {"revnet38": ((32, 32, 64, 112), 3, False), "revnet110": ((32, 32, 64, 128), 9, False),
            "revnet164": ((32, 32, 64, 128), 9, True)}
-#: REFERENCE.md (a replica of revnet-public): trainable parameters at 10 / 100 classes
+#: renmengye/revnet-public's CIFAR configurations (the replica in this file): trainable
+#: parameters at 10 / 100 classes
 EXPECTED = {"revnet38": (464890, 475060), "revnet110": (1729194, 1740804),
             "revnet164": (1748778, 1794948)}
 #: small networks for the numerical tests (8x8 inputs, several reversible units per stage)
