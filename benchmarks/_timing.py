@@ -109,12 +109,13 @@ def environment_line() -> str:
     """Which stock kernels this process compares against: oneDNN on/off, CPU model and ISA."""
     import tensorflow as tf
 
-    from keras_cnns.environment import cpu_description, onednn_enabled
+    from keras_cnns.environment import cpu_allocator, cpu_description, onednn_enabled
 
     cpu = cpu_description()
     onednn = {True: "on", False: "off", None: "unknown"}[onednn_enabled()]
     return (f"stock TF {tf.__version__} CPU kernels: oneDNN {onednn} "
-            f"({ONEDNN_ENV}={os.environ.get(ONEDNN_ENV, '(unset)')}); CPU: {cpu['model']} "
+            f"({ONEDNN_ENV}={os.environ.get(ONEDNN_ENV, '(unset)')}), {cpu_allocator()} CPU "
+            f"allocator; CPU: {cpu['model']} "
             f"[{cpu['vendor'] or '?'}], {os.cpu_count()} cores, ISA: {' '.join(cpu['isa']) or '-'}")
 
 

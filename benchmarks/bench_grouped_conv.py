@@ -110,6 +110,18 @@ def _print_summary(results):
     differ = [f"{a['case']}: {a['stock']} / {b['stock']}"
               for a, b in zip(off["rows"], on["rows"]) if a["stock"] != b["stock"]]
     print("\n  stock formulation (off / on) where it differs: " + ("; ".join(differ) or "none"))
+    # the op does not use oneDNN: its own time should not depend on the process's setting
+    # (37-46 ms off, 24-26 ms on, on a Zen 3, before keras_cnns gave oneDNN-off processes the
+    # pooled CPU allocator: keras_cnns._startup.pooled_cpu_allocator)
+    print("\n=== the op's own time in the oneDNN-off and oneDNN-on processes (target: equal "
+          "within 10%) ===")
+    print(f"{'case':<44}{'off ms':>9}{'on ms':>9}{'off / on':>10}")
+    for r_off, r_on in zip(off["rows"], on["rows"]):
+        if r_off.get("unit", "x") == "%":
+            continue
+        ratio = r_off["ours_ms"] / r_on["ours_ms"]
+        print(f"{r_off['case']:<44}{r_off['ours_ms']:>9.2f}{r_on['ours_ms']:>9.2f}{ratio:>9.2f}x"
+              f"{'  ok' if abs(ratio - 1) <= 0.10 else '  MISSED'}")
 
 
 def _run_here(args) -> int:

@@ -13,6 +13,7 @@ Quick start::
 from keras_cnns import _startup
 
 _startup.quiet_tensorflow_start()  # only in the `keras-cnns` command, without --verbose
+_startup.pooled_cpu_allocator()  # oneDNN-off processes: pooled CPU tensors (no page faults)
 
 from keras_cnns import bridges, data, export, layers, models, ops  # noqa: E402
 from keras_cnns.bridges import from_keras_applications, from_timm, from_torchvision  # noqa: E402

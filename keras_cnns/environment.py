@@ -21,7 +21,8 @@ from pathlib import Path
 
 from keras_cnns.ops.depthwise_dispatch import onednn_enabled
 
-__all__ = ["cpu_description", "environment_info", "format_environment", "onednn_enabled"]
+__all__ = ["cpu_allocator", "cpu_description", "environment_info", "format_environment",
+           "onednn_enabled"]
 
 # The vector-ISA flags of /proc/cpuinfo that matter for TF's and the custom op's kernels.
 _ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512dq", "avx512bw",
@@ -49,6 +50,19 @@ def cpu_description(cpuinfo: str | None = None) -> dict:
         "vendor": fields.get("vendor_id", ""),
         "isa": [f for f in _ISA_FLAGS if f in flags],
     }
+
+
+def cpu_allocator() -> str:
+    """Which allocator this process's TensorFlow gives CPU tensors: ``"pooled"`` (BFC, or
+    oneDNN's pooling allocator) or ``"malloc"`` (``keras_cnns._startup.pooled_cpu_allocator``
+    says why it matters). Creates TensorFlow's CPU allocator if nothing has yet."""
+    import tensorflow as tf
+
+    try:
+        tf.config.experimental.get_memory_info("CPU:0")  # only pooling allocators keep stats
+    except ValueError:
+        return "malloc"
+    return "pooled"
 
 
 def environment_info(load_op: bool = True) -> dict:
@@ -84,6 +98,7 @@ def environment_info(load_op: bool = True) -> dict:
         "ai_edge_litert": litert_version() or "(not installed)",
         "onednn": onednn_enabled(),
         "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset)"),
+        "cpu_allocator": cpu_allocator(),
         "cpu": cpu["model"],
         "cpu_vendor": cpu["vendor"],
         "cpu_isa": cpu["isa"],

@@ -24,7 +24,8 @@ def test_grouped_conv_benchmark_prints_every_case(capsys):
     for case in ("depthwise 3x3 fwd", "depthwise 3x3 fwd+bwd", "shuffle(3)+dw 3x3 fwd+bwd",
                  "grouped 1x1 g=3 fwd", "grouped 1x1 g=8 fwd+bwd", "dw fwd bandwidth vs copy"):
         rows = [line for line in out.splitlines() if line.startswith(case + " ")]
-        assert len(rows) == 3, out   # both settings' tables and the summary
+        # both settings' tables and the summary, and the op's own time off / on (not bandwidth)
+        assert len(rows) == (3 if case.startswith("dw fwd bandwidth") else 4), out
     assert "x  >= 1.0x" in out and "%  >= 60%" in out
     # Each table says which stock kernels it measured, and they are the ones asked for.
     assert "=== TF_ENABLE_ONEDNN_OPTS=0 (oneDNN off) ===" in out
@@ -32,9 +33,23 @@ def test_grouped_conv_benchmark_prints_every_case(capsys):
     assert "CPU kernels: oneDNN off (TF_ENABLE_ONEDNN_OPTS=0)" in out
     assert "CPU kernels: oneDNN on (TF_ENABLE_ONEDNN_OPTS=1)" in out
     assert "ISA:" in out and "=== summary" in out
+    assert "=== the op's own time in the oneDNN-off and oneDNN-on processes" in out
     # Without oneDNN, TF has no gradient of a grouped conv2d: the per-group stock side is used.
     off_table = out.split("(oneDNN off) ===")[1].split("===")[0]
     assert "(per-group conv2d)" in off_table.split("grouped 1x1 g=3 fwd+bwd")[1].splitlines()[0]
+
+
+def test_op_processes_benchmark_child_times_every_case(tmp_path):
+    # the child's part in this process (the parent only starts three children per round)
+    import json
+
+    bench = _load("bench_op_processes")
+    out = tmp_path / "child.json"
+    assert bench.main(["--child", str(out), "--reps", "2", "--batch", "1"]) == 0
+    got = json.loads(out.read_text())
+    assert got["allocator"] == "pooled" and set(got["cases"]) == set(bench.CASES)
+    assert all(case["ms"] > 0 for case in got["cases"].values())
+    assert bench.main(["--rounds", "0"]) == 2
 
 
 @pytest.mark.parametrize("argv", [["--batch", "0"], ["--channels", "40"]])

@@ -5,8 +5,8 @@ never allocated) the parameter count equals the exact figure of ``reference_figu
 profiler's multiply-adds match the figure to the digits its source quotes, and the trainable
 count rounds to the paper's printed count;
 forward and backward at the minimum size (softmax outputs; every trainable weight gets a finite
-gradient; at most 128 px; deep variants that only repeat a sibling's blocks run as that sibling,
-``REPEATS``); feature levels (test_contract.py) at the test size (the default side
+gradient; at most 128 px; deep variants that only repeat a sibling's blocks, and wide ones that
+only widen its layers, run as that sibling, ``REPEATS``, whose layer kinds are checked equal); feature levels (test_contract.py) at the test size (the default side
 capped at 128 px, or the minimum size where that is larger); invalid arguments raise ``ValueError`` naming the argument, one test per argument.
 On one model per family (the variant does not change them): ``include_top=False`` with
 ``pooling=None|"avg"|"max"``, ``input_tensor`` reuse, ``get_config``/``from_config``,
@@ -172,6 +172,24 @@ REPEATS = {
     "fractalnet40_w16_cifar100": "fractalnet10_w16_cifar100",
     "fractalnet80_w16_cifar100": "fractalnet10_w16_cifar100",
     "fractalnet160_w16_cifar100": "fractalnet10_w16_cifar100",
+    # deeper variants of the same blocks (plain and CIFAR ResNets, VGG, EfficientNet's compound
+    # scaling below B3, WRN-28-10 of WRN-16-8's units)
+    "resnet34": "resnet18", "resnet32": "resnet20", "resnet44": "resnet20",
+    "resnet56": "resnet20", "resnet110": "resnet20",
+    "vgg13": "vgg11", "vgg16": "vgg11", "vgg19": "vgg11",
+    "vgg13_bn": "vgg11_bn", "vgg16_bn": "vgg11_bn", "vgg19_bn": "vgg11_bn",
+    "efficientnet_b1": "efficientnet_b0", "efficientnet_b2": "efficientnet_b0",
+    "efficientnet_b1_torchvision": "efficientnet_b0_torchvision", "wrn_28_10": "wrn_16_8",
+    # wider variants: the same layers with more channels (width multiplier, ShuffleNet's scale
+    # at the same groups and classifier, WRN's k)
+    "mobilenet": "mobilenet_0_25", "mobilenet_0_50": "mobilenet_0_25",
+    "mobilenet_0_75": "mobilenet_0_25", "mobilenetv2_1_40": "mobilenetv2",
+    "shufflenet": "shufflenet_0_25_g3", "shufflenet_0_50_g3": "shufflenet_0_25_g3",
+    "shufflenet_g1": "shufflenet_0_25_g1", "shufflenet_2_00_g3": "shufflenet_1_50_g3",
+    "shufflenetv2": "shufflenetv2_0_50", "shufflenetv2_1_50": "shufflenetv2_0_50",
+    "shufflenetv2_2_00": "shufflenetv2_0_50",
+    "sqnxt23_2_0": "sqnxt23_1_0", "sqnxt23v5_2_0": "sqnxt23v5_1_0",
+    "wrn_40_2": "wrn_40_1", "wrn_40_4": "wrn_40_1", "hyper_wrn_40_2": "hyper_wrn_40_1",
 }
 RUN_MODELS = [n for n in LIGHT_MODELS if n not in REPEATS]
 _LAYER_KINDS = {}
