@@ -240,3 +240,17 @@ def test_fractalnet_column_benchmark_runs_at_toy_size(capsys):
     assert [r[0] for r in rows] == ["0", "1"], out  # both columns of the C=2 network
     for r in rows:  # the full network costs more multiply-adds than any one column
         assert r[3].endswith("x") and float(r[4].rstrip("x")) > 1.0, out
+
+
+def test_plain_conv_benchmark_runs_at_toy_size(capsys):
+    bench = _load("bench_plain_conv")
+    assert bench.main(["--onednn", "current", "--models", "resnet20", "--side", "16",
+                       "--batch", "2", "--reps", "1", "--steps", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "distinct plain convolutions in resnet20" in out and "weighted total" in out
+    picks = [line.split()[-1] for line in out.splitlines() if " -> " in line]
+    assert len(picks) >= 5 and set(picks) <= {"op", "stock"}  # one row per shape, with the pick
+    row = [line for line in out.splitlines() if line.startswith("resnet20 ")]
+    assert len(row) == 1 and "/" in row[0]  # convolutions on the op / all of them
+    assert bench.main(["--models", "resnet9000"]) == 2
+    assert "unknown model" in capsys.readouterr().out

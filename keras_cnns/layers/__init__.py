@@ -13,7 +13,7 @@ from keras_cnns.layers.activations import (
     hard_swish,
 )
 from keras_cnns.layers.batch_norm import BatchNormalization
-from keras_cnns.layers.conv import conv_bn_act
+from keras_cnns.layers.conv import conv_bn_act, dispatch_plain_convolutions
 from keras_cnns.layers.dense_connect import DenseLayer
 from keras_cnns.layers.drop_path_schedule import SamePadding2D, ScheduledDropPath
 from keras_cnns.layers.conv_fc import ConvFC, dense_to_conv_kernel, fc_as_conv
@@ -56,6 +56,7 @@ __all__ = [
     "StochasticDepth",
     "activation_layer",
     "conv_bn_act",
+    "dispatch_plain_convolutions",
     "dense_to_conv_kernel",
     "depthwise_separable_block",
     "drop_path",

@@ -17,7 +17,7 @@ from keras_cnns.layers.activations import activation_layer, is_identity
 from keras_cnns.layers.batch_norm import BatchNormalization
 from keras_cnns.layers.utils import sub
 
-__all__ = ["activation_layer", "conv_bn_act"]
+__all__ = ["activation_layer", "conv_bn_act", "dispatch_plain_convolutions"]
 
 
 def _check_padding(padding):
@@ -137,3 +137,63 @@ def conv_bn_act(x, filters, kernel_size, strides=1, padding="same", groups=1, us
     if not is_identity(activation):
         x = activation_layer(activation, name=names["act"])(x)
     return x
+
+
+def _op_convolution(layer, inputs, kernel):
+    """``Conv2D.convolution_op`` of a layer :func:`dispatch_plain_convolutions` chose: the
+    compiled op where it may run, Keras' own convolution otherwise (exports, other dtypes)."""
+    from keras_cnns.ops.grouped_conv import plain_conv2d_on_op
+
+    y = plain_conv2d_on_op(inputs, kernel, layer.strides, layer.padding)
+    return type(layer).convolution_op(layer, inputs, kernel) if y is None else y
+
+
+def _plain_input_shape(layer):
+    """The (static) input shape of a plain, once-called ``keras.layers.Conv2D``, or ``None``."""
+    if (type(layer) is not keras.layers.Conv2D or layer.groups != 1
+            or layer.data_format != "channels_last" or tuple(layer.dilation_rate) != (1, 1)
+            or layer.kernel_size[0] != layer.kernel_size[1] or layer.strides[0] != layer.strides[1]
+            or layer.compute_dtype != "float32" or len(layer._inbound_nodes) != 1):
+        return None
+    shape = tuple(layer.input.shape)
+    return shape if len(shape) == 4 and shape[-1] is not None else None
+
+
+def dispatch_plain_convolutions(model) -> list:
+    """Run the plain convolutions of ``model`` on the custom op where it is measured faster.
+
+    Every ``keras.layers.Conv2D`` of the model (nested ones too) with one group, no dilation, a
+    square kernel, equal strides, float32 compute and one call is looked up in the measured rule
+    (:func:`keras_cnns.ops.depthwise_dispatch.prefer_custom_plain`: its input side and channels,
+    output channels, kernel and stride, this process's oneDNN setting, ``KERAS_CNNS_PLAIN_CONV``);
+    the chosen layers get an instance ``convolution_op`` that runs the compiled op at
+    ``groups=1`` (:func:`keras_cnns.ops.plain_conv2d_on_op`) and ``supports_jit = False``
+    (custom ops have no XLA kernel). Their class, config, weights, names and exports do not
+    change: inside :func:`keras_cnns.ops.stock_ops_only` (every export) they run Keras' own
+    convolution, and a model rebuilt from its config (``.keras`` files, ``clone_model``) is
+    the plain Keras model. Every model the library builds goes through this
+    (``keras_cnns.models._builder.make_model``).
+
+    Returns:
+        The names of the layers now on the op (empty where the rule keeps TensorFlow's
+        kernels everywhere, e.g. with oneDNN on).
+    """
+    import types
+
+    from keras_cnns.ops.depthwise_dispatch import prefer_custom_plain
+
+    chosen = []
+    for layer in model._flatten_layers(include_self=False):
+        try:
+            shape = _plain_input_shape(layer)
+        except (AttributeError, ValueError):  # not called in a functional graph
+            shape = None
+        if shape is None:
+            continue
+        _, height, width, channels = shape
+        if prefer_custom_plain(height, width, channels, layer.filters, layer.kernel_size[0],
+                               layer.strides[0]):
+            layer.convolution_op = types.MethodType(_op_convolution, layer)
+            layer.supports_jit = False
+            chosen.append(layer.name)
+    return chosen

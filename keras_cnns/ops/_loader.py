@@ -95,7 +95,11 @@ def cpu_arch_flags(cpuinfo: str | None = None) -> list[str]:
 
     Returns:
         ``-mavx512f -mavx512dq -mavx512bw -mavx512vl -mavx2 -mfma`` with AVX-512, ``-mavx2
-        -mfma`` with AVX2 and FMA, else ``[]`` (the compiler's baseline, SSE2 on x86-64).
+        -mfma`` with AVX2 and FMA, else ``[]`` (the compiler's baseline, SSE2 on x86-64);
+        ``KERAS_CNNS_OP_ISA`` (``avx512``, ``avx2``, ``baseline``) caps it.
+
+    Raises:
+        ValueError: ``KERAS_CNNS_OP_ISA`` unknown, or above what the CPU supports.
     """
     if cpuinfo is None:
         try:
@@ -107,11 +111,29 @@ def cpu_arch_flags(cpuinfo: str | None = None) -> list[str]:
         if line.startswith("flags"):
             flags = set(line.partition(":")[2].split())
             break
+    supported = ["baseline"]
     if {"avx2", "fma"} <= flags:
+        supported.append("avx2")
         if {"avx512f", "avx512dq", "avx512bw", "avx512vl"} <= flags:
-            return ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mavx2", "-mfma"]
-        return ["-mavx2", "-mfma"]
-    return []
+            supported.append("avx512")
+    raw = os.environ.get(ISA_ENV, "auto")
+    isa = raw.strip().lower() or "auto"
+    if isa not in ("auto",) + tuple(_ISA_FLAGS):
+        raise ValueError(f"`{ISA_ENV}` must be one of ['auto', 'avx512', 'avx2', 'baseline']. "
+                         f"Received: {ISA_ENV}={raw!r}")
+    if isa == "auto":
+        isa = supported[-1]
+    elif isa not in supported:
+        raise ValueError(f"`{ISA_ENV}={raw}` asks for an ISA this CPU lacks; it supports "
+                         f"{supported}")
+    return list(_ISA_FLAGS[isa])
+
+
+#: ``KERAS_CNNS_OP_ISA``: build the CPU kernels for a lower vector ISA than the CPU's best
+#: (``avx2`` on an AVX-512 machine, to time the AVX2 kernels there); ``auto`` (default) = the best.
+ISA_ENV = "KERAS_CNNS_OP_ISA"
+_ISA_FLAGS = {"avx512": ("-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mavx2", "-mfma"),
+              "avx2": ("-mavx2", "-mfma"), "baseline": ()}
 
 
 def load_error() -> str | None:

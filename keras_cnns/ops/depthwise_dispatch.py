@@ -25,6 +25,25 @@ EfficientNet-B0 at 224 and at 128; 2-core AMD EPYC with AVX-512, TF 2.21):
 ``KERAS_CNNS_DEPTHWISE`` overrides the rule for the whole process: ``custom`` or ``stock``
 (``auto``, the default, applies it). The benchmark sets ``custom`` to time the op itself.
 
+Plain convolutions (``keras.layers.Conv2D`` with one group: :func:`prefer_custom_plain`, applied
+by :func:`keras_cnns.layers.dispatch_plain_convolutions` to every model the library builds)
+from ``benchmarks/bench_plain_conv.py`` (forward + both gradients, batch 64, the 53 distinct
+plain convolutions of CIFAR ResNet-110, WRN-16-8 and DenseNet-40 at 32x32; 2-core AMD EPYC with
+AVX-512, TF 2.21, both processes with a pooled CPU allocator):
+
+* oneDNN on: oneDNN's convolution is faster at almost every shape (op / stock 0.38-0.88x for 3x3,
+  1x1 about equal) -> always ``tf.nn.conv2d``.
+* oneDNN off (Eigen): the op is faster for stride-1 convolutions: 3x3 with few channels
+  1.49x (32x32 x 16 -> 16) and 1.52x (16x16 x 32 -> 32), 1.0x at 8x8 x 64; DenseNet's growth
+  convolutions (-> 12 channels) 0.94-2.39x, mostly 1.1-1.6x; wide ones (128 -> 128 ... 512 ->
+  512) 1.05-1.08x; 1x1 1.07-1.28x. It is slower for strided ones (0.61-0.90x; 1x1 stride 2
+  0.81 / 1.06x) and for the 3-channel stem (0.89x) -> the op for stride 1, 1x1 and 3x3 kernels,
+  at least 8 input channels, on maps up to 32 px (the measured domain; larger and unknown
+  sides keep Eigen's kernels).
+
+``KERAS_CNNS_PLAIN_CONV`` overrides the rule when a model is built: ``custom`` (every eligible
+plain convolution on the op) or ``stock`` (none); ``auto`` (default) applies it.
+
 Grouped spatial convolutions (ResNeXt's and CSPResNeXt's 32-group 3x3, ``1 < groups < C``, no
 shuffle, float32): :func:`prefer_native_grouped` says whether ``tf.nn.conv2d`` with the grouped
 filter runs them instead of the custom op. TensorFlow's Eigen kernels have no gradient for a
@@ -43,13 +62,16 @@ from __future__ import annotations
 import functools
 import os
 
-__all__ = ["ENV_VAR", "GROUPED_ENV_VAR", "dispatch_mode", "grouped_dispatch_mode", "measured_rule",
-           "onednn_enabled", "prefer_custom_op", "prefer_native_grouped"]
+__all__ = ["ENV_VAR", "GROUPED_ENV_VAR", "PLAIN_ENV_VAR", "dispatch_mode", "grouped_dispatch_mode",
+           "measured_plain_rule", "measured_rule", "onednn_enabled", "plain_dispatch_mode",
+           "prefer_custom_op", "prefer_custom_plain", "prefer_native_grouped"]
 
 ENV_VAR = "KERAS_CNNS_DEPTHWISE"
 _MODES = ("auto", "custom", "stock")
 GROUPED_ENV_VAR = "KERAS_CNNS_GROUPED"
 _GROUPED_MODES = ("auto", "custom", "native")
+PLAIN_ENV_VAR = "KERAS_CNNS_PLAIN_CONV"
+_PLAIN_MODES = ("auto", "custom", "stock")
 
 
 def _mode(var: str, modes) -> str:
@@ -133,3 +155,40 @@ def prefer_native_grouped(onednn=None) -> bool:
     if mode == "custom" or not onednn:
         return False
     return True
+
+
+def plain_dispatch_mode() -> str:
+    """``KERAS_CNNS_PLAIN_CONV`` (``auto`` when unset).
+
+    Raises:
+        ValueError: an unknown value (the message names the variable).
+    """
+    return _mode(PLAIN_ENV_VAR, _PLAIN_MODES)
+
+
+def prefer_custom_plain(height, width, channels_in, channels_out, kernel_size, stride,
+                        onednn=None) -> bool:
+    """Whether a plain convolution (``keras.layers.Conv2D``: one group, no dilation, a square
+    ``kernel_size`` kernel, equal strides, float32) of an ``height x width x channels_in`` input
+    to ``channels_out`` channels runs faster on the custom op (at ``groups=1``) than on
+    ``tf.nn.conv2d`` in this process, unless ``KERAS_CNNS_PLAIN_CONV`` says ``custom`` or
+    ``stock``. ``onednn``: ``None`` reads this process's setting."""
+    mode = plain_dispatch_mode()
+    if mode != "auto":
+        return mode == "custom"
+    return measured_plain_rule(height, width, channels_in, channels_out, kernel_size, stride,
+                               _onednn() if onednn is None else onednn)
+
+
+def measured_plain_rule(height, width, channels_in, channels_out, kernel_size, stride,
+                        onednn) -> bool:
+    """The measured rule for plain convolutions (no environment override): ``True`` for the
+    custom op. Only the measured domain gets the op: unknown sides (``None``) keep
+    TensorFlow's kernels, and so do sides above 32, kernels other than 1x1 and 3x3, strides
+    above 1 and inputs of fewer than 8 channels."""
+    if onednn:
+        return False
+    side = min((s for s in (height, width) if s is not None), default=None)
+    if side is None or side > 32 or None in (height, width) or channels_in is None:
+        return False
+    return kernel_size in (1, 3) and stride == 1 and channels_in >= 8

@@ -18,7 +18,8 @@ from keras_cnns._checks import check_pair, check_positive_int
 from keras_cnns.ops import _loader
 from keras_cnns.ops._reference import reference_grouped_depthwise_conv2d
 
-__all__ = ["custom_op_available", "grouped_depthwise_conv2d", "stock_ops_only"]
+__all__ = ["custom_op_available", "grouped_depthwise_conv2d", "plain_conv2d_on_op",
+           "stock_ops_only"]
 
 _state = threading.local()
 
@@ -171,3 +172,21 @@ def grouped_depthwise_conv2d(x, filters, strides=1, padding="SAME", dilations=1,
             strides=list(strides), padding=padding, dilations=list(dilations), groups=groups,
             shuffle_groups=shuffle_groups)
         return tf.cast(y, tf.float16) if half else y
+
+
+def plain_conv2d_on_op(x, kernel, strides, padding):
+    """A plain convolution (``tf.nn.conv2d(x, kernel, strides, padding)``, float32 NHWC, one
+    group, no dilation) on the compiled op at ``groups=1``, or ``None`` where the op is not to
+    run it: not loaded, inside :func:`stock_ops_only` (exports), or another dtype. The caller
+    (:func:`keras_cnns.layers.dispatch_plain_convolutions`) then runs its own stock path; the
+    choice of *which* convolutions come here is the measured rule
+    :func:`keras_cnns.ops.depthwise_dispatch.prefer_custom_plain`."""
+    if _stock_only() or getattr(x, "dtype", None) is None or x.dtype.name != "float32":
+        return None
+    lib = _loader.load_library()
+    if lib is None:
+        return None
+    strides = check_pair("strides", strides)
+    return lib.keras_cnns_grouped_depthwise_conv2d(
+        x, kernel, strides=list(strides), padding=padding.upper(), dilations=[1, 1], groups=1,
+        shuffle_groups=1)

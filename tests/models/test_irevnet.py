@@ -371,8 +371,11 @@ def test_headless_model_outputs_the_invertible_features_and_survives_saving(tmp_
     loaded = keras.saving.load_model(path)
     for m in (model, loaded):
         assert _relative_error(irevnet.invert(m, features), x) <= 1e-5
-    np.testing.assert_array_equal(irevnet.reconstruct(loaded, x).numpy(),
-                                  irevnet.reconstruct(model, x).numpy())
+    # equal up to float32 rounding: with oneDNN off the built model's plain convolutions run
+    # on the custom op (keras_cnns.layers.dispatch_plain_convolutions), the reloaded Keras
+    # model's on TensorFlow's kernel (3e-7 apart here)
+    np.testing.assert_allclose(irevnet.reconstruct(loaded, x).numpy(),
+                               irevnet.reconstruct(model, x).numpy(), rtol=0, atol=1e-5)
 
 
 def test_inverse_holds_after_training():

@@ -545,6 +545,20 @@ def test_cpu_arch_flags_parsing():
     assert _loader.cpu_arch_flags("processor : 0\n") == []
 
 
+def test_op_isa_caps_the_flags(monkeypatch):
+    avx512 = "flags\t\t: fpu sse2 avx avx2 fma avx512f avx512dq avx512bw avx512vl\n"
+    monkeypatch.setenv(_loader.ISA_ENV, "avx2")
+    assert _loader.cpu_arch_flags(avx512) == ["-mavx2", "-mfma"]
+    monkeypatch.setenv(_loader.ISA_ENV, "baseline")
+    assert _loader.cpu_arch_flags(avx512) == []
+    monkeypatch.setenv(_loader.ISA_ENV, "avx512")
+    with pytest.raises(ValueError, match="KERAS_CNNS_OP_ISA=avx512.*lacks.*'avx2'"):
+        _loader.cpu_arch_flags("flags : fpu sse2 avx avx2 fma\n")
+    monkeypatch.setenv(_loader.ISA_ENV, "sse9")
+    with pytest.raises(ValueError, match="KERAS_CNNS_OP_ISA.*auto.*avx512.*'sse9'"):
+        _loader.cpu_arch_flags(avx512)
+
+
 def test_sources_are_shipped_as_package_data():
     import tomllib
     from pathlib import Path
