@@ -10,6 +10,7 @@ stock side (the smaller of the two interleaved ratios).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -58,6 +59,22 @@ def fastest_runnable(candidates, errors, reps: int = 3):
         if t < best[2]:
             best = (name, fn, t)
     return best[0], best[1]
+
+
+@contextlib.contextmanager
+def plain_convolutions_on_tensorflow():
+    """Models built inside keep every plain convolution on TensorFlow's kernel
+    (``KERAS_CNNS_PLAIN_CONV=stock``, restored on exit): for benchmarks that compare one other
+    layer kind's path (depthwise, grouped) and must not move plain convolutions with it."""
+    previous = os.environ.get("KERAS_CNNS_PLAIN_CONV")
+    os.environ["KERAS_CNNS_PLAIN_CONV"] = "stock"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("KERAS_CNNS_PLAIN_CONV", None)
+        else:
+            os.environ["KERAS_CNNS_PLAIN_CONV"] = previous
 
 
 def grad_step(fn, x, wrt):

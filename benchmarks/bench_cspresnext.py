@@ -43,6 +43,7 @@ from _timing import (  # noqa: E402
     add_onednn_arguments,
     dispatch_onednn_runs,
     environment_line,
+    plain_convolutions_on_tensorflow,
     interleaved,
     reject_below_one,
     train_step,
@@ -95,8 +96,9 @@ def main(argv=None) -> int:
     shape = (args.size, args.size, 3)
     knobs = dict(widths=(64, 128, 256, 512), depths=(1, 1, 1, 1)) if args.toy else {}
 
-    def build():
-        return CSPNet("cspresnext50", input_shape=shape, classes=args.classes, **knobs)
+    def build():  # only the grouped path differs between the sides
+        with plain_convolutions_on_tensorflow():
+            return CSPNet("cspresnext50", input_shape=shape, classes=args.classes, **knobs)
 
     ours, stock = build(), build()
     stock.set_weights(ours.get_weights())

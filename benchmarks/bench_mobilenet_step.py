@@ -36,6 +36,7 @@ from _timing import (  # noqa: E402
     add_onednn_arguments,
     dispatch_onednn_runs,
     environment_line,
+    plain_convolutions_on_tensorflow,
     interleaved,
     reject_below_one,
     train_step,
@@ -80,8 +81,9 @@ def main(argv=None) -> int:
         print(f"The compiled op is not available ({ops._loader.load_error()}); nothing to compare.")
         return 1
     shape = (args.size, args.size, 3)
-    ours = keras_cnns.MobileNet(alpha=args.alpha, input_shape=shape, classes=10)
-    stock = keras_cnns.MobileNet(alpha=args.alpha, input_shape=shape, classes=10)
+    with plain_convolutions_on_tensorflow():  # only the depthwise path differs between sides
+        ours = keras_cnns.MobileNet(alpha=args.alpha, input_shape=shape, classes=10)
+        stock = keras_cnns.MobileNet(alpha=args.alpha, input_shape=shape, classes=10)
     stock.set_weights(ours.get_weights())
     rng = np.random.default_rng(0)
     x = tf.constant(rng.random((args.batch, *shape), dtype=np.float32))

@@ -80,6 +80,7 @@ def test_public_exports():
                 "SeparableConv2D", "FractalJoin", "FractalPathState", "drop_path_disabled",
                 "fractal_joins", "fractal_state", "InjectivePad",
                 "activation_layer", "conv_bn_act", "dense_to_conv_kernel", "depthwise_separable_block",
+                "dispatch_plain_convolutions",
                 "drop_path", "fc_as_conv", "fire_module", "hard_sigmoid", "hard_swish", "make_divisible",
                 "max_pool_ceil", "squeeze_excite"}
     assert set(L.__all__) == expected

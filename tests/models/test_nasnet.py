@@ -75,7 +75,11 @@ def test_outputs_match_keras_applications(name, app, side):
     expected = _out(src, x)
     assert np.abs(expected).max() > 0.1
     _copied(src, dst)
-    np.testing.assert_allclose(_out(dst, x), expected, atol=1e-5, rtol=1e-5)
+    # 1e-5 of the logits' scale: NASNet-A Large's reach 80 here, and with oneDNN off its
+    # plain convolutions on small maps run on the custom op (the measured plain-conv rule),
+    # whose float32 sums round differently (2.3e-5 absolute, 3e-7 of the scale)
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(_out(dst, x), expected, atol=1e-5 * scale, rtol=1e-5)
 
 
 @pytest.fixture(scope="module")
