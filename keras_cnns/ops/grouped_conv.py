@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import threading
 
+import tensorflow as tf
+
 from keras_cnns._checks import check_pair, check_positive_int
 from keras_cnns.ops import _loader
 from keras_cnns.ops._reference import reference_grouped_depthwise_conv2d
@@ -79,6 +81,9 @@ def _plain_grouped(x, filters, dilations, groups, shuffle_groups) -> bool:
             and tuple(dilations) == (1, 1) and kh * kw > 1 and height >= kh and width >= kw)
 
 
+# Python-level dispatch on static shapes: AutoGraph must not convert it (inside a user's
+# tf.function it would recurse into the loader and warn about every helper it cannot convert)
+@tf.autograph.experimental.do_not_convert
 def grouped_depthwise_conv2d(x, filters, strides=1, padding="SAME", dilations=1, groups=None,
                              shuffle_groups=1, name=None):
     """Grouped (depthwise when ``groups == C``) 2-D convolution of a channel-shuffled NHWC input.
@@ -113,7 +118,6 @@ def grouped_depthwise_conv2d(x, filters, strides=1, padding="SAME", dilations=1,
         tf.errors.InvalidArgumentError: shape errors only visible at run time (wrong ranks,
             filter depth != C / groups, C_out not divisible by groups...), raised by the op.
     """
-    import tensorflow as tf
 
     if not isinstance(padding, str) or padding.upper() not in ("SAME", "VALID"):
         raise ValueError(f"`padding` must be 'SAME' or 'VALID'. Received: padding={padding!r}")
@@ -174,6 +178,7 @@ def grouped_depthwise_conv2d(x, filters, strides=1, padding="SAME", dilations=1,
         return tf.cast(y, tf.float16) if half else y
 
 
+@tf.autograph.experimental.do_not_convert
 def plain_conv2d_on_op(x, kernel, strides, padding):
     """A plain convolution (``tf.nn.conv2d(x, kernel, strides, padding)``, float32 NHWC, one
     group, no dilation) on the compiled op at ``groups=1``, or ``None`` where the op is not to

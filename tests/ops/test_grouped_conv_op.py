@@ -580,3 +580,27 @@ def test_compiled_library_is_cached(op_lib):
     libs = list(_loader.cache_dir().glob(f"*/{_loader.LIBRARY_NAME}"))
     assert libs, f"no compiled library under {_loader.cache_dir()}"
     assert any((lib.parent / "build.log").is_file() for lib in libs)
+
+
+def test_autograph_leaves_the_op_functions_alone(tmp_path):
+    """A user's tf.function calling the op: AutoGraph does not convert the Python-level dispatch
+    (it used to warn once per loader helper it could not convert, e.g. ``check_pair``)."""
+    import subprocess
+    import sys
+
+    # a file, not ``-c``: AutoGraph only converts functions whose source it can read
+    script = tmp_path / "user_code.py"
+    script.write_text(
+        "import numpy as np, tensorflow as tf\n"
+        "from keras_cnns.ops import grouped_depthwise_conv2d\n"
+        "x = tf.constant(np.ones((1, 8, 8, 6), np.float32))\n"
+        "w = tf.constant(np.ones((3, 3, 2, 6), np.float32))\n"
+        "@tf.function\n"
+        "def f(x):\n"
+        "    return grouped_depthwise_conv2d(x, w, groups=3, shuffle_groups=3)\n"
+        "print(float(tf.reduce_sum(f(x))))\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert float(proc.stdout.split()[-1]) > 0
+    assert "AutoGraph could not transform" not in proc.stdout + proc.stderr, proc.stderr[-3000:]
