@@ -126,14 +126,21 @@ def environment_line() -> str:
     """Which stock kernels this process compares against: oneDNN on/off, CPU model and ISA."""
     import tensorflow as tf
 
-    from keras_cnns.environment import cpu_allocator, cpu_description, onednn_enabled
+    from keras_cnns.environment import cpu_allocator, onednn_enabled
 
-    cpu = cpu_description()
     onednn = {True: "on", False: "off", None: "unknown"}[onednn_enabled()]
     return (f"stock TF {tf.__version__} CPU kernels: oneDNN {onednn} "
             f"({ONEDNN_ENV}={os.environ.get(ONEDNN_ENV, '(unset)')}), {cpu_allocator()} CPU "
-            f"allocator; CPU: {cpu['model']} "
-            f"[{cpu['vendor'] or '?'}], {os.cpu_count()} cores, ISA: {' '.join(cpu['isa']) or '-'}")
+            f"allocator; {cpu_line()}")
+
+
+def cpu_line() -> str:
+    """``CPU: <model> [<vendor>], <n> cores, ISA: <flags>`` for a benchmark's header."""
+    from keras_cnns.environment import cpu_description
+
+    cpu = cpu_description()
+    return (f"CPU: {cpu['model']} [{cpu['vendor'] or '?'}], {os.cpu_count()} cores, "
+            f"ISA: {' '.join(cpu['isa']) or '-'}")
 
 
 def add_onednn_arguments(parser) -> None:

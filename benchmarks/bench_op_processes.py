@@ -36,7 +36,7 @@ import tempfile
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _timing import reject_below_one  # noqa: E402
+from _timing import cpu_line, reject_below_one  # noqa: E402
 
 #: name -> environment of the child (on top of this process's, TF_CPU_ALLOCATOR_USE_BFC removed)
 CONFIGS = {
@@ -122,13 +122,8 @@ def main(argv=None) -> int:
         return 2
     if args.child:
         return _child(args)
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    from keras_cnns.environment import cpu_description
-
-    cpu = cpu_description()
     print(f"the op's own time per process configuration: x=[{args.batch},28,28,240] float32, "
-          f"{args.reps} calls per case and child, {args.rounds} rounds; CPU: {cpu['model']} "
-          f"[{cpu['vendor'] or '?'}], {os.cpu_count()} cores, ISA: {' '.join(cpu['isa']) or '-'}")
+          f"{args.reps} calls per case and child, {args.rounds} rounds; {cpu_line()}")
     runs = {name: [] for name in CONFIGS}
     for r in range(args.rounds):
         for name, extra in CONFIGS.items():

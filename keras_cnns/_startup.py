@@ -1,4 +1,5 @@
-"""Quiet TensorFlow start-up for the ``keras-cnns`` command (imports only the standard library).
+"""Process start-up: a quiet TensorFlow start for the ``keras-cnns`` command and the CPU allocator
+(imports only the standard library at import time; TensorFlow when called).
 
 TF 2.21 writes its C++ start-up lines (``cudart_stub ... Could not find cuda drivers``,
 ``E0000 ... failed call to cuInit ... (303)``, the CPU-feature notice) straight to file
@@ -17,7 +18,8 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["ALLOCATOR_ENV_VAR", "is_cli", "pooled_cpu_allocator", "quiet_tensorflow_start"]
+__all__ = ["ALLOCATOR_ENV_VAR", "is_cli", "onednn_enabled", "pooled_cpu_allocator",
+           "quiet_tensorflow_start"]
 
 ALLOCATOR_ENV_VAR = "KERAS_CNNS_CPU_ALLOCATOR"
 _ALLOCATOR_MODES = ("auto", "pooled", "default")
@@ -67,6 +69,19 @@ def quiet_tensorflow_start(force: bool = False) -> None:
             os.close(saved)
 
 
+def onednn_enabled() -> bool | None:
+    """Whether this process's TensorFlow runs its oneDNN CPU kernels (read from TF, which decides
+    at import from ``TF_ENABLE_ONEDNN_OPTS`` and the CPU); ``None`` if TF cannot tell.
+
+    The allocator choice below and the dispatch rules (:mod:`keras_cnns.ops.depthwise_dispatch`,
+    which re-exports it) depend on it; :mod:`keras_cnns.environment` reports it."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def pooled_cpu_allocator() -> str:
     """Give this process TensorFlow's pooled (BFC) CPU allocator where oneDNN is off; returns
     what was decided: ``"pooled"`` (set here), ``"user"`` (``TF_CPU_ALLOCATOR_USE_BFC`` already
@@ -102,11 +117,10 @@ def pooled_cpu_allocator() -> str:
     if os.environ.get("TF_CPU_ALLOCATOR_USE_BFC", "").strip():
         return "user"
     if mode == "auto":
-        try:
-            from tensorflow.python.util import _pywrap_util_port
-        except ImportError:  # no TensorFlow: nothing to configure
+        onednn = onednn_enabled()
+        if onednn is None:  # no TensorFlow: nothing to configure
             return "default"
-        if _pywrap_util_port.IsMklEnabled():
+        if onednn:
             return "onednn"
     os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
     return "pooled"

@@ -334,10 +334,7 @@ def _features_model(ctx, levels, name):
     available = {lv.k: lv for lv in levels.values()}
     chosen = _check_out_indices(ctx.out_indices, available)
     outputs = {f"P{k}": available[k].tensor for k in chosen}
-    from keras_cnns.layers.conv import dispatch_plain_convolutions
-
-    model = keras.Model(ctx.inputs, outputs, name=name)
-    dispatch_plain_convolutions(model)
+    model = make_model(ctx.inputs, outputs, name)
     attach_output_specs(model, [OutputSpec(n, "features", 0.0) for n in sorted(outputs)])
     _attach_levels(model, {f"P{k}": available[k] for k in chosen})
     return model

@@ -62,6 +62,8 @@ from __future__ import annotations
 import functools
 import os
 
+from keras_cnns._startup import onednn_enabled  # the rules depend on it (re-exported)
+
 __all__ = ["ENV_VAR", "GROUPED_ENV_VAR", "PLAIN_ENV_VAR", "dispatch_mode", "grouped_dispatch_mode",
            "measured_plain_rule", "measured_rule", "onednn_enabled", "plain_dispatch_mode",
            "prefer_custom_op", "prefer_custom_plain", "prefer_native_grouped"]
@@ -89,19 +91,6 @@ def dispatch_mode() -> str:
         ValueError: an unknown value (the message names the variable).
     """
     return _mode(ENV_VAR, _MODES)
-
-
-def onednn_enabled() -> bool | None:
-    """Whether this process's TensorFlow runs its oneDNN CPU kernels (read from TF, which decides
-    at import from ``TF_ENABLE_ONEDNN_OPTS`` and the CPU); ``None`` if TF cannot tell.
-
-    The dispatch rule depends on it, so it lives here, beside the rule;
-    :mod:`keras_cnns.environment` reports it (and re-exports it)."""
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-    except ImportError:
-        return None
-    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 @functools.lru_cache(maxsize=1)
@@ -186,9 +175,6 @@ def measured_plain_rule(height, width, channels_in, channels_out, kernel_size, s
     custom op. Only the measured domain gets the op: unknown sides (``None``) keep
     TensorFlow's kernels, and so do sides above 32, kernels other than 1x1 and 3x3, strides
     above 1 and inputs of fewer than 8 channels."""
-    if onednn:
-        return False
-    side = min((s for s in (height, width) if s is not None), default=None)
-    if side is None or side > 32 or None in (height, width) or channels_in is None:
+    if onednn or None in (height, width, channels_in) or min(height, width) > 32:
         return False
     return kernel_size in (1, 3) and stride == 1 and channels_in >= 8

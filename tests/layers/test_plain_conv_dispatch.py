@@ -2,6 +2,8 @@
 (:func:`keras_cnns.layers.dispatch_plain_convolutions`): same class, config, weights and exports;
 outputs and gradients equal TensorFlow's own convolution."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -32,10 +34,7 @@ def _build(monkeypatch, mode, name="resnet20", **kw):
 
 def _op_types(model, x, stock=False):
     fn = tf.function(lambda t: model(t, training=True))
-    if stock:
-        with stock_ops_only():
-            graph = fn.get_concrete_function(x).graph
-    else:
+    with stock_ops_only() if stock else contextlib.nullcontext():
         graph = fn.get_concrete_function(x).graph
     return {op.type for op in graph.get_operations()}
 
