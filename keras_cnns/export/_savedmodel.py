@@ -280,26 +280,64 @@ def _served_views(model, outputs, scores, top_k):
     return views
 
 
+def _forward_module(main, views=()):
+    """A ``tf.Module`` holding the variables of ``main`` and ``views`` (models sharing its
+    layers), as the TF variables a trace reads (tracked by the module, restored by
+    ``tf.saved_model.load``), and ``serve``: ``main``'s float32 forward pass (inference mode),
+    what ``model.export`` writes as its ``serve`` endpoint."""
+    import tensorflow as tf
+
+    input_shape = tuple(main.inputs[0].shape)
+    root = tf.Module()
+    seen = {}
+    for view in (main, *views):
+        for variable in view.variables:
+            seen.setdefault(id(variable), variable)
+    root.model_variables = [getattr(v, "value", v) for v in seen.values()]
+    root.serve = tf.function(
+        lambda inputs: main(inputs, training=False), autograph=False,
+        input_signature=[tf.TensorSpec((None,) + input_shape[1:], tf.float32, name="inputs")])
+    return root
+
+
+def write_forward_saved_model(model, path) -> None:
+    """Write ``model``'s forward pass as a SavedModel with the one ``serve`` signature (what a
+    TFLite conversion reads): :func:`_forward_module` saved, the model traced once."""
+    import tensorflow as tf
+
+    root = _forward_module(model)
+    tf.saved_model.save(root, os.fspath(path), signatures={"serve": root.serve})
+
+
 def _write_servable(views, path, spec) -> None:
     """Write the SavedModel with a signature per served output (``serving_default`` for the
-    main one) and the ``serve`` endpoint (the main output's forward pass)."""
-    import keras
+    main one) and the ``serve`` endpoint (the main output's forward pass).
+
+    Written with ``tf.saved_model.save`` on a ``tf.Module`` (:func:`_forward_module`) so that
+    each endpoint is traced once, inside the save, and the main output's signature calls
+    ``serve`` instead of tracing the model again: the model is traced once.
+    ``keras.export.ExportArchive`` traced a model five times (each endpoint before the save to
+    collect its variables and again inside it, where TF's function cache keys differ, plus
+    Keras' default signature found by its resource walk) and wrote each variable twice: at
+    224 px this export is 2.2-3.3x faster and half the size (README, "Export and serving").
+    """
     import tensorflow as tf
 
     main = views[0][2]
     input_shape = tuple(main.inputs[0].shape)
-    archive = keras.export.ExportArchive()
-    archive.track(main)
     norm = spec["normalization"]
+    root = _forward_module(main, [view for _, _, view, _, _ in views[1:]])
 
     def signature(view, kind, top_k):
+        forward = root.serve if view is main else (lambda x: view(x, training=False))
+
         def serve(images):
             x = images
             if norm is not None:
                 mean, std = norm
                 x = (tf.cast(x, tf.float32) / 255.0 - tf.constant(mean, tf.float32)) / \
                     tf.constant(std, tf.float32)
-            y = view(x, training=False)
+            y = forward(x)
             if kind == "features":
                 return {"features": y}
             outputs = {}
@@ -313,17 +351,16 @@ def _write_servable(views, path, spec) -> None:
 
         return serve
 
+    signatures = {}
     for name, _, view, kind, top_k in views:
-        if view is not main:
-            archive.track(view)
-        archive.add_endpoint(
-            name, signature(view, kind, top_k),
+        endpoint = tf.function(
+            signature(view, kind, top_k), autograph=False,
             input_signature=[tf.TensorSpec((None,) + input_shape[1:], spec["input_dtype"],
                                            name="images")])
-    archive.add_endpoint(
-        "serve", lambda inputs: main(inputs, training=False),
-        input_signature=[tf.TensorSpec((None,) + input_shape[1:], tf.float32, name="inputs")])
-    archive.write_out(path, verbose=False)
+        setattr(root, name, endpoint)
+        signatures[name] = endpoint
+    signatures["serve"] = root.serve
+    tf.saved_model.save(root, path, signatures=signatures)
 
 
 def _update_models_config(base_dir: str, name: str) -> str:

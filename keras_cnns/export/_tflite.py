@@ -164,7 +164,7 @@ def export_tflite_variants(model, targets, representative_dataset=None,
     """
     import tensorflow as tf
 
-    from keras_cnns.export._savedmodel import _verify_stock_only
+    from keras_cnns.export._savedmodel import _verify_stock_only, write_forward_saved_model
     from keras_cnns.ops import stock_ops_only
 
     existing = [p for p in targets if os.path.lexists(p)]
@@ -177,7 +177,7 @@ def export_tflite_variants(model, targets, representative_dataset=None,
         if saved_model_dir is None:
             saved = os.path.join(workdir, "saved_model")
             with stock_ops_only():
-                model.export(saved, format="tf_saved_model", verbose=False)
+                write_forward_saved_model(model, saved)  # one trace (model.export: five)
         else:
             saved = os.fspath(saved_model_dir)
         _verify_stock_only(saved)

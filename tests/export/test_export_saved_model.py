@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -143,10 +144,10 @@ def test_versions_increment_and_are_never_overwritten(tmp_path):
     second = export_saved_model(model, tmp_path, model_name="m")
     assert (os.path.basename(first), os.path.basename(second)) == ("1", "2")
     pb = os.path.join(first, "saved_model.pb")
-    before = (open(pb, "rb").read(), os.stat(pb).st_mtime_ns, _listing(first))
+    before = (Path(pb).read_bytes(), os.stat(pb).st_mtime_ns, _listing(first))
     with pytest.raises(FileExistsError, match="version 1"):
         export_saved_model(model, tmp_path, model_name="m", version=1)
-    assert (open(pb, "rb").read(), os.stat(pb).st_mtime_ns, _listing(first)) == before
+    assert (Path(pb).read_bytes(), os.stat(pb).st_mtime_ns, _listing(first)) == before
     assert _listing(tmp_path / "m") == ["1", "2"]
     assert os.path.basename(export_saved_model(model, tmp_path, model_name="m", version=7)) == "7"
     os.makedirs(tmp_path / "m" / "notes")  # non-integer directories are not versions
