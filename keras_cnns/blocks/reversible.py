@@ -35,9 +35,11 @@ The layout is the authors' TensorFlow code, renmengye/revnet-public
 
 :class:`ReversibleSequence` is one run of reversible units wrapped in a single
 ``tf.custom_gradient``: its forward pass is not recorded by the tape, the backward pass keeps only
-the run's output and the unit being differentiated, and control dependencies make the graph
-executor finish one unit's gradients before it reconstructs the previous unit (otherwise it may
-run the whole reconstruction chain ahead and hold every unit's activations at once).
+the run's output and the unit being differentiated. Both passes are a ``tf.while_loop`` over the
+units (their weights stacked per parameter slot) with one iteration in flight: the executor
+finishes one unit's gradients before it reconstructs the previous unit (otherwise it may run the
+whole reconstruction chain ahead and hold every unit's activations at once), and the traced
+graph holds one unit instead of one copy per unit.
 ``reversible_backprop=False`` computes the same network with ordinary autodiff (the reference
 the tests compare gradients with). The custom gradient is used in training mode; inference mode
 (``training=False``) runs the same ops without it, so exported inference graphs carry no custom
@@ -187,8 +189,10 @@ class _CouplingLayer(keras.layers.Layer):
 
     def _update_moving(self, branches, stats):
         moving = [v for b in branches for v in b.moving()]
+        # m <- m - (m - value) (1 - momentum): the moving average in four graph nodes (a
+        # RevNet-164 step updates 648 of them; the graph is traced memory)
         for var, value in zip(moving, stats):
-            var.assign(var * self.momentum + tf.cast(value, var.dtype) * (1.0 - self.momentum))
+            var.assign_sub((var - tf.cast(value, var.dtype)) * (1.0 - self.momentum))
 
     def _branches(self):
         raise NotImplementedError
@@ -443,47 +447,78 @@ class ReversibleSequence(_CouplingLayer):
         return tf.concat([y1, y2], axis=-1)
 
     def _reversible(self, x, params, training):
-        """The run under one custom gradient: ``(y, batch statistics)``."""
-        n_params = len(params)
+        """The run under one custom gradient: ``(y, batch statistics)``.
+
+        The units share one structure, so the forward pass and the reconstructing backward
+        pass are each one ``tf.while_loop`` over the units (the weights of each parameter slot
+        stacked across the units, ``parallel_iterations=1``: one unit in flight, finished
+        before the next starts): the traced graph holds one unit, not ``units`` unrolled
+        copies, so the one-time tracing memory no longer grows with depth either (RevNet-164:
+        README, "Memory").
+        """
+        units = self.units
+        per = len(params) // units  # parameter slots per unit: F's, then G's
+        f, g = self.blocks[0]  # the units' common structure; the weights are passed in
+        nf = f.n_params(training)
         epsilon, c = self.epsilon, self._half
-        blocks = self._split_params(list(range(n_params)), training)  # parameter indices
+        loop = dict(parallel_iterations=1, maximum_iterations=units)
 
         @tf.custom_gradient
         def run(x, *params):
-            stats = [] if training else None
+            # slot k of every unit, stacked: [units, *shape]
+            stacked = [tf.stack(params[k::per]) for k in range(per)]
             with _record.stop_recording():
-                y = self._forward(x, list(params), training, stats)
-            stats = stats or []
+                # a unit's batch statistics: mean and variance of each of its BatchNorms
+                n_stats = len(f.moving()) + len(g.moving()) if training else 0
+
+                def forward(i, x1, x2, *arrays):
+                    p = [s[i] for s in stacked]
+                    stats = []
+                    x1 = x1 + f.apply(x2, p[:nf], training, epsilon, stats)
+                    x2 = x2 + g.apply(x1, p[nf:], training, epsilon, stats)
+                    return (i + 1, x1, x2, *[a.write(i, v) for a, v in zip(arrays, stats)])
+
+                arrays = [tf.TensorArray(tf.float32, size=units) for _ in range(n_stats)]
+                _, y1, y2, *arrays = tf.while_loop(
+                    lambda i, *_: i < units, forward, (0, x[..., :c], x[..., c:], *arrays),
+                    **loop)
+                y = tf.concat([y1, y2], axis=-1)
+                per_slot = [tf.unstack(a.stack(), num=units) for a in arrays]
+                stats = [per_slot[k][u] for u in range(units) for k in range(n_stats)]
 
             def grad(dy, *unused_stat_grads):
-                y1, y2 = y[..., :c], y[..., c:]
-                dy1, dy2 = dy[..., :c], dy[..., c:]
-                dparams = [None] * n_params
-                for (f, g), (idx_f, idx_g) in reversed(list(zip(self.blocks, blocks))):
-                    pf, pg = [params[i] for i in idx_f], [params[i] for i in idx_g]
+                def backward(i, y1, y2, dy1, dy2, *arrays):
+                    u = units - 1 - i
+                    p = [s[u] for s in stacked]
+                    pf, pg = p[:nf], p[nf:]
                     with tf.GradientTape() as tape:
                         tape.watch([y1] + pg)
                         gy1 = g.apply(y1, pg, training, epsilon)
                     x2 = y2 - gy1
-                    grads = tape.gradient(gy1, [y1] + pg, output_gradients=dy2)
-                    dz1 = dy1 + grads[0]
+                    grads_g = tape.gradient(gy1, [y1] + pg, output_gradients=dy2)
+                    dz1 = dy1 + grads_g[0]
+                    # G's gradients before F is re-run: the executor would otherwise run both,
+                    # and hold both residual functions' activations at once
+                    with tf.control_dependencies([d for d in grads_g if d is not None]):
+                        x2 = tf.identity(x2)
                     with tf.GradientTape() as tape:
                         tape.watch([x2] + pf)
                         fx2 = f.apply(x2, pf, training, epsilon)
                     x1 = y1 - fx2
                     grads_f = tape.gradient(fx2, [x2] + pf, output_gradients=dz1)
                     dx2 = dy2 + grads_f[0]
-                    for i, d in zip(idx_g, grads[1:]):
-                        dparams[i] = d
-                    for i, d in zip(idx_f, grads_f[1:]):
-                        dparams[i] = d
-                    done = [dz1, dx2] + [d for d in grads[1:] + grads_f[1:] if d is not None]
-                    # finish this unit's gradients before reconstructing the previous unit
-                    with tf.control_dependencies(done):
-                        y1, y2 = tf.identity(x1), tf.identity(x2)
-                        dy1, dy2 = tf.identity(dz1), tf.identity(dx2)
-                dx = tf.concat([dy1, dy2], axis=-1)
-                return [dx] + dparams
+                    dparams = [tf.zeros_like(w) if d is None else d
+                               for w, d in zip(p, grads_f[1:] + grads_g[1:])]
+                    return (i + 1, x1, x2, dz1, dx2,
+                            *[a.write(u, d) for a, d in zip(arrays, dparams)])
+
+                arrays = [tf.TensorArray(s.dtype, size=units) for s in stacked]
+                _, _, _, dx1, dx2, *arrays = tf.while_loop(
+                    lambda i, *_: i < units, backward,
+                    (0, y[..., :c], y[..., c:], dy[..., :c], dy[..., c:], *arrays), **loop)
+                per_slot = [tf.unstack(a.stack(), num=units) for a in arrays]
+                dparams = [per_slot[k][u] for u in range(units) for k in range(per)]
+                return [tf.concat([dx1, dx2], axis=-1)] + dparams
 
             return [y] + stats, grad
 
