@@ -13,9 +13,10 @@ a random batch, reads its resident memory (the idle baseline), runs ``--steps`` 
 (``train_on_batch``) and reports the peak resident memory of those steps (``VmHWM``, reset with
 ``/proc/self/clear_refs`` after the graph was traced on two tiny batches) above the resident
 memory before them, the process's peak above its idle baseline with the tracing included, and
-the median time of the steps after the first. The tracing is reported apart because the
-reconstructing backward pass is unrolled per unit: the graph, not the activations, is what
-grows with depth there (about 1 GiB of trace-time memory for RevNet-164 at any batch size). The
+the median time of the steps after the first. The tracing is reported apart because it is a
+one-time cost per process that does not depend on the batch (about 0.7 GiB for RevNet-164 and
+ResNet-164 alike: it grows with the number of variables, through the optimizer's per-variable
+updates, while each reversible run's computation is one while loop over its units). The
 children run in the pairs RevNet-38 / ResNet-32, RevNet-110 / ResNet-110, RevNet-164 /
 pre-activation ResNet-164 (``--repeats`` rounds; medians over the rounds). Targets: RevNet-164
 <= 0.4x ResNet-164's peak memory, and RevNet's peak nearly flat in depth (RevNet-164 <= 1.3x
@@ -183,9 +184,10 @@ def main(argv=None) -> int:
             summary.append(f"{rev}/{res} memory {mem:.3f}x (process {proc:.3f}x) time {t:.3f}x")
     ok = True
     if "revnet164" in med and "preact_resnet164" in med:
-        r = med["revnet164"]["extra"] / max(med["preact_resnet164"]["extra"], 1)
+        # the target is on the process peak (tracing included), the stricter of the two
+        r = med["revnet164"]["process"] / max(med["preact_resnet164"]["process"], 1)
         ok &= r <= MEMORY_TARGET
-        print(f"RevNet-164 / ResNet-164 memory {r:.3f}x (target <= {MEMORY_TARGET}x)")
+        print(f"RevNet-164 / ResNet-164 process peak {r:.3f}x (target <= {MEMORY_TARGET}x)")
     for deep, shallow in (("revnet164", "revnet38"), ("revnet110", "revnet38"),
                           ("revnet164", "revnet56_bottleneck")):
         if deep in med and shallow in med:

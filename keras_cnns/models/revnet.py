@@ -39,15 +39,17 @@ Memory and precision (benchmarks/bench_revnet.py; tests/models/test_revnet.py):
   stage; the first unit of each stage is recomputed from its stored input); ``False`` computes
   the same network with ordinary autodiff -- the same gradients to float32 rounding (the tests
   compare them several units deep, and the BN moving statistics after a step).
-  benchmarks/bench_revnet.py at batch 128, 32x32, SGD, 2 CPU cores shared with other jobs (peak
-  RSS of the training steps above the RSS before them, the graph traced beforehand):
-  RevNet-38 321 MiB / ResNet-32 345 MiB (0.93x), RevNet-110 329 MiB / ResNet-110 1127 MiB
-  (0.29x), RevNet-164 966 MiB / pre-activation ResNet-164 3270 MiB (0.30x); flat in depth:
-  RevNet-110 / RevNet-38 1.02x, and RevNet-164 / the same network with 3 units per stage
-  0.997x. RevNet-164 / RevNet-38 is 3.0x because RevNet-164 is 4x wider (128-256-512 channels
-  against 32-64-112), not deeper. Tracing the unrolled reconstruction graph costs memory that
-  does grow with depth (RevNet-164 809 MiB, ResNet-164 725 MiB, once per process): with it the
-  process peaks are 1775 / 3995 MiB (0.44x). Step time: 1.4x-1.7x the matching ResNet's.
+  benchmarks/bench_revnet.py at batch 128, 32x32, SGD, 2 quiet cores, oneDNN on (peak RSS of
+  the training steps above the RSS before them, the graph traced beforehand): RevNet-38 257 MiB
+  / ResNet-32 344 MiB (0.75x), RevNet-110 272 MiB / ResNet-110 1129 MiB (0.24x), RevNet-164
+  772 MiB / pre-activation ResNet-164 3269 MiB (0.24x); flat in depth: RevNet-110 / RevNet-38
+  1.06x, and RevNet-164 / the same network with 3 units per stage 1.04x. RevNet-164 / RevNet-38
+  is 3.0x because RevNet-164 is 4x wider (128-256-512 channels against 32-64-112), not deeper.
+  Each reversible run is a ``tf.while_loop`` over its units (forward, and the reconstructing
+  backward), so the traced graph holds one unit per run; tracing costs per variable (the
+  optimizer's updates), as much as for the ResNet (RevNet-164 703 MiB, ResNet-164 724 MiB, once
+  per process): with it the process peaks are 1475 / 3993 MiB (0.37x; oneDNN off 0.38x). Step
+  time: 1.2x-2.2x the matching ResNet's. Figures: README, "Memory".
 * Mixed precision (``mixed_float16``: convolutions and the coupling sums in float16, BatchNorm
   in float32): the reconstruction subtracts in float16 what the forward pass added in float16,
   so each unit returns its input only up to float16 rounding, compounding over a stage's units.
