@@ -8,9 +8,9 @@ the CPU model and vector ISA, the versions, whether the custom op is compiled an
 whether CUDA is visible; :func:`format_environment` prints it one line per fact.
 
 It reports on every layer of the package (versions, the custom op, LiteRT), so it sits at the top,
-beside :mod:`keras_cnns.cli`; :func:`onednn_enabled` is defined in :mod:`keras_cnns._startup` (the CPU allocator's choice
-needs it before anything else is imported), used by the dispatch rules
-(:mod:`keras_cnns.ops.depthwise_dispatch`) and re-exported here.
+beside :mod:`keras_cnns.cli`; :func:`onednn_enabled` is defined in :mod:`keras_cnns._startup`
+(the CPU allocator's choice needs it before anything else is imported), used by the dispatch
+rules (:mod:`keras_cnns.ops.depthwise_dispatch`) and re-exported here.
 """
 
 from __future__ import annotations

@@ -118,7 +118,6 @@ def grouped_depthwise_conv2d(x, filters, strides=1, padding="SAME", dilations=1,
         tf.errors.InvalidArgumentError: shape errors only visible at run time (wrong ranks,
             filter depth != C / groups, C_out not divisible by groups...), raised by the op.
     """
-
     if not isinstance(padding, str) or padding.upper() not in ("SAME", "VALID"):
         raise ValueError(f"`padding` must be 'SAME' or 'VALID'. Received: padding={padding!r}")
     padding = padding.upper()
