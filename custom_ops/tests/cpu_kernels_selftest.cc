@@ -112,6 +112,13 @@ int main() {
       {2, 9, 9, 24, 3, 48, 2, 1, 4, 2, true},      // grouped 3x3, strided
       {1, 8, 9, 6, 3, 10, 1, 2, 2, 3, false},      // grouped, dilated, VALID
       {1, 6, 6, 5, 3, 7, 1, 1, 1, 1, true},        // plain convolution
+      // The depthwise width tiles (3-wide kernels, dilation 1): 8-pixel tiles and the 4 / 2 / 1
+      // remainders, two-vector and one-vector passes, strides 1 and 2, VALID rows of 3 and 2.
+      {2, 6, 23, 40, 3, 40, 1, 1, 40, 1, true},    // 21 interior pixels: 8 + 8 + 4 + 1
+      {2, 5, 35, 56, 3, 56, 2, 1, 56, 2, true},    // strided + shuffle, 3.5 AVX-512 vectors
+      {1, 5, 16, 24, 3, 48, 1, 1, 24, 1, false},   // multiplier 2, VALID: 14 = 8 + 4 + 2
+      {1, 4, 3, 16, 3, 16, 1, 1, 16, 1, false},    // one output pixel per row
+      {1, 4, 2, 16, 3, 16, 1, 1, 16, 1, true},     // no interior pixel
       // Large enough (> 16 MiB) for the streaming-store paths of the forward and input gradient.
       {24, 28, 28, 240, 3, 240, 1, 1, 240, 3, true},
       {24, 28, 28, 240, 1, 240, 1, 1, 3, 1, true},

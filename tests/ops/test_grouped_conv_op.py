@@ -536,7 +536,9 @@ def test_groups_inferred_from_filter(op_lib):
 # ------------------------------------------------------------------------------------------------
 # Loader internals that do not need a rebuild.
 
-def test_cpu_arch_flags_parsing():
+def test_cpu_arch_flags_parsing(monkeypatch):
+    # The best ISA the flags allow: with KERAS_CNNS_OP_ISA unset (a caller may have capped it).
+    monkeypatch.delenv(_loader.ISA_ENV, raising=False)
     avx512 = "flags\t\t: fpu sse2 avx avx2 fma avx512f avx512dq avx512bw avx512vl\n"
     assert _loader.cpu_arch_flags(avx512)[:1] == ["-mavx512f"]
     assert "-mfma" in _loader.cpu_arch_flags(avx512)
