@@ -127,6 +127,12 @@ struct Simd {
     } else {
       return reinterpret_cast<V>(_mm512_maskz_loadu_pd(static_cast<__mmask8>(m), p));
     }
+#elif defined(__AVX__)
+    if constexpr (sizeof(T) == 4) {
+      return reinterpret_cast<V>(_mm256_maskload_ps(p, LaneMask(n)));
+    } else {
+      return reinterpret_cast<V>(_mm256_maskload_pd(p, LaneMask(n)));
+    }
 #else
     V v = V{};
     std::memcpy(&v, p, sizeof(T) * n);
@@ -141,10 +147,26 @@ struct Simd {
     } else {
       _mm512_mask_storeu_pd(p, static_cast<__mmask8>(m), reinterpret_cast<__m512d>(v));
     }
+#elif defined(__AVX__)
+    if constexpr (sizeof(T) == 4) {
+      _mm256_maskstore_ps(p, LaneMask(n), reinterpret_cast<__m256>(v));
+    } else {
+      _mm256_maskstore_pd(p, LaneMask(n), reinterpret_cast<__m256d>(v));
+    }
 #else
     std::memcpy(p, &v, sizeof(T) * n);
 #endif
   }
+#if defined(__AVX__) && !defined(__AVX512F__)
+  // AVX's vmaskmov mask: the sign bit set in the first n lanes of T.
+  static inline __m256i LaneMask(int n) {
+    if constexpr (sizeof(T) == 4) {
+      return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    } else {
+      return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+    }
+  }
+#endif
 };
 
 // Orders this thread's non-temporal stores before what follows (the end of a parallel task).
@@ -430,6 +452,23 @@ inline void DepthwisePixelBlock(const T* const* rows, const int64_t* khs, int64_
                                 int64_t pix_stride, const T* filter, int64_t k_w, int64_t cout,
                                 int64_t c0, T* out) {
   using S = Simd<T>;
+  if constexpr (NV == 0 && kVectorBytes >= 32) {
+    // The channel tail (fewer than a vector) in one masked vector: ShuffleNet g=3's 60- and
+    // 120-channel depthwise layers leave 12 and 8 channels with AVX-512, 4 with AVX2, which the
+    // scalar loop below took as long as the vectorised rest.
+    const int n = static_cast<int>(cout - c0);
+    typename S::V acc = S::Zero();
+    for (int64_t t = 0; t < n_rows; ++t) {
+      const T* xr = rows[t] + c0;
+      const T* fr = filter + khs[t] * k_w * cout + c0;
+      for (int64_t kw = kw_lo; kw < kw_hi; ++kw) {
+        acc += S::LoadPartial(xr + (iw0 + kw * dil_w) * pix_stride, n) *
+               S::LoadPartial(fr + kw * cout, n);
+      }
+    }
+    S::StorePartial(out + c0, acc, n);
+    return;
+  }
   if (NV == 0) {
     for (int64_t c = c0; c < cout; ++c) out[c] = T(0);
   }
@@ -831,11 +870,15 @@ class PartialSums {
 // Filter gradient of one output row for channels [c0, c0 + NV * lanes) of a KH x KW depthwise
 // kernel: the KH * KW * NV accumulators stay in registers across the whole row (one load per FMA)
 // and are added to the partial filter gradient once at the end.
-template <typename T, int KH, int KW, int NV>
+// With kPartial (NV == 1), only the first `lanes` channels from c0 (the channel tail, fewer than
+// a vector) are read and written, through masked loads and stores.
+template <typename T, int KH, int KW, int NV, bool kPartial = false>
 inline void DepthwiseFilterRow(const GroupedConvParams& p, const T* const* rows,
                                const int64_t* khs, int64_t n_rows, const T* dyrow, int64_t ps,
-                               int64_t c0, T* part) {
+                               int64_t c0, T* part, int lanes = 0) {
+  static_assert(!kPartial || NV == 1, "a partial row is one vector wide");
   using S = Simd<T>;
+  auto load = [lanes](const T* q) { return kPartial ? S::LoadPartial(q, lanes) : S::Load(q); };
   const int64_t cout = p.out_c, dil_w = p.dil_w;
   typename S::V acc[KH][KW][NV];
   for (int t = 0; t < KH; ++t)
@@ -845,7 +888,7 @@ inline void DepthwiseFilterRow(const GroupedConvParams& p, const T* const* rows,
     const int64_t iw0 = ow * p.stride_w - p.pad_left;
     const bool interior = iw0 >= 0 && iw0 + (KW - 1) * dil_w < p.in_w;
     typename S::V g[NV];
-    for (int v = 0; v < NV; ++v) g[v] = S::Load(dyrow + ow * cout + c0 + v * S::kLanes);
+    for (int v = 0; v < NV; ++v) g[v] = load(dyrow + ow * cout + c0 + v * S::kLanes);
     for (int t = 0; t < KH; ++t) {
       if (t >= n_rows) break;
       const T* xr = rows[t] + c0;
@@ -853,7 +896,7 @@ inline void DepthwiseFilterRow(const GroupedConvParams& p, const T* const* rows,
         const int64_t iw = iw0 + kw * dil_w;
         if (!interior && (iw < 0 || iw >= p.in_w)) continue;
         const T* xp = xr + iw * ps;
-        for (int v = 0; v < NV; ++v) acc[t][kw][v] += S::Load(xp + v * S::kLanes) * g[v];
+        for (int v = 0; v < NV; ++v) acc[t][kw][v] += load(xp + v * S::kLanes) * g[v];
       }
     }
   }
@@ -862,7 +905,11 @@ inline void DepthwiseFilterRow(const GroupedConvParams& p, const T* const* rows,
     for (int kw = 0; kw < KW; ++kw) {
       T* pp = part + (khs[t] * KW + kw) * cout + c0;
       for (int v = 0; v < NV; ++v) {
-        S::Store(pp + v * S::kLanes, S::Load(pp + v * S::kLanes) + acc[t][kw][v]);
+        if constexpr (kPartial) {
+          S::StorePartial(pp, S::LoadPartial(pp, lanes) + acc[t][kw][v], lanes);
+        } else {
+          S::Store(pp + v * S::kLanes, S::Load(pp + v * S::kLanes) + acc[t][kw][v]);
+        }
       }
     }
   }
@@ -983,6 +1030,14 @@ void DepthwiseBackpropFilter(const GroupedConvParams& p, const T* x, const T* dy
             }
           }
           DepthwiseFilterRow<T, 3, 3, 1>(p, rows, khs, n_rows, dyrow, ps, c_done, part);
+        }
+        if constexpr (kVectorBytes >= 32) {
+          // The channel tail in one masked vector (see DepthwisePixelBlock).
+          if (c_done < cout) {
+            DepthwiseFilterRow<T, 3, 3, 1, true>(p, rows, khs, n_rows, dyrow, ps, c_done, part,
+                                                 static_cast<int>(cout - c_done));
+            c_done = cout;
+          }
         }
       }
       for (int64_t ow = 0; ow < p.out_w && c_done < cout; ++ow) {

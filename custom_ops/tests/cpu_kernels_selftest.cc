@@ -119,6 +119,7 @@ int main() {
       {1, 5, 16, 24, 3, 48, 1, 1, 24, 1, false},   // multiplier 2, VALID: 14 = 8 + 4 + 2
       {1, 4, 3, 16, 3, 16, 1, 1, 16, 1, false},    // one output pixel per row
       {1, 4, 2, 16, 3, 16, 1, 1, 16, 1, true},     // no interior pixel
+      {2, 6, 9, 60, 3, 60, 1, 1, 60, 3, true},     // ShuffleNet g=3's 60 channels: masked tail
       // Large enough (> 16 MiB) for the streaming-store paths of the forward and input gradient.
       {24, 28, 28, 240, 3, 240, 1, 1, 240, 3, true},
       {24, 28, 28, 240, 1, 240, 1, 1, 3, 1, true},
