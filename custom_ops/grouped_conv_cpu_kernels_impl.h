@@ -821,10 +821,22 @@ void DepthwiseBackpropInput(const GroupedConvParams& p, const T* dy, const T* f,
             }
             for (int v = 0; v < NV; ++v) S::Store(acc_out + c0 + v * S::kLanes, acc[v]);
           });
-          for (int64_t c = tail; c < cout; ++c) {
-            T acc = T(0);
-            for (int64_t t = 0; t < taps; ++t) acc += dyt[t][c] * ft[t][c];
-            acc_out[c] = acc;
+          if constexpr (kVectorBytes >= 32) {
+            // The channel tail in one masked vector (see DepthwisePixelBlock).
+            if (tail < cout) {
+              const int lanes = static_cast<int>(cout - tail);
+              typename S::V acc = S::Zero();
+              for (int64_t t = 0; t < taps; ++t) {
+                acc += S::LoadPartial(dyt[t] + tail, lanes) * S::LoadPartial(ft[t] + tail, lanes);
+              }
+              S::StorePartial(acc_out + tail, acc, lanes);
+            }
+          } else {
+            for (int64_t c = tail; c < cout; ++c) {
+              T acc = T(0);
+              for (int64_t t = 0; t < taps; ++t) acc += dyt[t][c] * ft[t][c];
+              acc_out[c] = acc;
+            }
           }
           if (!direct) {
             if (mult == 1) {
