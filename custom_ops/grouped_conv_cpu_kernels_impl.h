@@ -512,13 +512,17 @@ inline void Unroll(F&& f) {
 // the outputs that read it (up to 3 with stride 1), so an FMA costs (OWT * S + 5) / (3 * OWT)
 // loads instead of the per-pixel path's two (one input, one filter vector per FMA). Measured on
 // the 2-core Zen 4 with the AVX2 build (C++ harness, [32, 28, 28, 240]): see DepthwiseForward.
-template <typename T, int OWT, int S, int NV, bool kStream>
+// With kPartial (NV == 1) only the first `lanes` channels from c0 are read and written (the
+// channel tail, fewer than a vector), through masked loads and stores.
+template <typename T, int OWT, int S, int NV, bool kStream, bool kPartial = false>
 inline void DepthwiseTile3(const T* const* rows, const int64_t* khs, int64_t n_rows,
                            int64_t iw0, int64_t ps, const T* filter, int64_t cout, int64_t c0,
-                           T* out) {
+                           T* out, int lanes = 0) {
+  static_assert(!kPartial || (NV == 1 && !kStream), "a partial tile is one vector, stored");
   using Sd = Simd<T>;
   using V = typename Sd::V;
   constexpr int L = Sd::kLanes;
+  auto load = [lanes](const T* q) { return kPartial ? Sd::LoadPartial(q, lanes) : Sd::Load(q); };
   constexpr int kIn = (OWT - 1) * S + 3;
   V acc[OWT][NV];
   Unroll<OWT>([&](auto j) { Unroll<NV>([&](auto v) { acc[j][v] = Sd::Zero(); }); });
@@ -527,11 +531,11 @@ inline void DepthwiseTile3(const T* const* rows, const int64_t* khs, int64_t n_r
     const T* fr = filter + khs[t] * 3 * cout + c0;
     V f[3][NV];
     Unroll<3>([&](auto kw) {
-      Unroll<NV>([&](auto v) { f[kw][v] = Sd::Load(fr + kw * cout + v * L); });
+      Unroll<NV>([&](auto v) { f[kw][v] = load(fr + kw * cout + v * L); });
     });
     Unroll<kIn>([&](auto i) {
       V xv[NV];
-      Unroll<NV>([&](auto v) { xv[v] = Sd::Load(xr + i * ps + v * L); });
+      Unroll<NV>([&](auto v) { xv[v] = load(xr + i * ps + v * L); });
       Unroll<3>([&](auto kw) {
         constexpr int d = decltype(i)::value - decltype(kw)::value;
         if constexpr (d >= 0 && d % S == 0 && d / S < OWT) {
@@ -542,7 +546,9 @@ inline void DepthwiseTile3(const T* const* rows, const int64_t* khs, int64_t n_r
   }
   Unroll<OWT>([&](auto j) {
     Unroll<NV>([&](auto v) {
-      if constexpr (kStream) {
+      if constexpr (kPartial) {
+        Sd::StorePartial(out + j * cout + c0, acc[j][v], lanes);
+      } else if constexpr (kStream) {
         Sd::Stream(out + j * cout + c0 + v * L, acc[j][v]);
       } else {
         Sd::Store(out + j * cout + c0 + v * L, acc[j][v]);
@@ -607,7 +613,19 @@ inline void DepthwiseTile3Run(const T* const* rows, const int64_t* khs, int64_t 
     c0 = next;
   }
   if (passes == 0) ahead(0, 1);
-  if (c_vec < cout) {
+  if (c_vec < cout && !kStream) {
+    // The channel tail: one more pass of masked tiles.
+    const int lanes = static_cast<int>(cout - c_vec);
+    auto tail = [&](auto owt, int64_t j) {
+      DepthwiseTile3<T, decltype(owt)::value, S, 1, false, true>(
+          rows, khs, n_rows, iw0 + j * S, ps, filter, cout, c_vec, out + j * cout, lanes);
+    };
+    int64_t j = 0;
+    for (int64_t k = 0; k < tiles; ++k, j += OWT) tail(std::integral_constant<int, OWT>(), j);
+    if (rest & 4) tail(std::integral_constant<int, 4>(), j), j += 4;
+    if (rest & 2) tail(std::integral_constant<int, 2>(), j), j += 2;
+    if (rest & 1) tail(std::integral_constant<int, 1>(), j);
+  } else if (c_vec < cout) {
     for (int64_t j = 0; j < pixels; ++j) {
       DepthwisePixelBlock<T, 0, kStream>(rows, khs, n_rows, iw0 + j * S, 0, 3, 1, ps, filter, 3,
                                          cout, c_vec, out + j * cout);
