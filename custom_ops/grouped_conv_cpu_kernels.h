@@ -11,7 +11,10 @@
 //  * depthwise (C / groups == 1, any channel multiplier): NHWC rows with the channel loop
 //    innermost in fixed-size blocks that the compiler vectorises; when the input needs a gather
 //    (channel shuffle and/or multiplier > 1) the input rows a task touches are gathered once into
-//    a small ring buffer (cache resident, KH rows), never a full-tensor memory pass.
+//    a small ring buffer (cache resident, KH rows), never a full-tensor memory pass. AVX2 builds
+//    run 3-wide kernels in 8-pixel width tiles (filter row in registers, each input vector
+//    feeding every output that reads it, one pass per channel vector) and walk input pixels for
+//    the stride-1 3x3 filter gradient; the channel tail is one masked vector (AVX2, AVX-512).
 //  * grouped (C / groups > 1): per group a register-tiled GEMM (single threaded per task) on
 //    strided maps of the NHWC tensors; 1x1 stride-1 convolutions without shuffle read the
 //    tensors in place, everything else goes through a per-task im2col buffer built with the
