@@ -5,6 +5,7 @@ Run from the repository root::
     python benchmarks/bench_plain_conv.py                  # shapes, then training steps, both oneDNN
     python benchmarks/bench_plain_conv.py --part shapes --reps 5
     python benchmarks/bench_plain_conv.py --part steps --batch 64 --steps 10
+    python benchmarks/bench_plain_conv.py --part shapes --forward-only --models mobilenet --side 128 --batch 1
 
 ``--part shapes``: every distinct plain convolution (``keras.layers.Conv2D`` with one group: input
 ``H x W x C_in``, ``C_out``, kernel, stride) of the CIFAR networks ``--models`` (default CIFAR
@@ -13,7 +14,9 @@ work (forward, then the gradients with respect to input and kernel, ``jit_compil
 op and on ``tf.nn.conv2d`` (what ``keras.layers.Conv2D`` runs), with the ratio
 ``stock / op`` (> 1: the op is faster) and what the library's rule
 (:func:`keras_cnns.ops.depthwise_dispatch.measured_plain_rule`) picks for the shape with this
-process's oneDNN setting.
+process's oneDNN setting. ``--forward-only`` times the forward pass alone, what inference runs:
+the op's gradients are what make training faster, and its forward loses where a call has few
+pixels (4x4 maps, a 1x1 classifier, batch 1; see the README).
 
 ``--part steps``: a training step (SGD, ``train_on_batch``, ``jit_compile=False``) of each model
 built twice with the same weights, once as the library builds it (the rule puts some plain
@@ -48,6 +51,9 @@ TARGETS = {"off": 1.3, "on": 0.98}
 def _parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=["shapes", "steps", "both"], default="both")
+    parser.add_argument("--forward-only", action="store_true",
+                        help="shapes: time the forward pass alone (what inference runs) instead "
+                             "of forward + both gradients")
     parser.add_argument("--models", nargs="+", default=list(MODELS),
                         help=f"registered CIFAR models (default {' '.join(MODELS)})")
     parser.add_argument("--side", type=int, default=32, help="input side (default 32)")
@@ -89,7 +95,8 @@ def _run_shapes(args, out):
     onednn = bool(onednn_enabled())
     uses = _shapes(args.models, args.side)
     print(f"\n{len(uses)} distinct plain convolutions in {', '.join(args.models)} at "
-          f"{args.side}x{args.side}, batch {args.batch}, forward + both gradients, "
+          f"{args.side}x{args.side}, batch {args.batch}, "
+          f"{'forward only' if args.forward_only else 'forward + both gradients'}, "
           f"{args.reps} interleaved calls per side")
     print(f"{'H x W x C_in -> C_out':>24}{'k':>3}{'s':>3}{'uses':>6}{'op ms':>9}{'stock ms':>10}"
           f"{'stock/op':>10}{'rule':>8}")
@@ -105,8 +112,12 @@ def _run_shapes(args, out):
         def stock(t):
             return tf.nn.conv2d(t, kernel, s, pad.upper())
 
-        t_op, t_stock, _ = interleaved(grad_step(op, x, [kernel]), grad_step(stock, x, [kernel]),
-                                       args.reps)
+        if args.forward_only:
+            op_fn, stock_fn = tf.function(op), tf.function(stock)
+            t_op, t_stock, _ = interleaved(lambda: op_fn(x), lambda: stock_fn(x), args.reps)
+        else:
+            t_op, t_stock, _ = interleaved(grad_step(op, x, [kernel]),
+                                           grad_step(stock, x, [kernel]), args.reps)
         use_op = measured_plain_rule(h, w, c, f, k, s, onednn)
         sums["op"] += n * t_op
         sums["stock"] += n * t_stock

@@ -252,5 +252,9 @@ def test_plain_conv_benchmark_runs_at_toy_size(capsys):
     assert len(picks) >= 5 and set(picks) <= {"op", "stock"}  # one row per shape, with the pick
     row = [line for line in out.splitlines() if line.startswith("resnet20 ")]
     assert len(row) == 1 and "/" in row[0]  # convolutions on the op / all of them
+    assert bench.main(["--onednn", "current", "--models", "resnet20", "--side", "16",
+                       "--batch", "2", "--reps", "1", "--part", "shapes", "--forward-only"]) == 0
+    out = capsys.readouterr().out
+    assert "forward only" in out and "weighted total" in out
     assert bench.main(["--models", "resnet9000"]) == 2
     assert "unknown model" in capsys.readouterr().out
