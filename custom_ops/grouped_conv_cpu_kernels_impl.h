@@ -127,7 +127,7 @@ struct Simd {
     } else {
       return reinterpret_cast<V>(_mm512_maskz_loadu_pd(static_cast<__mmask8>(m), p));
     }
-#elif defined(__AVX__)
+#elif defined(__AVX2__)
     if constexpr (sizeof(T) == 4) {
       return reinterpret_cast<V>(_mm256_maskload_ps(p, LaneMask(n)));
     } else {
@@ -147,7 +147,7 @@ struct Simd {
     } else {
       _mm512_mask_storeu_pd(p, static_cast<__mmask8>(m), reinterpret_cast<__m512d>(v));
     }
-#elif defined(__AVX__)
+#elif defined(__AVX2__)
     if constexpr (sizeof(T) == 4) {
       _mm256_maskstore_ps(p, LaneMask(n), reinterpret_cast<__m256>(v));
     } else {
@@ -157,8 +157,8 @@ struct Simd {
     std::memcpy(p, &v, sizeof(T) * n);
 #endif
   }
-#if defined(__AVX__) && !defined(__AVX512F__)
-  // AVX's vmaskmov mask: the sign bit set in the first n lanes of T.
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  // vmaskmov's mask: the sign bit set in the first n lanes of T (an AVX2 integer compare).
   static inline __m256i LaneMask(int n) {
     if constexpr (sizeof(T) == 4) {
       return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -511,7 +511,7 @@ inline void Unroll(F&& f) {
 // three filter vectors of a kernel row stay in registers and every input vector loaded feeds all
 // the outputs that read it (up to 3 with stride 1), so an FMA costs (OWT * S + 5) / (3 * OWT)
 // loads instead of the per-pixel path's two (one input, one filter vector per FMA). Measured on
-// the 2-core Zen 4 with the AVX2 build (C++ harness, [32, 28, 28, 240]): see DepthwiseForward.
+// the 2-core Zen 4 with the AVX2 build (C++ harness): see kDepthwiseTiles.
 // With kPartial (NV == 1) only the first `lanes` channels from c0 are read and written (the
 // channel tail, fewer than a vector), through masked loads and stores.
 template <typename T, int OWT, int S, int NV, bool kStream, bool kPartial = false>
@@ -557,35 +557,38 @@ inline void DepthwiseTile3(const T* const* rows, const int64_t* khs, int64_t n_r
   });
 }
 
-// Vectors per channel pass and output pixels per tile of DepthwiseTile3: the OWT * NV
-// accumulators, 3 * NV filter and NV input vectors fit AVX2's 16 vector registers.
-constexpr int kTile3Vectors = 1;
+// Output pixels per tile of DepthwiseTile3: the 8 accumulators, 3 filter and 1 input vectors of
+// a one-vector tile fit AVX2's 16 vector registers.
 constexpr int kTile3Pixels = 8;
 
-// Output pixels [ow0, ow0 + tiles * OWT) of one row (all their taps inside the row) through
-// DepthwiseTile3, channel blocks outermost: one pass per block of kTile3Vectors vectors walks
-// the row's tiles, so a pass touches one vector of each input pixel (3 rows x the row's pixels,
-// a few KiB) instead of a tile's every channel (tens of KiB, more than L1), and the next block's
-// input and output lines are prefetched during the pass. `ahead(part, parts)` is called once per
-// part of the passes (the caller gathers or prefetches the next output row's input with it).
-// Then one-vector passes and the scalar channel tail per pixel.
-template <typename T, int OWT, int S, bool kStream, typename Ahead>
+// `pixels` output pixels from `out` of one row (all their taps inside the row, the first reading
+// input column iw0) through DepthwiseTile3, channels outermost: one pass per channel vector walks
+// the row in tiles of 8 pixels (then 4, 2, 1), so a pass touches one vector of each input pixel
+// (3 rows x the row's pixels, a few KiB) instead of a tile's every channel (tens of KiB, more
+// than L1), and the next pass's input and output lines are prefetched during it. The channel
+// tail is one more pass of masked tiles. `ahead(part, parts)` is called once per part of the
+// passes (the caller gathers or prefetches the next output row's input with it).
+template <typename T, int S, bool kStream, typename Ahead>
 inline void DepthwiseTile3Run(const T* const* rows, const int64_t* khs, int64_t n_rows,
                               int64_t iw0, int64_t ps, const T* filter, int64_t cout,
                               int64_t pixels, T* out, Ahead&& ahead) {
-  static_assert(OWT == 8, "the remainder is covered by tiles of 4, 2 and 1");
+  constexpr int kOwt = kTile3Pixels;
+  static_assert(kOwt == 8, "the remainder is covered by tiles of 4, 2 and 1");
   constexpr int64_t L = Simd<T>::kLanes;
-  const int64_t blocks = cout / (kTile3Vectors * L);
-  const int64_t singles = kTile3Vectors > 1 ? (cout - blocks * kTile3Vectors * L) / L : 0;
-  const int64_t c_vec = (blocks * kTile3Vectors + singles) * L;
-  const int64_t passes = blocks + singles;
-  const int64_t tiles = pixels / OWT, rest = pixels % OWT;
+  const int64_t passes = cout / L, c_vec = passes * L;
   const int64_t in_pixels = (pixels - 1) * S + 3;
-  int64_t c0 = 0;
+  // Calls tile(std::integral_constant<int, OWT>(), j) for tiles covering pixels [0, pixels).
+  auto walk = [pixels](auto&& tile) {
+    int64_t j = 0;
+    for (; j + kOwt <= pixels; j += kOwt) tile(std::integral_constant<int, kOwt>(), j);
+    const int64_t rest = pixels - j;
+    if (rest & 4) tile(std::integral_constant<int, 4>(), j), j += 4;
+    if (rest & 2) tile(std::integral_constant<int, 2>(), j), j += 2;
+    if (rest & 1) tile(std::integral_constant<int, 1>(), j);
+  };
   for (int64_t pass = 0; pass < passes; ++pass) {
     ahead(pass, passes);
-    const int64_t width = pass < blocks ? kTile3Vectors * L : L;
-    const int64_t next = c0 + width;
+    const int64_t c0 = pass * L, next = c0 + L;
     if (next < c_vec) {
       for (int64_t t = 0; t < n_rows; ++t) {
         const T* xr = rows[t] + iw0 * ps + next;
@@ -595,41 +598,18 @@ inline void DepthwiseTile3Run(const T* const* rows, const int64_t* khs, int64_t 
         for (int64_t j = 0; j < pixels; ++j) __builtin_prefetch(out + j * cout + next, 1, 3);
       }
     }
-    auto tile = [&](auto owt, int64_t j) {
-      constexpr int kOwt = decltype(owt)::value;
-      if (pass < blocks) {
-        DepthwiseTile3<T, kOwt, S, kTile3Vectors, kStream>(rows, khs, n_rows, iw0 + j * S, ps,
-                                                           filter, cout, c0, out + j * cout);
-      } else {
-        DepthwiseTile3<T, kOwt, S, 1, kStream>(rows, khs, n_rows, iw0 + j * S, ps, filter, cout,
-                                               c0, out + j * cout);
-      }
-    };
-    int64_t j = 0;
-    for (int64_t k = 0; k < tiles; ++k, j += OWT) tile(std::integral_constant<int, OWT>(), j);
-    if (rest & 4) tile(std::integral_constant<int, 4>(), j), j += 4;
-    if (rest & 2) tile(std::integral_constant<int, 2>(), j), j += 2;
-    if (rest & 1) tile(std::integral_constant<int, 1>(), j);
-    c0 = next;
+    walk([&](auto owt, int64_t j) {
+      DepthwiseTile3<T, decltype(owt)::value, S, 1, kStream>(rows, khs, n_rows, iw0 + j * S, ps,
+                                                             filter, cout, c0, out + j * cout);
+    });
   }
   if (passes == 0) ahead(0, 1);
-  if (c_vec < cout && !kStream) {
-    // The channel tail: one more pass of masked tiles.
+  if (c_vec < cout) {
     const int lanes = static_cast<int>(cout - c_vec);
-    auto tail = [&](auto owt, int64_t j) {
+    walk([&](auto owt, int64_t j) {
       DepthwiseTile3<T, decltype(owt)::value, S, 1, false, true>(
           rows, khs, n_rows, iw0 + j * S, ps, filter, cout, c_vec, out + j * cout, lanes);
-    };
-    int64_t j = 0;
-    for (int64_t k = 0; k < tiles; ++k, j += OWT) tail(std::integral_constant<int, OWT>(), j);
-    if (rest & 4) tail(std::integral_constant<int, 4>(), j), j += 4;
-    if (rest & 2) tail(std::integral_constant<int, 2>(), j), j += 2;
-    if (rest & 1) tail(std::integral_constant<int, 1>(), j);
-  } else if (c_vec < cout) {
-    for (int64_t j = 0; j < pixels; ++j) {
-      DepthwisePixelBlock<T, 0, kStream>(rows, khs, n_rows, iw0 + j * S, 0, 3, 1, ps, filter, 3,
-                                         cout, c_vec, out + j * cout);
-    }
+    });
   }
 }
 
@@ -703,21 +683,17 @@ void DepthwiseForward(const GroupedConvParams& p, const T* x, const T* f, T* y,
               for (; gathered < upto; ++gathered) source.GatherAhead(next_ih, gathered, p.out_w);
             };
             const int64_t iw0 = ow * p.stride_w - p.pad_left;
-            T* out = yrow + ow * cout;
-            if (p.stride_w == 1) {
-              if (stream) {
-                DepthwiseTile3Run<T, kTile3Pixels, 1, true>(rows, khs, n_rows, iw0, ps, f, cout,
-                                                            tile_end - tile_lo, out, ahead);
-              } else {
-                DepthwiseTile3Run<T, kTile3Pixels, 1, false>(rows, khs, n_rows, iw0, ps, f, cout,
-                                                             tile_end - tile_lo, out, ahead);
-              }
-            } else if (stream) {
-              DepthwiseTile3Run<T, kTile3Pixels, 2, true>(rows, khs, n_rows, iw0, ps, f, cout,
-                                                          tile_end - tile_lo, out, ahead);
+            auto run = [&](auto stride, auto streaming) {
+              DepthwiseTile3Run<T, decltype(stride)::value, decltype(streaming)::value>(
+                  rows, khs, n_rows, iw0, ps, f, cout, tile_end - tile_lo, yrow + ow * cout,
+                  ahead);
+            };
+            using One = std::integral_constant<int, 1>;
+            using Two = std::integral_constant<int, 2>;
+            if (stream) {
+              p.stride_w == 1 ? run(One(), std::true_type()) : run(Two(), std::true_type());
             } else {
-              DepthwiseTile3Run<T, kTile3Pixels, 2, false>(rows, khs, n_rows, iw0, ps, f, cout,
-                                                           tile_end - tile_lo, out, ahead);
+              p.stride_w == 1 ? run(One(), std::false_type()) : run(Two(), std::false_type());
             }
             ow = tile_end - 1;
             continue;
@@ -1041,6 +1017,7 @@ void DepthwiseBackpropFilter(const GroupedConvParams& p, const T* x, const T* dy
         constexpr int kNV = kVectorBytes == 64 ? 2 : 1;
         constexpr int64_t kL = Simd<T>::kLanes;
         const int64_t chunks = std::max<int64_t>(1, cout / (kNV * kL));
+        static_assert(!kFilterRowS1 || kNV == 1, "the input walk covers every whole vector");
         const bool s1 = kFilterRowS1 && p.stride_w == 1 && p.dil_w == 1;
         for (; c_done + kNV * kL <= cout; c_done += kNV * kL) {
           source.GatherAhead(next_ih, c_done / (kNV * kL), chunks);
@@ -1052,13 +1029,7 @@ void DepthwiseBackpropFilter(const GroupedConvParams& p, const T* x, const T* dy
           }
           DepthwiseFilterRow<T, 3, 3, kNV>(p, rows, khs, n_rows, dyrow, ps, c_done, part);
         }
-        for (; c_done + kL <= cout; c_done += kL) {
-          if constexpr (kFilterRowS1) {
-            if (s1) {
-              DepthwiseFilterRow3S1<T, 1>(p, rows, khs, n_rows, dyrow, ps, c_done, part);
-              continue;
-            }
-          }
+        for (; c_done + kL <= cout; c_done += kL) {  // AVX-512: the odd last vector
           DepthwiseFilterRow<T, 3, 3, 1>(p, rows, khs, n_rows, dyrow, ps, c_done, part);
         }
         if constexpr (kVectorBytes >= 32) {
