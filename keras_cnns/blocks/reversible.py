@@ -463,6 +463,11 @@ class ReversibleSequence(_CouplingLayer):
         epsilon, c = self.epsilon, self._half
         loop = dict(parallel_iterations=1, maximum_iterations=units)
 
+        def unit_major(arrays):
+            """Per-slot TensorArrays written per unit -> [unit 0's slots..., unit 1's, ...]."""
+            per_slot = [tf.unstack(a.stack(), num=units) for a in arrays]
+            return [t for u in range(units) for t in (slot[u] for slot in per_slot)]
+
         @tf.custom_gradient
         def run(x, *params):
             # slot k of every unit, stacked: [units, *shape]
@@ -483,8 +488,7 @@ class ReversibleSequence(_CouplingLayer):
                     lambda i, *_: i < units, forward, (0, x[..., :c], x[..., c:], *arrays),
                     **loop)
                 y = tf.concat([y1, y2], axis=-1)
-                per_slot = [tf.unstack(a.stack(), num=units) for a in arrays]
-                stats = [per_slot[k][u] for u in range(units) for k in range(n_stats)]
+                stats = unit_major(arrays)
 
             def grad(dy, *unused_stat_grads):
                 def backward(i, y1, y2, dy1, dy2, *arrays):
@@ -516,9 +520,7 @@ class ReversibleSequence(_CouplingLayer):
                 _, _, _, dx1, dx2, *arrays = tf.while_loop(
                     lambda i, *_: i < units, backward,
                     (0, y[..., :c], y[..., c:], dy[..., :c], dy[..., c:], *arrays), **loop)
-                per_slot = [tf.unstack(a.stack(), num=units) for a in arrays]
-                dparams = [per_slot[k][u] for u in range(units) for k in range(per)]
-                return [tf.concat([dx1, dx2], axis=-1)] + dparams
+                return [tf.concat([dx1, dx2], axis=-1)] + unit_major(arrays)
 
             return [y] + stats, grad
 
