@@ -18,10 +18,13 @@
 //  * grouped (C / groups > 1): per group a register-tiled GEMM (single threaded per task) on
 //    strided maps of the NHWC tensors; 1x1 stride-1 convolutions without shuffle read the
 //    tensors in place, everything else goes through a per-task im2col buffer built with the
-//    shuffle as index arithmetic.
+//    shuffle as index arithmetic. Filters of 256 KiB and more are packed by all workers; a
+//    one-group forward with fewer than 64 output pixels per worker (batch-1 inference) splits
+//    the output channels across workers instead of the pixels.
 //  * backprop to the input is computed in "gather" form per input row (no atomics, no zeroing
 //    pass) and scattered through the inverse shuffle; backprop to the filter accumulates into one
-//    partial filter per worker, summed at the end.
+//    partial filter per worker, summed at the end; where that partial is over 256 KiB, in
+//    chunks of at least 128 pixels (across images), so each pass over it does enough FMAs.
 
 #ifndef KERAS_CNNS_CUSTOM_OPS_GROUPED_CONV_CPU_KERNELS_H_
 #define KERAS_CNNS_CUSTOM_OPS_GROUPED_CONV_CPU_KERNELS_H_

@@ -1113,18 +1113,34 @@ class PackedB {
   static constexpr int64_t kWidth = kPanelVectors * Simd<T>::kLanes;
   // B(k, n) = b[k * row_stride + n * col_stride].
   void Pack(const T* b, int64_t k, int64_t n, int64_t row_stride, int64_t col_stride) {
+    Allocate(k, n);
+    PackPanels(b, row_stride, col_stride, 0, panels_);
+  }
+  // The two halves of Pack, so that the panels of a big B can be packed by several workers:
+  // Allocate sizes the (uninitialised) buffer, PackPanels fills panels [j0, j1), their zero
+  // padding included.
+  void Allocate(int64_t k, int64_t n) {
     constexpr int64_t kL = Simd<T>::kLanes;
     k_ = k;
     n_ = n;
     panels_ = (n + kWidth - 1) / kWidth;
-    const int64_t last = panels_ > 0 ? (n - (panels_ - 1) * kWidth + kL - 1) / kL * kL : 0;
-    data_.assign(static_cast<size_t>(std::max<int64_t>(0, panels_ - 1) * k * kWidth + k * last),
-                 T(0));
-    for (int64_t j = 0; j < panels_; ++j) {
-      T* d = data_.data() + j * k * kWidth;
-      const int64_t n0 = j * kWidth, w = std::min(kWidth, n - n0);
-      const int64_t stride = j + 1 < panels_ ? kWidth : last;
-      for (int64_t kk = 0; kk < k; ++kk) {
+    last_ = panels_ > 0 ? (n - (panels_ - 1) * kWidth + kL - 1) / kL * kL : 0;
+    const int64_t size = std::max<int64_t>(0, panels_ - 1) * k * kWidth + k * last_;
+    // No value-initialisation: every element is written by PackPanels (a zeroed std::vector
+    // wrote the whole buffer twice, which for a 1024 x 1024 filter was most of a batch-1
+    // pointwise convolution's time).
+    if (size > capacity_) {  // a PackedB reused in a loop keeps its buffer
+      data_.reset(static_cast<T*>(::operator new(size * sizeof(T), kAlign)));
+      capacity_ = size;
+    }
+  }
+  void PackPanels(const T* b, int64_t row_stride, int64_t col_stride, int64_t j0,
+                  int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      T* d = data_.get() + j * k_ * kWidth;
+      const int64_t n0 = j * kWidth, w = std::min(kWidth, n_ - n0);
+      const int64_t stride = j + 1 < panels_ ? kWidth : last_;
+      for (int64_t kk = 0; kk < k_; ++kk) {
         const T* s = b + kk * row_stride + n0 * col_stride;
         T* dr = d + kk * stride;
         if (col_stride == 1) {
@@ -1132,17 +1148,26 @@ class PackedB {
         } else {
           for (int64_t i = 0; i < w; ++i) dr[i] = s[i * col_stride];
         }
+        for (int64_t i = w; i < stride; ++i) dr[i] = T(0);
       }
     }
   }
   int64_t k() const { return k_; }
   int64_t n() const { return n_; }
   int64_t panels() const { return panels_; }
-  const T* panel(int64_t j) const { return data_.data() + j * k_ * kWidth; }
+  const T* panel(int64_t j) const { return data_.get() + j * k_ * kWidth; }
+  int64_t bytes() const {
+    return (std::max<int64_t>(0, panels_ - 1) * k_ * kWidth + k_ * last_) *
+           static_cast<int64_t>(sizeof(T));
+  }
 
  private:
-  int64_t k_ = 0, n_ = 0, panels_ = 0;
-  AlignedVector<T> data_;
+  static constexpr std::align_val_t kAlign{64};
+  struct Free {
+    void operator()(T* p) const { ::operator delete(p, kAlign); }
+  };
+  int64_t k_ = 0, n_ = 0, panels_ = 0, last_ = 0, capacity_ = 0;
+  std::unique_ptr<T, Free> data_;
 };
 
 // One MR x (NV vectors) tile: C rows [0, MR), columns [0, ncols) (ncols <= NV * lanes).
@@ -1278,15 +1303,18 @@ inline void GemmRows(int64_t m, int64_t k, const T* a, int64_t a_rs, int64_t a_c
 // full vectors of C with non-temporal stores. `prefetch` (optional) is spread over the tiles.
 template <typename T>
 void Gemm(int64_t m, const T* a, int64_t a_rs, int64_t a_cs, const PackedB<T>& b, T* c,
-          int64_t c_rs, bool accumulate, bool stream = false, TilePrefetch* prefetch = nullptr) {
+          int64_t c_rs, bool accumulate, bool stream = false, TilePrefetch* prefetch = nullptr,
+          int64_t j_begin = 0, int64_t j_end = -1) {
+  // Only panels [j_begin, j_end) (all by default): the columns they hold.
   constexpr int64_t kL = Simd<T>::kLanes, kW = PackedB<T>::kWidth;
-  if (prefetch != nullptr) prefetch->Plan(b.panels() * (m / kTileRows));
+  if (j_end < 0) j_end = b.panels();
+  if (prefetch != nullptr) prefetch->Plan((j_end - j_begin) * (m / kTileRows));
   // Rows per pass, so one pass of A stays in L1/L2 while the panels cycle.
   const int64_t rows_per_pass = std::max<int64_t>(kTileRows, ((int64_t{1} << 15) / sizeof(T)) /
                                                                  std::max<int64_t>(1, b.k()));
   for (int64_t r0 = 0; r0 < m; r0 += rows_per_pass) {
     const int64_t rows = std::min(rows_per_pass, m - r0);
-    for (int64_t j = 0; j < b.panels(); ++j) {
+    for (int64_t j = j_begin; j < j_end; ++j) {
       const int64_t n0 = j * kW, ncols = std::min(kW, b.n() - n0);
       const T* ar = a + r0 * a_rs;
       T* cr = c + r0 * c_rs + n0;
@@ -1369,11 +1397,58 @@ inline void PrefetchForRead(const void* p, int64_t bytes) {
 // Pixels per chunk of the grouped kernels: a multiple of the GEMM tile rows, with the chunk's
 // operands (`cols` values per pixel) around 64 KiB, so a chunk's input pixels stay in L1/L2
 // while every group consumes them.
+// Packed filters at least this big are packed by all workers (see PackWeights).
+constexpr int64_t kParallelPackBytes = int64_t{1} << 18;
+// Below this many output pixels per worker a one-group forward splits its output channels
+// (see ColumnSlices).
+#ifndef KCNN_FEW_PIXELS_PER_WORKER
+#define KCNN_FEW_PIXELS_PER_WORKER 64
+#endif
+constexpr int64_t kFewPixelsPerWorker = KCNN_FEW_PIXELS_PER_WORKER;
+
 template <typename T>
 int64_t PixelChunk(int64_t cols) {
   const int64_t budget = (int64_t{1} << 16) / static_cast<int64_t>(sizeof(T));
   const int64_t rows = std::max<int64_t>(1, budget / std::max<int64_t>(1, cols));
   return std::max<int64_t>(kTileRows, std::min<int64_t>(512, rows) / kTileRows * kTileRows);
+}
+
+// Packs every group's weights, B_g[k, o] = f[k * cout + g * opg + o] (k < kc, o < opg); big
+// filters (a 1024 x 1024 pointwise convolution is 4 MiB) with their panels spread over the
+// workers, small ones on the calling thread (a parallel call costs more than they do).
+template <typename T>
+void PackWeights(std::vector<PackedB<T>>& w, const T* f, int64_t kc, int64_t opg, int64_t cout,
+                 const ParallelRunner& runner) {
+  int64_t bytes = 0, panels = 0;
+  for (PackedB<T>& b : w) {
+    b.Allocate(kc, opg);
+    bytes += b.bytes();
+    panels += b.panels();
+  }
+  const int64_t per_group = w.empty() ? 0 : w[0].panels();
+  auto pack = [&](int64_t begin, int64_t end, int) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t g = i / per_group, j = i % per_group;
+      w[g].PackPanels(f + g * opg, cout, 1, j, j + 1);
+    }
+  };
+  if (bytes >= kParallelPackBytes && runner.concurrency() > 1 && per_group > 0) {
+    runner.For(panels, pack);
+  } else if (per_group > 0) {
+    pack(0, panels, 0);
+  }
+}
+
+// How many column slices a forward pass splits its one group's output channels into (1: split
+// the pixels, the usual way). A worker of the pixel split streams the whole packed filter for
+// its few rows, so with fewer than kFewPixelsPerWorker pixels per worker the output channels are
+// split instead (batch-1 inference, 4x4 maps at small batches).
+inline int64_t ColumnSlices(int64_t groups, int64_t pixels, int64_t panels, int concurrency) {
+  if (groups != 1 || concurrency <= 1 || panels < 2 ||
+      pixels >= kFewPixelsPerWorker * concurrency) {
+    return 1;
+  }
+  return std::min<int64_t>(panels, 2 * static_cast<int64_t>(concurrency));
 }
 
 template <typename T>
@@ -1385,11 +1460,38 @@ void GroupedForward(const GroupedConvParams& p, const T* x, const T* f, T* y,
   const bool in_place = IsPointwise(p) && p.shuffle_groups == 1;
   // W_g[(kh, kw, ci), o] = f[kh, kw, ci, g * opg + o].
   std::vector<PackedB<T>> w(p.groups);
-  for (int64_t g = 0; g < p.groups; ++g) w[g].Pack(f + g * opg, kc, opg, cout, 1);
-  const RowBlocks blocks(p.batch, p.out_h, runner.concurrency());
+  PackWeights(w, f, kc, opg, cout, runner);
   const int64_t chunk = PixelChunk<T>(in_place ? cin + cout : kc + cout);
   const bool stream = UseStreamingStores(y, p.output_size(), cout) &&
                       (opg * static_cast<int64_t>(sizeof(T))) % kVectorBytes == 0;
+  const int64_t pixels = p.batch * p.out_h * p.out_w;
+  const int64_t slices = ColumnSlices(p.groups, pixels, w[0].panels(), runner.concurrency());
+  if (slices > 1) {
+    // Few pixels (batch-1 inference, 4x4 maps): split the output channels instead of the
+    // pixels, so each worker streams its share of the weights once rather than all of them
+    // for a few rows. One group here (ColumnSlices).
+    const PackedB<T>& b = w[0];
+    runner.For(slices, [&](int64_t begin, int64_t end, int) {
+      AlignedVector<T> buf;
+      for (int64_t s = begin; s < end; ++s) {
+        const int64_t j0 = s * b.panels() / slices, j1 = (s + 1) * b.panels() / slices;
+        for (int64_t q = 0; q < pixels; q += chunk) {
+          const int64_t m = std::min(chunk, pixels - q);
+          if (in_place) {
+            Gemm<T>(m, x + q * cin, cin, 1, b, y + q * cout, cout, false, stream, nullptr, j0,
+                    j1);
+          } else {
+            buf.resize(static_cast<size_t>(m * kc));
+            Im2Col(p, x, src.data(), q, q + m, 0, buf.data());
+            Gemm<T>(m, buf.data(), kc, 1, b, y + q * cout, cout, false, stream, nullptr, j0, j1);
+          }
+        }
+      }
+      if (stream) StreamFence();
+    });
+    return;
+  }
+  const RowBlocks blocks(p.batch, p.out_h, runner.concurrency());
   runner.For(blocks.units, [&](int64_t begin, int64_t end, int) {
     AlignedVector<T> buf;
     for (int64_t u = begin; u < end; ++u) {
@@ -1513,6 +1615,22 @@ void GroupedBackpropInput(const GroupedConvParams& p, const T* dy, const T* f, T
   });
 }
 
+// Pixels per chunk of the filter gradient (`cols` operand values per pixel, a partial filter
+// gradient of `partial` values). Every chunk reads and writes the worker's whole partial sum, so
+// where that is bigger than L2 (256 KiB: a 3x3 convolution of 128 channels or more) a chunk is at
+// least kBigFilterChunk pixels, for KH*KW*C_in * C_out * chunk FMAs per pass over it. With
+// PixelChunk's 6 pixels (the 64 KiB operand budget) a 3x3 512 -> 512 gradient streamed its 9 MiB
+// partial sum once per 6 pixels: measured in WRN-16-8's training step (oneDNN off, batch 64, 2-core
+// Zen 3), 830-870 ms per call against 300 ms for TensorFlow's kernel.
+constexpr int64_t kBigFilterChunk = 128;
+
+template <typename T>
+int64_t FilterGradientChunk(int64_t cols, int64_t partial) {
+  const int64_t chunk = PixelChunk<T>(cols);
+  if (partial * static_cast<int64_t>(sizeof(T)) <= (int64_t{1} << 18)) return chunk;
+  return std::max(chunk, CeilDiv(kBigFilterChunk, kTileRows) * kTileRows);
+}
+
 template <typename T>
 void GroupedBackpropFilter(const GroupedConvParams& p, const T* x, const T* dy, T* df,
                            const ParallelRunner& runner) {
@@ -1521,39 +1639,37 @@ void GroupedBackpropFilter(const GroupedConvParams& p, const T* x, const T* dy, 
   const std::vector<int64_t> src = ShuffleSourceMap(p);
   const bool in_place = IsPointwise(p) && p.shuffle_groups == 1;
   PartialSums<T> parts(runner.num_workers(), kc * cout);
-  const RowBlocks blocks(p.batch, p.out_h, runner.concurrency());
-  const int64_t chunk = PixelChunk<T>(in_place ? cin + cout : kc + cout);
-  runner.For(blocks.units, [&](int64_t begin, int64_t end, int worker) {
+  const int64_t pixels = p.batch * p.out_h * p.out_w;
+  const int64_t chunk = FilterGradientChunk<T>(in_place ? cin + cout : kc + cout, kc * cout);
+  // Work units are chunks of the flat output pixels (across images: a chunk may be longer than
+  // one image's 8x8 map).
+  runner.For(CeilDiv(pixels, chunk), [&](int64_t begin, int64_t end, int worker) {
     T* part = parts.Get(worker);
     AlignedVector<T> buf;
     PackedB<T> dyg;
-    for (int64_t u = begin; u < end; ++u) {
-      int64_t n, r0, r1;
-      blocks.Range(u, &n, &r0, &r1);
-      const int64_t q_end = (n * p.out_h + r1) * p.out_w;
-      for (int64_t q = (n * p.out_h + r0) * p.out_w; q < q_end; q += chunk) {
-        const int64_t m = std::min(chunk, q_end - q);
-        const int64_t next = std::min(chunk, q_end - q - m);
-        if (next > 0 && !in_place) {
-          PrefetchForRead(dy + (q + m) * cout, next * cout * sizeof(T));
-        }
-        for (int64_t g = 0; g < p.groups; ++g) {
-          // dW_g[(kh, kw, ci), o] += sum over the chunk's pixels of A[pixel, (kh, kw, ci)] *
-          // dY[pixel, o]: a GEMM with M = KH*KW*cpg, K = pixels, N = opg.
-          dyg.Pack(dy + q * cout + g * opg, m, opg, cout, 1);
-          T* dwg = part + g * opg;
-          if (in_place) {
-            TilePrefetch prefetch;  // the next chunk's share of x and dy
-            prefetch.ranges[0] = TilePrefetch::Share(x + (q + m) * cin, next * cin * sizeof(T), g,
-                                                     p.groups, false);
-            prefetch.ranges[1] = TilePrefetch::Share(dy + (q + m) * cout,
-                                                     next * cout * sizeof(T), g, p.groups, false);
-            Gemm<T>(kc, x + q * cin + g * cpg, 1, cin, dyg, dwg, cout, true, false, &prefetch);
-          } else {
-            buf.resize(static_cast<size_t>(m * kc));
-            Im2Col(p, x, src.data(), q, q + m, g, buf.data());
-            Gemm<T>(kc, buf.data(), 1, kc, dyg, dwg, cout, true);
-          }
+    const int64_t q_end = std::min(pixels, end * chunk);
+    for (int64_t q = begin * chunk; q < q_end; q += chunk) {
+      const int64_t m = std::min(chunk, q_end - q);
+      const int64_t next = std::min(chunk, q_end - q - m);
+      if (next > 0 && !in_place) {
+        PrefetchForRead(dy + (q + m) * cout, next * cout * sizeof(T));
+      }
+      for (int64_t g = 0; g < p.groups; ++g) {
+        // dW_g[(kh, kw, ci), o] += sum over the chunk's pixels of A[pixel, (kh, kw, ci)] *
+        // dY[pixel, o]: a GEMM with M = KH*KW*cpg, K = pixels, N = opg.
+        dyg.Pack(dy + q * cout + g * opg, m, opg, cout, 1);
+        T* dwg = part + g * opg;
+        if (in_place) {
+          TilePrefetch prefetch;  // the next chunk's share of x and dy
+          prefetch.ranges[0] = TilePrefetch::Share(x + (q + m) * cin, next * cin * sizeof(T), g,
+                                                   p.groups, false);
+          prefetch.ranges[1] = TilePrefetch::Share(dy + (q + m) * cout,
+                                                   next * cout * sizeof(T), g, p.groups, false);
+          Gemm<T>(kc, x + q * cin + g * cpg, 1, cin, dyg, dwg, cout, true, false, &prefetch);
+        } else {
+          buf.resize(static_cast<size_t>(m * kc));
+          Im2Col(p, x, src.data(), q, q + m, g, buf.data());
+          Gemm<T>(kc, buf.data(), 1, kc, dyg, dwg, cout, true);
         }
       }
     }

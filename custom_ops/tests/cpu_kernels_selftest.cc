@@ -120,6 +120,16 @@ int main() {
       {1, 4, 3, 16, 3, 16, 1, 1, 16, 1, false},    // one output pixel per row
       {1, 4, 2, 16, 3, 16, 1, 1, 16, 1, true},     // no interior pixel
       {2, 6, 9, 60, 3, 60, 1, 1, 60, 3, true},     // ShuffleNet g=3's 60 channels: masked tail
+      // One-group forwards with few pixels split the output channels (ColumnSlices); filters of
+      // 256 KiB and more are packed by both workers (PackWeights).
+      {1, 4, 4, 72, 1, 200, 1, 1, 1, 1, true},     // pointwise, partial last panel
+      {1, 5, 6, 20, 3, 100, 2, 1, 1, 1, true},     // 3x3 strided (im2col)
+      {1, 4, 4, 512, 1, 136, 1, 1, 1, 1, true},    // both: few pixels, parallel packing
+      {3, 8, 8, 520, 1, 130, 1, 1, 1, 1, true},    // parallel packing, the pixel split
+      // Partial filter gradients over 256 KiB take chunks of >= 128 pixels (FilterGradientChunk),
+      // across image boundaries.
+      {2, 5, 5, 64, 3, 128, 1, 1, 1, 1, true},     // one chunk
+      {6, 7, 7, 64, 3, 128, 1, 1, 1, 1, false},    // VALID, three chunks over six images
       // Large enough (> 16 MiB) for the streaming-store paths of the forward and input gradient.
       {24, 28, 28, 240, 3, 240, 1, 1, 240, 3, true},
       {24, 28, 28, 240, 1, 240, 1, 1, 3, 1, true},
