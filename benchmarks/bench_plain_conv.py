@@ -50,7 +50,11 @@ TARGETS = {"off": 1.3, "on": 0.98}
 
 def _parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=["shapes", "steps", "both"], default="both")
+    parser.add_argument("--part", choices=["shapes", "steps", "both", "inference"],
+                        default="both",
+                        help="both = shapes then steps; inference is run only when asked for")
+    parser.add_argument("--infer-batches", type=int, nargs="+", default=[1, 16],
+                        help="inference: batch sizes (default 1 16)")
     parser.add_argument("--forward-only", action="store_true",
                         help="shapes: time the forward pass alone (what inference runs) instead "
                              "of forward + both gradients")
@@ -85,14 +89,30 @@ def _shapes(models, side):
 
 
 def _run_shapes(args, out):
-    import tensorflow as tf
-
     from keras_cnns.environment import onednn_enabled
-    from keras_cnns.ops import plain_conv2d_on_op
-    from keras_cnns.ops.depthwise_dispatch import measured_plain_rule
+    from keras_cnns.ops.depthwise_dispatch import PLAIN_ENV_VAR
 
     rng = np.random.default_rng(0)
     onednn = bool(onednn_enabled())
+    # The op on every pass (KERAS_CNNS_PLAIN_CONV=custom: no forward split): this part times
+    # the op's own kernels against TensorFlow's.
+    previous = os.environ.get(PLAIN_ENV_VAR)
+    os.environ[PLAIN_ENV_VAR] = "custom"
+    try:
+        _time_shapes(args, out, rng, onednn)
+    finally:
+        if previous is None:
+            os.environ.pop(PLAIN_ENV_VAR, None)
+        else:
+            os.environ[PLAIN_ENV_VAR] = previous
+
+
+def _time_shapes(args, out, rng, onednn):
+    import tensorflow as tf
+
+    from keras_cnns.ops import plain_conv2d_on_op
+    from keras_cnns.ops.depthwise_dispatch import PLAIN_FORWARD_FILTER_BYTES, measured_plain_rule
+
     uses = _shapes(args.models, args.side)
     print(f"\n{len(uses)} distinct plain convolutions in {', '.join(args.models)} at "
           f"{args.side}x{args.side}, batch {args.batch}, "
@@ -119,14 +139,18 @@ def _run_shapes(args, out):
             t_op, t_stock, _ = interleaved(grad_step(op, x, [kernel]),
                                            grad_step(stock, x, [kernel]), args.reps)
         use_op = measured_plain_rule(h, w, c, f, k, s, onednn)
+        split = use_op and k * k * c * f * 4 > PLAIN_FORWARD_FILTER_BYTES
         sums["op"] += n * t_op
         sums["stock"] += n * t_stock
         sums["rule"] += n * (t_op if use_op else t_stock)
         rows.append({"h": h, "w": w, "c_in": c, "c_out": f, "k": k, "stride": s, "uses": n,
                      "op_ms": t_op, "stock_ms": t_stock, "ratio": t_stock / t_op,
-                     "rule_op": use_op})
+                     "rule_op": use_op, "rule_forward_stock": split})
+        pick = "op*" if split else ("op" if use_op else "stock")
         print(f"{f'{h} x {w} x {c} -> {f}':>24}{k:>3}{s:>3}{n:>6}{t_op:>9.2f}{t_stock:>10.2f}"
-              f"{t_stock / t_op:>9.2f}x{'op' if use_op else 'stock':>8}", flush=True)
+              f"{t_stock / t_op:>9.2f}x{pick:>8}", flush=True)
+    print("op*: the rule runs the forward on tf.nn.conv2d, the gradients on the op "
+          "(filter over 256 KiB); 'op ms' is the op on every pass")
     print(f"weighted total: op {sums['op']:.0f} ms, stock {sums['stock']:.0f} ms "
           f"(stock / op {sums['stock'] / sums['op']:.2f}x); the rule's picks {sums['rule']:.0f} ms "
           f"(stock / rule {sums['stock'] / sums['rule']:.2f}x)")
@@ -172,6 +196,38 @@ def _run_steps(args, out):
     out["steps"] = rows
 
 
+def _run_inference(args, out):
+    import tensorflow as tf
+
+    from keras_cnns.layers.conv import _op_convolution
+
+    rng = np.random.default_rng(0)
+    print(f"\ninference (model(x, training=False) in a tf.function, jit_compile=False), "
+          f"{args.side}x{args.side}, {3 * args.reps} interleaved calls per side")
+    print(f"{'model':<18}{'batch':>6}{'convs on op':>13}{'rule ms':>10}{'stock ms':>10}"
+          f"{'stock/rule':>12}")
+    rows = []
+    for name in args.models:
+        ruled = _build(name, args.side, "auto")
+        stock = _build(name, args.side, "stock", ruled.get_weights())
+        on_op = sum(getattr(getattr(layer, "convolution_op", None), "__func__", None)
+                    is _op_convolution for layer in ruled._flatten_layers(include_self=False))
+        convs = sum(type(layer).__name__ == "Conv2D"
+                    for layer in ruled._flatten_layers(include_self=False))
+        f_rule = tf.function(lambda t, m=ruled: m(t, training=False), jit_compile=False)
+        f_stock = tf.function(lambda t, m=stock: m(t, training=False), jit_compile=False)
+        for batch in args.infer_batches:
+            x = tf.constant(rng.random((batch, args.side, args.side, 3), dtype=np.float32))
+            t_rule, t_stock, ratio = interleaved(lambda: f_rule(x).numpy(),
+                                                 lambda: f_stock(x).numpy(), 3 * args.reps,
+                                                 warmup=2)
+            rows.append({"model": name, "batch": batch, "on_op": on_op, "convs": convs,
+                         "rule_ms": t_rule, "stock_ms": t_stock, "ratio": ratio})
+            print(f"{name:<18}{batch:>6}{f'{on_op}/{convs}':>13}{t_rule:>10.2f}{t_stock:>10.2f}"
+                  f"{ratio:>11.3f}x", flush=True)
+    out["inference"] = rows
+
+
 def _summarize(results):
     print("\n=== summary: plain convolutions with the rule against TensorFlow's kernels ===")
     for setting, r in results.items():
@@ -180,6 +236,9 @@ def _summarize(results):
             sums = r["shapes"]["sums"]
             print(f"  shapes, weighted by use: stock / op {sums['stock'] / sums['op']:.2f}x, "
                   f"stock / rule {sums['stock'] / sums['rule']:.2f}x")
+        for row in r.get("inference", []):
+            print(f"  {row['model']:<18} inference at batch {row['batch']:<4} stock / rule "
+                  f"{row['ratio']:.3f}x ({row['on_op']}/{row['convs']} convolutions on the op)")
         for row in r.get("steps", []):
             ok = row["ratio"] >= TARGETS[setting]
             print(f"  {row['model']:<18} training step stock / rule {row['ratio']:.2f}x "
@@ -213,6 +272,8 @@ def main(argv=None) -> int:
         _run_shapes(args, out)
     if args.part in ("steps", "both"):
         _run_steps(args, out)
+    if args.part == "inference":
+        _run_inference(args, out)
     write_json(args.json_out, out)
     return 0
 

@@ -249,12 +249,19 @@ def test_plain_conv_benchmark_runs_at_toy_size(capsys):
     out = capsys.readouterr().out
     assert "distinct plain convolutions in resnet20" in out and "weighted total" in out
     picks = [line.split()[-1] for line in out.splitlines() if " -> " in line and "C_out" not in line]
-    assert len(picks) >= 5 and set(picks) <= {"op", "stock"}  # one row per shape, with the pick
+    # one row per shape, with the pick (op*: the forward on TensorFlow, the gradients on the op)
+    assert len(picks) >= 5 and set(picks) <= {"op", "op*", "stock"}
     row = [line for line in out.splitlines() if line.startswith("resnet20 ")]
     assert len(row) == 1 and "/" in row[0]  # convolutions on the op / all of them
     assert bench.main(["--onednn", "current", "--models", "resnet20", "--side", "16",
                        "--batch", "2", "--reps", "1", "--part", "shapes", "--forward-only"]) == 0
     out = capsys.readouterr().out
     assert "forward only" in out and "weighted total" in out
+    assert bench.main(["--onednn", "current", "--models", "resnet20", "--side", "16",
+                       "--reps", "1", "--part", "inference", "--infer-batches", "1", "3"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.startswith("resnet20 ")]
+    assert [r[1] for r in rows] == ["1", "3"], out  # one row per batch size
+    assert all(r[-1].endswith("x") and float(r[-1][:-1]) > 0 for r in rows), out
     assert bench.main(["--models", "resnet9000"]) == 2
     assert "unknown model" in capsys.readouterr().out

@@ -41,8 +41,14 @@ AVX-512, TF 2.21, both processes with a pooled CPU allocator):
   at least 8 input channels, on maps up to 32 px (the measured domain; larger and unknown
   sides keep Eigen's kernels).
 
+Of the convolutions on the op, those with a float32 filter over 256 KiB run their forward pass
+on ``tf.nn.conv2d`` and only their two gradients on the op (:func:`plain_forward_on_op`): the
+op's forward streams its packed filter once per few output pixels and loses to Eigen's blocked
+GEMM there (forward only, 2-core Zen 3, AVX2: 32x32 x 128 -> 128 3x3 at batch 64 0.90x; 4x4 x
+1024 -> 1024 1x1 at batch 1 with the filter out of cache 0.63x), while its gradients win.
+
 ``KERAS_CNNS_PLAIN_CONV`` overrides the rule when a model is built: ``custom`` (every eligible
-plain convolution on the op) or ``stock`` (none); ``auto`` (default) applies it.
+plain convolution on the op, every pass) or ``stock`` (none); ``auto`` (default) applies it.
 
 Grouped spatial convolutions (ResNeXt's and CSPResNeXt's 32-group 3x3, ``1 < groups < C``, no
 shuffle, float32): :func:`prefer_native_grouped` says whether ``tf.nn.conv2d`` with the grouped
@@ -178,3 +184,25 @@ def measured_plain_rule(height, width, channels_in, channels_out, kernel_size, s
     if onednn or None in (height, width, channels_in) or min(height, width) > 32:
         return False
     return kernel_size in (1, 3) and stride == 1 and channels_in >= 8
+
+
+#: Filters of a plain convolution on the op bigger than this run their forward pass on
+#: ``tf.nn.conv2d`` (the gradients stay on the op): see :func:`plain_forward_on_op`.
+PLAIN_FORWARD_FILTER_BYTES = 256 * 1024
+
+
+def plain_forward_on_op(kernel_size, channels_in, channels_out) -> bool:
+    """For a plain convolution the rule put on the op (:func:`prefer_custom_plain`): whether its
+    forward pass runs on the op too (``True``) or on ``tf.nn.conv2d``, with only the two
+    gradients on the op (``False``).
+
+    The op's forward is a GEMM that streams its packed filter once per few output pixels, so
+    where the float32 filter is bigger than L2 (``PLAIN_FORWARD_FILTER_BYTES``, 256 KiB: 3x3
+    128 -> 128 and wider, 1x1 512 -> 512 and wider) Eigen's cache-blocked forward is the faster
+    one (``benchmarks/bench_plain_conv.py --forward-only``: 0.90x for 32x32 x 128 -> 128 at
+    batch 64; MobileNet's 4x4 x 1024 -> 1024 at batch 1, filters not in cache, 0.63x), while the
+    op's gradients keep their lead. ``KERAS_CNNS_PLAIN_CONV=custom`` puts every pass on the op.
+    """
+    if plain_dispatch_mode() == "custom":
+        return True
+    return kernel_size * kernel_size * channels_in * channels_out * 4 <= PLAIN_FORWARD_FILTER_BYTES

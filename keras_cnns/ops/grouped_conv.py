@@ -184,13 +184,42 @@ def plain_conv2d_on_op(x, kernel, strides, padding):
     run it: not loaded, inside :func:`stock_ops_only` (exports), or another dtype. The caller
     (:func:`keras_cnns.layers.dispatch_plain_convolutions`) then runs its own stock path; the
     choice of *which* convolutions come here is the measured rule
-    :func:`keras_cnns.ops.depthwise_dispatch.prefer_custom_plain`."""
+    :func:`keras_cnns.ops.depthwise_dispatch.prefer_custom_plain`. Filters too big for the op's
+    forward (:func:`keras_cnns.ops.depthwise_dispatch.plain_forward_on_op`) run it on
+    ``tf.nn.conv2d`` with the op's two gradients."""
     if _stock_only() or getattr(x, "dtype", None) is None or x.dtype.name != "float32":
         return None
     lib = _loader.load_library()
     if lib is None:
         return None
     strides = check_pair("strides", strides)
-    return lib.keras_cnns_grouped_depthwise_conv2d(
-        x, kernel, strides=list(strides), padding=padding.upper(), dilations=[1, 1], groups=1,
-        shuffle_groups=1)
+    attrs = dict(strides=list(strides), padding=padding.upper(), dilations=[1, 1], groups=1,
+                 shuffle_groups=1)
+    from keras_cnns.ops.depthwise_dispatch import plain_forward_on_op
+
+    kh, kw, cin, cout = kernel.shape
+    if kh != kw or plain_forward_on_op(kh, cin, cout):
+        return lib.keras_cnns_grouped_depthwise_conv2d(x, kernel, **attrs)
+    return _stock_forward_op_gradients(lib, x, tf.convert_to_tensor(kernel), attrs)
+
+
+def _stock_forward_op_gradients(lib, x, kernel, attrs):
+    """``tf.nn.conv2d`` forward whose two gradients are the op's (where the op's forward is the
+    slower one, :func:`keras_cnns.ops.depthwise_dispatch.plain_forward_on_op`). Second-order
+    gradients follow the op's registered gradients of its backprop ops."""
+
+    @tf.custom_gradient
+    def conv(inputs, filters):
+        y = tf.nn.conv2d(inputs, filters, strides=[1, *attrs["strides"], 1],
+                         padding=attrs["padding"])
+
+        def grad(dy):
+            dx = lib.keras_cnns_grouped_depthwise_conv2d_backprop_input(
+                tf.shape(inputs), filters, dy, **attrs)
+            df = lib.keras_cnns_grouped_depthwise_conv2d_backprop_filter(
+                inputs, tf.shape(filters), dy, **attrs)
+            return dx, df
+
+        return y, grad
+
+    return conv(x, kernel)

@@ -171,3 +171,56 @@ def test_models_follow_the_rule_of_their_process():
                 expected.append(layer.name)
     assert sorted(_on_op(model)) == sorted(expected)
     assert bool(expected) is not bool(onednn_enabled())  # CIFAR ResNet: all or nothing
+
+
+def test_plain_forward_split_by_filter_size(monkeypatch):
+    from keras_cnns.ops.depthwise_dispatch import PLAIN_FORWARD_FILTER_BYTES, plain_forward_on_op
+
+    monkeypatch.setenv(PLAIN_ENV_VAR, "auto")
+    assert PLAIN_FORWARD_FILTER_BYTES == 256 * 1024
+    assert plain_forward_on_op(3, 64, 64)          # 144 KiB: ResNet-110's widest
+    assert plain_forward_on_op(3, 436, 12)         # 184 KiB: DenseNet-40's widest growth conv
+    assert plain_forward_on_op(1, 256, 256)        # exactly 256 KiB
+    assert not plain_forward_on_op(3, 128, 128)    # 576 KiB: WRN-16-8
+    assert not plain_forward_on_op(1, 1024, 1024)  # 4 MiB: MobileNet's last pointwise
+    monkeypatch.setenv(PLAIN_ENV_VAR, "custom")
+    assert plain_forward_on_op(1, 1024, 1024)
+
+
+@needs_op
+@pytest.mark.parametrize("kernel,cin,cout,stride", [(1, 512, 160, 1), (3, 128, 72, 1),
+                                                    (3, 32, 24, 1)])
+def test_big_filters_run_tensorflows_forward_and_the_ops_gradients(monkeypatch, kernel, cin,
+                                                                   cout, stride):
+    from keras_cnns.ops import plain_conv2d_on_op
+    from keras_cnns.ops.depthwise_dispatch import plain_forward_on_op
+
+    monkeypatch.setenv(PLAIN_ENV_VAR, "auto")
+    rng = np.random.default_rng(kernel + cin)
+    x = tf.constant(rng.normal(size=(2, 6, 7, cin)).astype("float32"))
+    w = tf.Variable(rng.normal(size=(kernel, kernel, cin, cout)).astype("float32") * 0.05)
+    target = tf.constant(rng.normal(size=(2, 6, 7, cout)).astype("float32"))
+
+    def run(conv):
+        # value, both gradients and a second-order gradient (of |dx|^2 with respect to x)
+        with tf.GradientTape() as outer:
+            outer.watch(x)
+            with tf.GradientTape() as inner:
+                inner.watch(x)
+                y = conv(x, w)
+                loss = tf.reduce_sum(y * y * target)
+            dx, dw = inner.gradient(loss, [x, w])
+            dx2 = tf.reduce_sum(dx * dx)
+        return conv(x, w), dx, dw, outer.gradient(dx2, x)
+
+    ours = tf.function(lambda: run(lambda a, b: plain_conv2d_on_op(a, b, stride, "same")))
+    theirs = tf.function(lambda: run(lambda a, b: tf.nn.conv2d(a, b, stride, "SAME")))
+    for a, b in zip(ours(), theirs()):
+        scale = float(tf.reduce_max(tf.abs(b))) or 1.0
+        assert float(tf.reduce_max(tf.abs(a - b))) <= 1e-5 * scale
+    types = {op.type for op in ours.get_concrete_function().graph.get_operations()}
+    assert "KerasCnns>GroupedDepthwiseConv2DBackpropFilter" in types
+    assert "KerasCnns>GroupedDepthwiseConv2DBackpropInput" in types
+    assert "Conv2DBackpropFilter" not in types and "Conv2DBackpropInput" not in types
+    # the forward: TensorFlow's for the big filters, the op's for the small one
+    assert ("Conv2D" in types) is not plain_forward_on_op(kernel, cin, cout)
