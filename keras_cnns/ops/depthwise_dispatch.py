@@ -41,11 +41,11 @@ AVX-512, TF 2.21, both processes with a pooled CPU allocator):
   at least 8 input channels, on maps up to 32 px (the measured domain; larger and unknown
   sides keep Eigen's kernels).
 
-Of the convolutions on the op, those with a float32 filter over 256 KiB run their forward pass
-on ``tf.nn.conv2d`` and only their two gradients on the op (:func:`plain_forward_on_op`): the
-op's forward streams its packed filter once per few output pixels and loses to Eigen's blocked
-GEMM there (forward only, 2-core Zen 3, AVX2: 32x32 x 128 -> 128 3x3 at batch 64 0.90x; 4x4 x
-1024 -> 1024 1x1 at batch 1 with the filter out of cache 0.63x), while its gradients win.
+Of the convolutions on the op, 3x3 ones with 16 or more output channels and those with a
+float32 filter over 256 KiB run their forward pass on ``tf.nn.conv2d`` and only their two
+gradients on the op (:func:`plain_forward_on_op`, which gives the measurements): the op's gains
+are in the gradients, and its forward is the faster one only for 1x1 convolutions and narrow
+3x3 ones (DenseNet's growth convolutions).
 
 ``KERAS_CNNS_PLAIN_CONV`` overrides the rule when a model is built: ``custom`` (every eligible
 plain convolution on the op, every pass) or ``stock`` (none); ``auto`` (default) applies it.
@@ -194,15 +194,23 @@ PLAIN_FORWARD_FILTER_BYTES = 256 * 1024
 def plain_forward_on_op(kernel_size, channels_in, channels_out) -> bool:
     """For a plain convolution the rule put on the op (:func:`prefer_custom_plain`): whether its
     forward pass runs on the op too (``True``) or on ``tf.nn.conv2d``, with only the two
-    gradients on the op (``False``).
+    gradients on the op (``False``). The op's gains are in the gradients; its forward keeps only
+    the shapes where it is the faster one (2-core Zen 3, AVX2, oneDNN off, batch 64):
 
-    The op's forward is a GEMM that streams its packed filter once per few output pixels, so
-    where the float32 filter is bigger than L2 (``PLAIN_FORWARD_FILTER_BYTES``, 256 KiB: 3x3
-    128 -> 128 and wider, 1x1 512 -> 512 and wider) Eigen's cache-blocked forward is the faster
-    one (``benchmarks/bench_plain_conv.py --forward-only``: 0.90x for 32x32 x 128 -> 128 at
-    batch 64; MobileNet's 4x4 x 1024 -> 1024 at batch 1, filters not in cache, 0.63x), while the
-    op's gradients keep their lead. ``KERAS_CNNS_PLAIN_CONV=custom`` puts every pass on the op.
+    * 1x1 convolutions and 3x3 ones with fewer than 16 output channels (DenseNet's growth
+      convolutions): ``bench_plain_conv.py --forward-only`` 1.15-2.25x Eigen's forward;
+    * not 3x3 ones with 16 or more output channels: level in isolation (0.98-1.05x at 16-64
+      channels) and slower inside a network (CIFAR ResNet-110 inference, batch 64: the op's
+      forwards 342 ms against Eigen's 277 ms per pass, whole model 0.80x);
+    * not filters bigger than L2 (``PLAIN_FORWARD_FILTER_BYTES``, 256 KiB: 1x1 512 -> 512 and
+      wider): the op's GEMM streams its packed filter once per few output pixels and loses to
+      Eigen's blocked one (MobileNet's 4x4 x 1024 -> 1024 at batch 1, filter out of cache,
+      0.63x).
+
+    ``KERAS_CNNS_PLAIN_CONV=custom`` puts every pass on the op.
     """
     if plain_dispatch_mode() == "custom":
         return True
-    return kernel_size * kernel_size * channels_in * channels_out * 4 <= PLAIN_FORWARD_FILTER_BYTES
+    if kernel_size * kernel_size * channels_in * channels_out * 4 > PLAIN_FORWARD_FILTER_BYTES:
+        return False
+    return kernel_size == 1 or channels_out < 16

@@ -33,7 +33,14 @@ def _build(monkeypatch, mode, name="resnet20", **kw):
 
 
 def _op_types(model, x, stock=False):
-    fn = tf.function(lambda t: model(t, training=True))
+    # a training step's graph: the forward and the gradients (most 3x3 layers run only their
+    # gradients on the op, see plain_forward_on_op)
+    def step(t):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(model(t, training=True))
+        return tape.gradient(loss, model.trainable_weights)
+
+    fn = tf.function(step)
     with stock_ops_only() if stock else contextlib.nullcontext():
         graph = fn.get_concrete_function(x).graph
     return {op.type for op in graph.get_operations()}
@@ -178,9 +185,12 @@ def test_plain_forward_split_by_filter_size(monkeypatch):
 
     monkeypatch.setenv(PLAIN_ENV_VAR, "auto")
     assert PLAIN_FORWARD_FILTER_BYTES == 256 * 1024
-    assert plain_forward_on_op(3, 64, 64)          # 144 KiB: ResNet-110's widest
     assert plain_forward_on_op(3, 436, 12)         # 184 KiB: DenseNet-40's widest growth conv
-    assert plain_forward_on_op(1, 256, 256)        # exactly 256 KiB
+    assert plain_forward_on_op(3, 16, 15)          # 3x3 with fewer than 16 output channels
+    assert plain_forward_on_op(1, 256, 256)        # 1x1, exactly 256 KiB
+    assert not plain_forward_on_op(1, 520, 130)    # 1x1, 264 KiB
+    assert not plain_forward_on_op(3, 16, 16)      # ResNet-110's 3x3s: Eigen's forward
+    assert not plain_forward_on_op(3, 64, 64)
     assert not plain_forward_on_op(3, 128, 128)    # 576 KiB: WRN-16-8
     assert not plain_forward_on_op(1, 1024, 1024)  # 4 MiB: MobileNet's last pointwise
     monkeypatch.setenv(PLAIN_ENV_VAR, "custom")
@@ -189,7 +199,8 @@ def test_plain_forward_split_by_filter_size(monkeypatch):
 
 @needs_op
 @pytest.mark.parametrize("kernel,cin,cout,stride", [(1, 512, 160, 1), (3, 128, 72, 1),
-                                                    (3, 32, 24, 1)])
+                                                    (3, 32, 24, 1), (3, 40, 12, 1),
+                                                    (1, 64, 48, 1)])
 def test_big_filters_run_tensorflows_forward_and_the_ops_gradients(monkeypatch, kernel, cin,
                                                                    cout, stride):
     from keras_cnns.ops import plain_conv2d_on_op
@@ -222,5 +233,5 @@ def test_big_filters_run_tensorflows_forward_and_the_ops_gradients(monkeypatch, 
     assert "KerasCnns>GroupedDepthwiseConv2DBackpropFilter" in types
     assert "KerasCnns>GroupedDepthwiseConv2DBackpropInput" in types
     assert "Conv2DBackpropFilter" not in types and "Conv2DBackpropInput" not in types
-    # the forward: TensorFlow's for the big filters, the op's for the small one
+    # the forward: TensorFlow's, or the op's for 1x1 and narrow 3x3 convolutions of small filters
     assert ("Conv2D" in types) is not plain_forward_on_op(kernel, cin, cout)
