@@ -170,9 +170,22 @@ def _build(name, side, mode, weights=None):
     return model
 
 
-def _run_steps(args, out):
+def _pair(name, side):
+    """The model as the library builds it (the rule), the same model with
+    ``KERAS_CNNS_PLAIN_CONV=stock`` and the same weights, how many of its ``Conv2D`` layers the
+    rule put on the op, and how many it has."""
     from keras_cnns.layers.conv import _op_convolution
 
+    ruled = _build(name, side, "auto")
+    stock = _build(name, side, "stock", ruled.get_weights())
+    layers = list(ruled._flatten_layers(include_self=False))
+    on_op = sum(getattr(getattr(layer, "convolution_op", None), "__func__", None)
+                is _op_convolution for layer in layers)
+    convs = sum(type(layer).__name__ == "Conv2D" for layer in layers)
+    return ruled, stock, on_op, convs
+
+
+def _run_steps(args, out):
     rng = np.random.default_rng(0)
     x = rng.random((args.batch, args.side, args.side, 3), dtype=np.float32)
     y = rng.integers(0, 10, size=(args.batch,))
@@ -181,12 +194,7 @@ def _run_steps(args, out):
     print(f"{'model':<18}{'convs on op':>13}{'rule ms':>10}{'stock ms':>10}{'stock/rule':>12}")
     rows = []
     for name in args.models:
-        ruled = _build(name, args.side, "auto")
-        stock = _build(name, args.side, "stock", ruled.get_weights())
-        on_op = sum(getattr(getattr(layer, "convolution_op", None), "__func__", None)
-                    is _op_convolution for layer in ruled._flatten_layers(include_self=False))
-        convs = sum(type(layer).__name__ == "Conv2D"
-                    for layer in ruled._flatten_layers(include_self=False))
+        ruled, stock, on_op, convs = _pair(name, args.side)
         t_rule, t_stock, ratio = interleaved(train_step(ruled, x, y), train_step(stock, x, y),
                                              args.steps, warmup=2)
         rows.append({"model": name, "on_op": on_op, "convs": convs, "rule_ms": t_rule,
@@ -199,8 +207,6 @@ def _run_steps(args, out):
 def _run_inference(args, out):
     import tensorflow as tf
 
-    from keras_cnns.layers.conv import _op_convolution
-
     rng = np.random.default_rng(0)
     print(f"\ninference (model(x, training=False) in a tf.function, jit_compile=False), "
           f"{args.side}x{args.side}, {3 * args.reps} interleaved calls per side")
@@ -208,12 +214,7 @@ def _run_inference(args, out):
           f"{'stock/rule':>12}")
     rows = []
     for name in args.models:
-        ruled = _build(name, args.side, "auto")
-        stock = _build(name, args.side, "stock", ruled.get_weights())
-        on_op = sum(getattr(getattr(layer, "convolution_op", None), "__func__", None)
-                    is _op_convolution for layer in ruled._flatten_layers(include_self=False))
-        convs = sum(type(layer).__name__ == "Conv2D"
-                    for layer in ruled._flatten_layers(include_self=False))
+        ruled, stock, on_op, convs = _pair(name, args.side)
         f_rule = tf.function(lambda t, m=ruled: m(t, training=False), jit_compile=False)
         f_stock = tf.function(lambda t, m=stock: m(t, training=False), jit_compile=False)
         for batch in args.infer_batches:
