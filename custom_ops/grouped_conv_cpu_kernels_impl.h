@@ -1400,18 +1400,15 @@ inline void PrefetchForRead(const void* p, int64_t bytes) {
   for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(c + b, 0, 3);
 }
 
-// Pixels per chunk of the grouped kernels: a multiple of the GEMM tile rows, with the chunk's
-// operands (`cols` values per pixel) around 64 KiB, so a chunk's input pixels stay in L1/L2
-// while every group consumes them.
 // Packed filters at least this big are packed by all workers (see PackGroups).
 constexpr int64_t kParallelPackBytes = int64_t{1} << 18;
 // Below this many output pixels per worker a one-group forward splits its output channels
 // (see ColumnSlices).
-#ifndef KCNN_FEW_PIXELS_PER_WORKER
-#define KCNN_FEW_PIXELS_PER_WORKER 64
-#endif
-constexpr int64_t kFewPixelsPerWorker = KCNN_FEW_PIXELS_PER_WORKER;
+constexpr int64_t kFewPixelsPerWorker = 64;
 
+// Pixels per chunk of the grouped kernels: a multiple of the GEMM tile rows, with the chunk's
+// operands (`cols` values per pixel) around 64 KiB, so a chunk's input pixels stay in L1/L2
+// while every group consumes them.
 template <typename T>
 int64_t PixelChunk(int64_t cols) {
   const int64_t budget = (int64_t{1} << 16) / static_cast<int64_t>(sizeof(T));
