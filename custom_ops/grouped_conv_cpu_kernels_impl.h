@@ -1125,7 +1125,8 @@ class PackedB {
     n_ = n;
     panels_ = (n + kWidth - 1) / kWidth;
     last_ = panels_ > 0 ? (n - (panels_ - 1) * kWidth + kL - 1) / kL * kL : 0;
-    const int64_t size = std::max<int64_t>(0, panels_ - 1) * k * kWidth + k * last_;
+    size_ = std::max<int64_t>(0, panels_ - 1) * k * kWidth + k * last_;
+    const int64_t size = size_;
     // No value-initialisation: every element is written by PackPanels (a zeroed std::vector
     // wrote the whole buffer twice, which for a 1024 x 1024 filter was most of a batch-1
     // pointwise convolution's time).
@@ -1162,17 +1163,14 @@ class PackedB {
   int64_t n() const { return n_; }
   int64_t panels() const { return panels_; }
   const T* panel(int64_t j) const { return data_.get() + j * k_ * kWidth; }
-  int64_t bytes() const {
-    return (std::max<int64_t>(0, panels_ - 1) * k_ * kWidth + k_ * last_) *
-           static_cast<int64_t>(sizeof(T));
-  }
+  int64_t bytes() const { return size_ * static_cast<int64_t>(sizeof(T)); }
 
  private:
   static constexpr std::align_val_t kAlign{64};
   struct Free {
     void operator()(T* p) const { ::operator delete(p, kAlign); }
   };
-  int64_t k_ = 0, n_ = 0, panels_ = 0, last_ = 0, capacity_ = 0;
+  int64_t k_ = 0, n_ = 0, panels_ = 0, last_ = 0, size_ = 0, capacity_ = 0;
   std::unique_ptr<T, Free> data_;
 };
 
