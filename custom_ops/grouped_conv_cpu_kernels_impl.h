@@ -849,29 +849,43 @@ void DepthwiseBackpropInput(const GroupedConvParams& p, const T* dy, const T* f,
   });
 }
 
-// Per-worker partial filter gradients, summed into `out` (which is overwritten).
-template <typename T>
-class PartialSums {
- public:
-  PartialSums(int workers, int64_t size) : parts_(workers), size_(size) {}
-  T* Get(int worker) {
-    auto& part = parts_[worker];
-    if (part.empty()) part.assign(static_cast<size_t>(size_), T(0));
-    return part.data();
-  }
-  void SumInto(T* out) const {
-    std::fill(out, out + size_, T(0));
-    for (const auto& part : parts_) {
-      if (part.empty()) continue;
-      const T* s = part.data();
-      for (int64_t i = 0; i < size_; ++i) out[i] += s[i];
-    }
-  }
+// A filter gradient is a sum over work units (row blocks or pixel chunks). The units are split
+// into a fixed number of contiguous slots; a slot adds its units in order into its own partial
+// sum, and the partials are added into `out` (overwritten) in slot order. So the result depends
+// only on the shape and the runner's worker count, never on which thread ran which slot: two runs
+// agree bit for bit (a training run and its resumed copy, or TensorFlow's op determinism). Units
+// went to per-worker partials as threads took them before, and a resumed run's weights differed
+// from the uninterrupted run's by up to 1.4e-5 after a few epochs.
+// Two slots per worker, so that a late or preempted worker leaves half its share to the others;
+// one per worker where a partial is over 4 MiB (a 3x3 512 -> 512 filter is 9 MiB), since every
+// slot zeroes and adds its partial.
+// `fn(begin, end, part)` adds units [begin, end) into `part`, which starts zeroed.
+constexpr int64_t kBigPartialBytes = int64_t{4} << 20;
 
- private:
-  std::vector<AlignedVector<T>> parts_;
-  int64_t size_;
-};
+template <typename T, typename F>
+void SumOverUnits(const ParallelRunner& runner, int64_t units, int64_t size, T* out, F&& fn) {
+  std::fill(out, out + size, T(0));
+  if (units <= 0) return;
+  const int64_t workers = runner.num_workers();
+  const int64_t per_worker = size * static_cast<int64_t>(sizeof(T)) > kBigPartialBytes ? 1 : 2;
+  const int64_t slots = std::min(units, workers > 1 ? workers * per_worker : 1);
+  if (slots == 1) {
+    fn(int64_t{0}, units, out);
+    return;
+  }
+  std::vector<AlignedVector<T>> parts(static_cast<size_t>(slots));
+  runner.For(slots, [&](int64_t begin, int64_t end, int) {
+    for (int64_t s = begin; s < end; ++s) {
+      auto& part = parts[static_cast<size_t>(s)];
+      part.assign(static_cast<size_t>(size), T(0));
+      fn(s * units / slots, (s + 1) * units / slots, part.data());
+    }
+  });
+  for (const auto& part : parts) {
+    const T* src = part.data();
+    for (int64_t i = 0; i < size; ++i) out[i] += src[i];
+  }
+}
 
 // Filter gradient of one output row for channels [c0, c0 + NV * lanes) of a KH x KW depthwise
 // kernel: the KH * KW * NV accumulators stay in registers across the whole row (one load per FMA)
@@ -1001,10 +1015,8 @@ void DepthwiseBackpropFilter(const GroupedConvParams& p, const T* x, const T* dy
   const int64_t cout = p.out_c;
   const ChannelMap map = DepthwiseInputMap(p);
   const int64_t fsize = p.k_h * p.k_w * cout;
-  PartialSums<T> parts(runner.num_workers(), fsize);
   const RowBlocks blocks(p.batch, p.out_h, runner.concurrency());
-  runner.For(blocks.units, [&](int64_t begin, int64_t end, int worker) {
-    T* part = parts.Get(worker);
+  SumOverUnits<T>(runner, blocks.units, fsize, df, [&](int64_t begin, int64_t end, T* part) {
     DepthwiseRows<T> source(p, x, map);
     const int64_t ps = source.pixel_stride();
     ForEachOutputRow(p, blocks, begin, end, source, [&](int64_t n, int64_t oh,
@@ -1075,7 +1087,6 @@ void DepthwiseBackpropFilter(const GroupedConvParams& p, const T* x, const T* dy
       }
     });
   });
-  parts.SumInto(df);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1634,13 +1645,12 @@ void GroupedBackpropFilter(const GroupedConvParams& p, const T* x, const T* dy, 
   const int64_t kc = p.k_h * p.k_w * cpg;
   const std::vector<int64_t> src = ShuffleSourceMap(p);
   const bool in_place = IsPointwise(p) && p.shuffle_groups == 1;
-  PartialSums<T> parts(runner.num_workers(), kc * cout);
   const int64_t pixels = p.batch * p.out_h * p.out_w;
   const int64_t chunk = FilterGradientChunk<T>(in_place ? cin + cout : kc + cout, kc * cout);
   // Work units are chunks of the flat output pixels (across images: a chunk may be longer than
   // one image's 8x8 map).
-  runner.For(CeilDiv(pixels, chunk), [&](int64_t begin, int64_t end, int worker) {
-    T* part = parts.Get(worker);
+  SumOverUnits<T>(runner, CeilDiv(pixels, chunk), kc * cout, df,
+                  [&](int64_t begin, int64_t end, T* part) {
     AlignedVector<T> buf;
     PackedB<T> dyg;
     const int64_t q_end = std::min(pixels, end * chunk);
@@ -1670,7 +1680,6 @@ void GroupedBackpropFilter(const GroupedConvParams& p, const T* x, const T* dy, 
       }
     }
   });
-  parts.SumInto(df);
 }
 
 }  // namespace internal

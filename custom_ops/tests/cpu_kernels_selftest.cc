@@ -7,7 +7,9 @@
 // so every vector width's code path (tile sizes, partial vectors, streaming stores) is covered
 // whatever machine the suite runs on.
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstdlib>
 #include <cstdio>
 #include <random>
@@ -38,6 +40,25 @@ class TwoThreads final : public keras_cnns::cpu::ParallelRunner {
     fn(half, total, 0);
     t.join();
   }
+};
+
+// Three workers that take the units one at a time in a shuffled order (on the calling thread):
+// which worker runs which unit changes with the seed, as thread timing changes it in a real pool.
+class ShuffledRunner final : public keras_cnns::cpu::ParallelRunner {
+ public:
+  explicit ShuffledRunner(uint32_t seed) : seed_(seed) {}
+  int num_workers() const override { return 3; }
+  int concurrency() const override { return 2; }
+  void For(int64_t total, const std::function<void(int64_t, int64_t, int)>& fn) const override {
+    std::vector<int64_t> order(static_cast<size_t>(std::max<int64_t>(total, 0)));
+    for (int64_t i = 0; i < total; ++i) order[i] = i;
+    std::mt19937 rng(seed_);
+    std::shuffle(order.begin(), order.end(), rng);
+    for (int64_t i = 0; i < total; ++i) fn(order[i], order[i] + 1, static_cast<int>(rng() % 3));
+  }
+
+ private:
+  uint32_t seed_;
 };
 
 // 64-byte aligned storage, like TensorFlow's tensors (so the streaming-store paths are taken).
@@ -91,6 +112,30 @@ bool Check(const GroupedConvParams& p, const char* name, double tol, uint32_t se
   const bool ok = e[0] < tol && e[1] < tol && e[2] < tol;
   std::printf("%-6s %-44s y %.1e dx %.1e df %.1e %s\n", sizeof(T) == 4 ? "float" : "double", name,
               e[0], e[1], e[2], ok ? "ok" : "FAIL");
+  return ok;
+}
+
+// The filter gradient must not depend on which worker ran which unit: bit-identical results
+// from differently shuffled runners (same worker count).
+template <typename T>
+bool CheckDeterministic(const GroupedConvParams& p, const char* name, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> nd;
+  std::vector<double> x(p.input_size()), dy(p.output_size());
+  for (auto& v : x) v = nd(rng);
+  for (auto& v : dy) v = nd(rng);
+  Aligned<T> xt(x), dyt(dy), first(p.filter_size(), NAN);
+  keras_cnns::cpu::GroupedConvBackpropFilter<T>(p, xt.data(), dyt.data(), first.data(),
+                                                ShuffledRunner(1));
+  bool ok = true;
+  for (uint32_t s = 2; s <= 4; ++s) {
+    Aligned<T> again(p.filter_size(), NAN);
+    keras_cnns::cpu::GroupedConvBackpropFilter<T>(p, xt.data(), dyt.data(), again.data(),
+                                                  ShuffledRunner(s));
+    ok &= std::memcmp(first.data(), again.data(), sizeof(T) * p.filter_size()) == 0;
+  }
+  std::printf("%-6s %-44s df bit-identical across schedules %s\n", "float", name,
+              ok ? "ok" : "FAIL");
   return ok;
 }
 
@@ -152,6 +197,22 @@ int main() {
     const bool big = c.n > 4;
     ok &= Check<float>(p, name, big ? 2e-4 : 1e-4, seed++);
     if (!big) ok &= Check<double>(p, name, 1e-10, seed++);
+  }
+  {
+    // Depthwise rows, grouped and plain pixel chunks, a partial of over 4 MiB (one slot each).
+    const Case det[] = {{8, 9, 7, 24, 3, 24, 1, 1, 24, 1, true},
+                        {16, 14, 14, 48, 1, 48, 1, 1, 3, 3, true},
+                        {16, 7, 7, 64, 3, 128, 1, 1, 1, 1, false},
+                        {12, 6, 6, 384, 3, 384, 1, 1, 1, 1, true}};
+    for (const Case& c : det) {
+      GroupedConvParams p;
+      keras_cnns::MakeGroupedConvParams(c.n, c.h, c.w, c.c, c.k, c.k, c.c / c.groups, c.cout, c.s,
+                                        c.s, c.d, c.d, c.same, c.groups, c.shuffle, &p);
+      char name[128];
+      std::snprintf(name, sizeof(name), "%ldx%ldx%ldx%ld k%ld->%ld g%ld", (long)c.n, (long)c.h,
+                    (long)c.w, (long)c.c, (long)c.k, (long)c.cout, (long)c.groups);
+      ok &= CheckDeterministic<float>(p, name, seed++);
+    }
   }
   {
     // The large cases above must have taken the streaming-store path.
