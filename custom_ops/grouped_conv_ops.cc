@@ -209,11 +209,11 @@ class TfCpuRunner final : public cpu::ParallelRunner {
  public:
   explicit TfCpuRunner(tensorflow::OpKernelContext* ctx)
       : pool_(ctx->device()->tensorflow_cpu_worker_threads()->workers) {}
-  int num_workers() const override { return std::max(1, pool_->NumThreads()); }
+  int num_workers() const override { return std::max(1, pool_->NumThreads()) + 1; }
   int concurrency() const override { return std::max(1, pool_->NumThreads()); }
   void For(int64_t total, const std::function<void(int64_t, int64_t, int)>& fn) const override {
     if (total <= 0) return;
-    const int helpers = static_cast<int>(std::min<int64_t>(total, num_workers())) - 1;
+    const int helpers = static_cast<int>(std::min<int64_t>(total - 1, pool_->NumThreads()));
     if (helpers <= 0) {
       fn(0, total, 0);
       return;
