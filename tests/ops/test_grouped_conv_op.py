@@ -384,6 +384,48 @@ def test_concurrent_calls_from_many_threads(op_lib):
             np.testing.assert_allclose(df, df_ref, rtol=1e-4, atol=1e-4)
 
 
+def test_filter_gradient_is_bit_identical_from_call_to_call(op_lib):
+    # The filter gradient sums per-unit partials; they are added in a fixed order, so repeated
+    # calls agree bit for bit however the pool's threads took the units (a resumed training run
+    # then equals the uninterrupted one exactly). Another thread keeps the pool busy meanwhile,
+    # so the calls are scheduled differently.
+    import threading
+
+    rng = np.random.default_rng(5)
+    shapes = [((16, 14, 14, 48), (3, 3, 1, 48), 48),    # depthwise: row blocks
+              ((16, 14, 14, 48), (1, 1, 16, 48), 3),    # grouped 1x1: pixel chunks
+              ((8, 9, 9, 64), (3, 3, 64, 128), 1)]      # a partial over 256 KiB: long chunks
+    busy = tf.constant(rng.standard_normal((8, 28, 28, 64)).astype(np.float32))
+    stop = threading.Event()
+
+    def keep_busy():
+        while not stop.is_set():
+            tf.nn.relu(busy * 1.5).numpy()
+
+    noise = threading.Thread(target=keep_busy)
+    noise.start()
+    try:
+        for x_shape, f_shape, groups in shapes:
+            x = tf.constant(rng.standard_normal(x_shape).astype(np.float32))
+            f = tf.constant(rng.standard_normal(f_shape).astype(np.float32))
+            dy = tf.constant(rng.standard_normal(x_shape[:3] + f_shape[3:]).astype(np.float32))
+            grads = []
+            for _ in range(8):
+                with tf.GradientTape() as tape:
+                    tape.watch(f)
+                    y = ops.grouped_depthwise_conv2d(x, f, groups=groups, padding="SAME")
+                grads.append(tape.gradient(y, f, output_gradients=dy).numpy())
+            df_ref = np_conv(x.numpy(), f.numpy(), (1, 1), "SAME", (1, 1), groups, 1,
+                             dy=dy.numpy())[2]
+            np.testing.assert_allclose(grads[0], df_ref, rtol=1e-4, atol=1e-3)
+            for g in grads[1:]:
+                assert np.array_equal(g.view(np.uint32), grads[0].view(np.uint32)), (
+                    f"filter gradient of {x_shape} * {f_shape} differs between calls")
+    finally:
+        stop.set()
+        noise.join()
+
+
 # ------------------------------------------------------------------------------------------------
 # Empty tensors.
 
