@@ -199,7 +199,8 @@ int main() {
     if (!big) ok &= Check<double>(p, name, 1e-10, seed++);
   }
   {
-    // Depthwise rows, grouped and plain pixel chunks, a partial of over 4 MiB (one slot each).
+    // Depthwise rows, grouped and plain pixel chunks; the last two filters are big enough for the
+    // final sum to be split over the workers.
     const Case det[] = {{8, 9, 7, 24, 3, 24, 1, 1, 24, 1, true},
                         {16, 14, 14, 48, 1, 48, 1, 1, 3, 3, true},
                         {16, 7, 7, 64, 3, 128, 1, 1, 1, 1, false},
