@@ -881,11 +881,6 @@ template <typename T, typename F>
 void SumOverUnits(const ParallelRunner& runner, int64_t units, int64_t size, T* out, F&& fn) {
   const int64_t slots =
       FilterGradientSlots(units, size * static_cast<int64_t>(sizeof(T)), runner.num_workers());
-  if (slots <= 1) {
-    std::fill(out, out + size, T(0));
-    if (units > 0) fn(int64_t{0}, units, out);
-    return;
-  }
   std::vector<AlignedVector<T>> parts(static_cast<size_t>(slots));
   runner.For(slots, [&](int64_t begin, int64_t end, int) {
     for (int64_t s = begin; s < end; ++s) {
@@ -899,6 +894,7 @@ void SumOverUnits(const ParallelRunner& runner, int64_t units, int64_t size, T* 
       fn(s * units / slots, (s + 1) * units / slots, part);
     }
   });
+  if (slots == 1) return;
   auto add = [&](int64_t i0, int64_t i1) {
     for (int64_t s = 1; s < slots; ++s) {
       const T* src = parts[static_cast<size_t>(s)].data();

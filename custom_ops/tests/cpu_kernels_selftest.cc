@@ -54,7 +54,9 @@ class ShuffledRunner final : public keras_cnns::cpu::ParallelRunner {
     for (int64_t i = 0; i < total; ++i) order[i] = i;
     std::mt19937 rng(seed_);
     std::shuffle(order.begin(), order.end(), rng);
-    for (int64_t i = 0; i < total; ++i) fn(order[i], order[i] + 1, static_cast<int>(rng() % 3));
+    for (int64_t i = 0; i < total; ++i) {
+      fn(order[i], order[i] + 1, static_cast<int>(rng() % num_workers()));
+    }
   }
 
  private:
