@@ -1213,6 +1213,8 @@ class PackedB {
 // accumulators of the 5 x 5 tile, and then keep the whole array in memory (zeroed, spilled and
 // reloaded around the K loop); unrolled, they stay in registers (5 x 5 tile, 3 groups, C++
 // harness: 3.0-3.1 -> 2.8-2.9 ms).
+constexpr int64_t kPrefetchRowBytes = 1024;
+
 template <typename T, int MR, int NV>
 inline void GemmTile(int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T* panel,
                      T* c, int64_t c_rs, int64_t ncols, bool accumulate, bool stream) {
@@ -1227,6 +1229,24 @@ inline void GemmTile(int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T*
   const T* ap[MR];
 #pragma GCC unroll 8
   for (int m = 0; m < MR; ++m) ap[m] = a + m * a_rs;
+#if !defined(__AVX512F__)  // (not measured on an AVX-512 machine)
+  if (accumulate && c_rs * static_cast<int64_t>(sizeof(T)) >= kPrefetchRowBytes) {
+    // The C tile is read back after the K loop: fetch its lines now, so they arrive while the
+    // loop runs. A filter gradient accumulates into a partial sum of KH*KW*C_in x C_out (9
+    // MiB for 3x3 512 -> 512, out of cache) whose tile rows are 2 KiB apart, which the
+    // hardware prefetchers do not follow: every tile waited for its rows' misses. Measured
+    // (C++ harness, two threads, 2-core Zen 3, batch 64, best of 8): 3x3 filter gradients
+    // 512 -> 512 at 8x8 1.19x faster, 256 -> 256 at 16x16 1.32x, 128 and 64 channels level,
+    // 16 channels 0.91-0.94x: only for rows at least kPrefetchRowBytes apart.
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) {
+      __builtin_prefetch(c + m * c_rs, 1, 3);
+      if (NV * kL > 64 / static_cast<int64_t>(sizeof(T))) {
+        __builtin_prefetch(c + m * c_rs + (NV * kL - 1), 1, 3);
+      }
+    }
+  }
+#endif
 #pragma GCC unroll 2
   for (int64_t kk = 0; kk < k; ++kk) {
     typename S::V bv[NV];
