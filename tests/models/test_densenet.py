@@ -16,7 +16,9 @@ from keras_cnns.bridges import from_keras_applications, weighted_layers
 from keras_cnns.layers import DenseLayer
 from keras_cnns.models import reference_figures
 from keras_cnns.models.densenet import CifarDenseNet, DenseNet
-from tests.models.test_keras_apps import _randomize  # random kernels, BN statistics and biases
+from keras_cnns.models._builder import shapes_only
+from tests.models.test_keras_apps import (  # random kernels, BN statistics and biases
+    _randomize, _weighted_structure)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -92,8 +94,24 @@ APPS = {"densenet121": keras.applications.DenseNet121,
         "densenet201": keras.applications.DenseNet201}
 
 
-@pytest.mark.parametrize("name, memory_efficient", [(n, False) for n in sorted(APPS)]
-                         + [("densenet121", True)])
+#: DenseNet-169 and -201 repeat DenseNet-121's layers (more per block): their layers (every
+#: weighted layer's name and weight sizes, in order) are compared with keras.applications' on
+#: models built without weights, their outputs on DenseNet-121 (~25 s of the suite saved).
+STRUCTURE_ONLY = ("densenet169", "densenet201")
+
+
+@pytest.mark.parametrize("name", STRUCTURE_ONLY)
+def test_deep_variants_have_keras_applications_layers(name):
+    shape = (64, 64, 3)
+    with shapes_only():
+        src = APPS[name](weights=None, input_shape=shape, classes=7, classifier_activation=None)
+        dst = keras_cnns.create_model(name, input_shape=shape, classes=7,
+                                      classifier_activation=None)
+    assert _weighted_structure(dst) == _weighted_structure(src)
+    assert dst.count_params() == src.count_params()
+
+
+@pytest.mark.parametrize("name, memory_efficient", [("densenet121", False), ("densenet121", True)])
 def test_outputs_match_keras_applications(name, memory_efficient):
     # 64 px: 32 (conv1) -> 16 (pool1) -> 8, 4, 2 after the transitions; 2x2 at the end.
     shape = (64, 64, 3)

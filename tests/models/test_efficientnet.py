@@ -18,7 +18,8 @@ from keras_cnns.models import shapes_only
 from keras_cnns.bridges import from_keras_applications, weighted_layers
 from keras_cnns.models.efficientnet import VARIANTS, EfficientNet, efficientnet
 
-from test_keras_apps import _outputs, _randomize, _x  # noqa: E402  (tests/models on sys.path)
+from test_keras_apps import (  # noqa: E402  (tests/models on sys.path)
+    _outputs, _randomize, _weighted_structure, _x)
 
 ATOL = 1e-4
 
@@ -31,7 +32,28 @@ def _set_source_normalization(model, mean, variance):
     norm.finalize_state()
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+#: B4-B7 only scale B3's stages deeper and wider (the same MBConv blocks, ``round_filters`` /
+#: ``round_repeats``): their structure is compared with keras.applications' (every weighted
+#: layer's name and weight sizes, in order, both built without allocating weights), their
+#: outputs on B0-B3. The four forward comparisons took 78 s of the suite.
+STRUCTURE_ONLY = ("b4", "b5", "b6", "b7")
+
+
+def test_structure_only_variants_are_registered():
+    assert set(STRUCTURE_ONLY) < set(VARIANTS)
+
+
+@pytest.mark.parametrize("variant", STRUCTURE_ONLY)
+def test_deep_variants_have_keras_applications_layers(variant):
+    kw = dict(input_shape=(64, 64, 3), classes=7, classifier_activation=None)
+    with shapes_only():
+        src = getattr(keras.applications, f"EfficientNet{variant.upper()}")(weights=None, **kw)
+        dst = keras_cnns.create_model(f"efficientnet_{variant}", **kw)
+    assert _weighted_structure(dst) == _weighted_structure(src)
+    assert dst.count_params() == src.count_params()
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v not in STRUCTURE_ONLY])
 def test_outputs_match_keras_applications(variant):
     shape = (64, 64, 3)
     kw = dict(input_shape=shape, classes=7, classifier_activation=None)

@@ -5,6 +5,8 @@ statistics), copies them across and compares inference outputs with keras.applic
 model, so a mis-paired or mis-ordered weight would show.
 """
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -30,6 +32,16 @@ def _randomize(model, seed=0):
                          else int(np.prod(v.shape[:2])))
             a = rng.normal(0.0, 1.0, v.shape) / np.sqrt(fan_in)
         v.assign(a.astype("float32"))
+
+
+def _weighted_structure(model):
+    """Each weighted layer in order: its name (Keras' automatic ``_<n>`` suffix dropped) and the
+    sizes of its weights. Equal for two models when they hold the same weights under the same
+    names (a depthwise kernel's layout aside): the structural equality for deep variants whose
+    outputs are compared on a shallower sibling."""
+    return [(re.sub(r"_\d+$", "", l.name) if l.name.startswith(("normalization", "rescaling"))
+             else l.name, sorted(int(np.prod(w.shape)) for w in l.weights))
+            for l in weighted_layers(model)]
 
 
 def _x(shape, batch=2, seed=1):

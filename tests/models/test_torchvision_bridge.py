@@ -110,6 +110,16 @@ CALIBRATE = set(RESNETS) | set(BUILD_KWARGS) | {"mobilenet_v2", "mobilenet_v3_la
                             *(c for c in CASES if c.startswith("shufflenet_v2"))}
 # The heaviest: 143 M parameters (a ~575 MB state_dict) and 19.6 G mult-adds at 224.
 SLOW = {"vgg19_bn"}
+#: Deeper variants that only repeat the blocks of a sibling whose outputs are compared here
+#: (ResNet-101/152 of ResNet-50, ResNeXt-101 32x8d of ResNeXt-50 and 101 64x4d, Wide
+#: ResNet-101-2 of Wide ResNet-50-2, DenseNet-169/201 of DenseNet-121 and 161): the child
+#: writes only their state_dict's names and shapes, and every entry must pair with one of our
+#: weights of that shape and every weight of ours with an entry (``from_torchvision``, strict,
+#: on zeros). With their exact parameter counts (reference_figures.csv, from torchvision) this
+#: checks the whole layout; the forward pass adds nothing the sibling does not check, at ~8 s a
+#: case (the deepest builds of the file, and their state_dicts written and read back).
+STRUCTURE_ONLY = {"resnet101", "resnet152", "resnext101_32x8d", "wide_resnet101_2",
+                  "densenet169", "densenet201"}
 TOY_INPUT = (2, 4, 5, 7)  # NCHW: a non-square map, so the flatten permutation matters
 
 # The children's torch side: torch + torchvision + NumPy, imported before any TensorFlow.
@@ -169,6 +179,13 @@ _REFERENCE_SCRIPT = _TORCH_HELPERS + textwrap.dedent("""
             model, shape = toy(), (batch, 4, 5, 7)
         else:
             model, shape = getattr(torchvision.models, builder)(weights=None), (batch, 3, size, size)
+        if calibrated == "structure":  # names and shapes only (STRUCTURE_ONLY)
+            with open(os.path.join(out_dir, case + "_shapes.json"), "w") as f:
+                json.dump({k: [list(v.shape), str(v.dtype).replace("torch.", "")]
+                           for k, v in model.state_dict().items()}, f)
+            del model
+            print(case, "done", flush=True)
+            continue
         randomise(model, gen)
         x = np.random.default_rng(seed).normal(size=shape).astype(np.float32)
         if calibrated:
@@ -195,7 +212,8 @@ def torch_reference(request, tmp_path_factory):
     for item in request.session.items:
         case = getattr(getattr(item, "callspec", None), "params", {}).get("case")
         if case in CASES and "torch_reference" in getattr(item, "fixturenames", ()):
-            wanted[case] = CASES[case][1:] + (case in CALIBRATE,)
+            wanted[case] = CASES[case][1:] + (
+                "structure" if case in STRUCTURE_ONLY else case in CALIBRATE,)
     out = tmp_path_factory.mktemp("torchvision_reference")
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run([sys.executable, "-c", _REFERENCE_SCRIPT, str(out), json.dumps(wanted)],
@@ -233,9 +251,15 @@ def _report(case, got, expected):
 ])
 def test_outputs_match_torchvision(case, torch_reference):
     name, _, size, _ = CASES[case]
-    x, expected = _io(torch_reference, case)
     model = keras_cnns.create_model(name, classes=1000, input_shape=(size, size, 3),
                                     classifier_activation=None, **BUILD_KWARGS.get(case, {}))
+    if case in STRUCTURE_ONLY:
+        shapes = json.loads((torch_reference / f"{case}_shapes.json").read_text())
+        zeros = {k: np.zeros(shape, dtype) for k, (shape, dtype) in shapes.items()}
+        assert from_torchvision(zeros, model, bn_epsilon=BN_EPSILON.get(case, 1e-5)) is model
+        assert not any(np.any(np.asarray(w)) for w in model.trainable_weights)  # all assigned
+        return
+    x, expected = _io(torch_reference, case)
     state = torch_reference / f"{case}_state.npz"
     if case.startswith("squeezenet"):  # exercise both kinds of source: a path and a dict
         state = dict(np.load(state))
