@@ -92,11 +92,14 @@ def rows(tmp_path_factory):
                                     classes=10, classifier_activation=None,  # logits
                                     **SWEEP_KNOBS.get(family, {}))
     # int8 on the families that together contain every layer kind and activation (greedy,
-    # cheapest first: the cost of a conversion grows with the number of layers); the other
-    # families' int8 files are checked by benchmarks/export_all.py
+    # cheapest first); the other families' int8 files are checked by benchmarks/export_all.py
     excluded = {REPRESENTATIVES[family] for family in INT8_EXCLUDED}
     kinds = {name: _int8_kinds(model) for name, model in models.items() if name not in excluded}
-    cost = {name: len(model._flatten_layers(include_self=False)) for name, model in models.items()}
+    # a conversion's time grows with the layers and with the weights: measured int8 increments
+    # of 10 s for AlexNet (24 layers, 20 M weights at this size) and 16 s for Xception (134
+    # layers, 21 M): a layer costs about as much as 0.1 M weights
+    cost = {name: len(model._flatten_layers(include_self=False)) + model.count_params() / 1e5
+            for name, model in models.items()}
     INT8_MODELS[:] = covering_set(kinds, cost)
     KINDS.update(kinds)
     return {r["name"]: r for r in verify_exports(models, tmp_path_factory.mktemp("exports"),
