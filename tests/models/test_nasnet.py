@@ -21,7 +21,8 @@ from keras_cnns.models import feature_extractor
 from keras_cnns.models.heads import output_specs, served_model
 from keras_cnns.models.nasnet import NASNET_A_NORMAL, NASNET_A_REDUCTION, NASNet
 from keras_cnns.training.drop_path_schedule import DropPathSchedule, drop_path_schedule_for
-from tests.models.test_keras_apps import _randomize  # random kernels, BN statistics and biases
+from tests.models.test_keras_apps import (  # random kernels, BN statistics and biases
+    _randomize, _weighted_structure)
 
 
 def _x(side, batch=1, seed=1):
@@ -59,9 +60,21 @@ def _copied(src, dst):
 # keras.applications: the same outputs after copying randomised weights
 # ------------------------------------------------------------------------------------------------
 
+def test_large_has_keras_applications_layers():
+    # NASNet-A Large repeats Mobile's cells (6 per stage, wider): its layers (every weighted
+    # layer's name and weight sizes, in order) against keras.applications' at 331, both built
+    # without weights; the outputs are compared on Mobile at 224 and at odd sides (97 below:
+    # correct_pad's (1, 1) pads). The forward comparison at 331 took 33 s of the suite.
+    with keras_cnns.models.shapes_only():
+        src = keras.applications.NASNetLarge(weights=None, input_shape=(331, 331, 3),
+                                             include_top=True, classifier_activation=None)
+        dst = keras_cnns.create_model("nasnet_large", classifier_activation=None)
+    assert _weighted_structure(dst) == _weighted_structure(src)
+    assert dst.count_params() == src.count_params()
+
+
 @pytest.mark.parametrize("name, app, side", [
     ("nasnet_mobile", keras.applications.NASNetMobile, 224),
-    ("nasnet_large", keras.applications.NASNetLarge, 331),   # odd: correct_pad's (1, 1) pads
 ])
 def test_outputs_match_keras_applications(name, app, side):
     src = app(weights=None, input_shape=(side, side, 3), include_top=True,
@@ -75,9 +88,10 @@ def test_outputs_match_keras_applications(name, app, side):
     expected = _out(src, x)
     assert np.abs(expected).max() > 0.1
     _copied(src, dst)
-    # 1e-5 of the logits' scale: NASNet-A Large's reach 80 here, and with oneDNN off its
-    # plain convolutions on small maps run on the custom op (the measured plain-conv rule),
-    # whose float32 sums round differently (2.3e-5 absolute, 3e-7 of the scale)
+    # 1e-5 of the logits' scale: random weights give logits far from O(1) (NASNet-A Large's
+    # reached 80), and with oneDNN off the plain convolutions on small maps run on the custom
+    # op (the measured plain-conv rule), whose float32 sums round differently (2.3e-5
+    # absolute on Large, 3e-7 of the scale)
     scale = max(1.0, float(np.abs(expected).max()))
     np.testing.assert_allclose(_out(dst, x), expected, atol=1e-5 * scale, rtol=1e-5)
 
