@@ -54,8 +54,8 @@ CASES = {
     "squeezenet1_1": ("squeezenet1_1", "squeezenet1_1", 72, 2),
     "alexnet": ("alexnet", "alexnet", 224, 1),
     "alexnet_160": ("alexnet", "alexnet", 160, 1),
-    # VGG: the shallowest configuration with and without BatchNorm and the deepest with it (2
-    # and 4 convolutions per stage). The other four share the builder and its configuration
+    # VGG: the shallowest configuration with and without BatchNorm, and the deepest with it (2
+    # and 4 convolutions per stage; its layout only, STRUCTURE_ONLY). The other four share the builder and its configuration
     # table, and test_models_generic checks each one's exact parameter count against
     # torchvision's (reference_figures.csv); each of these state_dicts is 0.5 GB, which the
     # reference process writes and every case reads back (~90 s of the suite for those four).
@@ -110,16 +110,20 @@ CALIBRATE = set(RESNETS) | set(BUILD_KWARGS) | {"mobilenet_v2", "mobilenet_v3_la
                             *(c for c in CASES if c.startswith("shufflenet_v2"))}
 # The heaviest: 143 M parameters (a ~575 MB state_dict) and 19.6 G mult-adds at 224.
 SLOW = {"vgg19_bn"}
-#: Deeper variants that only repeat the blocks of a sibling whose outputs are compared here
-#: (ResNet-101/152 of ResNet-50, ResNeXt-101 32x8d of ResNeXt-50 and 101 64x4d, Wide
-#: ResNet-101-2 of Wide ResNet-50-2, DenseNet-169/201 of DenseNet-121 and 161): the child
-#: writes only their state_dict's names and shapes, and every entry must pair with one of our
-#: weights of that shape and every weight of ours with an entry (``from_torchvision``, strict,
-#: on zeros). With their exact parameter counts (reference_figures.csv, from torchvision) this
-#: checks the whole layout; the forward pass adds nothing the sibling does not check, at ~8 s a
-#: case (the deepest builds of the file, and their state_dicts written and read back).
-STRUCTURE_ONLY = {"resnet101", "resnet152", "resnext101_32x8d", "wide_resnet101_2",
-                  "densenet169", "densenet201"}
+#: Deeper or wider variants of a sibling whose outputs are compared here, built by the same
+#: code from the same table (ResNet-34/101/152 of ResNet-18 and -50, ResNeXt-101 32x8d and
+#: 64x4d of ResNeXt-50 32x4d, Wide ResNet-101-2 of Wide ResNet-50-2, DenseNet-169/201 of
+#: DenseNet-121 and 161, VGG-19-BN of VGG-11-BN, EfficientNet-B1 of B0, ShuffleNet v2 x1.0 and
+#: x1.5 of x0.5 and x2.0): the child writes only their state_dict's names and shapes, and
+#: every entry must pair with one of our weights of that shape and every weight of ours with an
+#: entry (``from_torchvision``, strict, on zeros; a grouped kernel's shape carries its groups).
+#: With their exact parameter counts (reference_figures.csv, from torchvision) this checks the
+#: whole layout; the forward pass adds nothing the sibling does not check, at 3-10 s a case
+#: (the deepest builds of the file, and their state_dicts written and read back: VGG-19-BN's
+#: is 575 MB).
+STRUCTURE_ONLY = {"resnet34", "resnet101", "resnet152", "resnext101_32x8d", "resnext101_64x4d",
+                  "wide_resnet101_2", "densenet169", "densenet201", "vgg19_bn",
+                  "efficientnet_b1", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5"}
 TOY_INPUT = (2, 4, 5, 7)  # NCHW: a non-square map, so the flatten permutation matters
 
 # The children's torch side: torch + torchvision + NumPy, imported before any TensorFlow.
