@@ -18,7 +18,7 @@ from keras_cnns.models import reference_figures
 from keras_cnns.models.densenet import CifarDenseNet, DenseNet
 from keras_cnns.models._builder import shapes_only
 from tests.models.test_keras_apps import (  # random kernels, BN statistics and biases
-    _randomize, _weighted_structure)
+    _assert_same_layout, _randomize)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -107,8 +107,7 @@ def test_deep_variants_have_keras_applications_layers(name):
         src = APPS[name](weights=None, input_shape=shape, classes=7, classifier_activation=None)
         dst = keras_cnns.create_model(name, input_shape=shape, classes=7,
                                       classifier_activation=None)
-    assert _weighted_structure(dst) == _weighted_structure(src)
-    assert dst.count_params() == src.count_params()
+    _assert_same_layout(dst, src)
 
 
 @pytest.mark.parametrize("name, memory_efficient", [("densenet121", False), ("densenet121", True)])

@@ -19,7 +19,7 @@ from keras_cnns.bridges import from_keras_applications, weighted_layers
 from keras_cnns.models.efficientnet import VARIANTS, EfficientNet, efficientnet
 
 from test_keras_apps import (  # noqa: E402  (tests/models on sys.path)
-    _outputs, _randomize, _weighted_structure, _x)
+    _assert_same_layout, _outputs, _randomize, _x)
 
 ATOL = 1e-4
 
@@ -49,8 +49,7 @@ def test_deep_variants_have_keras_applications_layers(variant):
     with shapes_only():
         src = getattr(keras.applications, f"EfficientNet{variant.upper()}")(weights=None, **kw)
         dst = keras_cnns.create_model(f"efficientnet_{variant}", **kw)
-    assert _weighted_structure(dst) == _weighted_structure(src)
-    assert dst.count_params() == src.count_params()
+    _assert_same_layout(dst, src)
 
 
 @pytest.mark.parametrize("variant", [v for v in VARIANTS if v not in STRUCTURE_ONLY])

@@ -44,6 +44,13 @@ def _weighted_structure(model):
             for l in weighted_layers(model)]
 
 
+def _assert_same_layout(dst, src):
+    """``dst`` holds ``src``'s weights under its names, in its order, and as many parameters:
+    the layout check of a deep variant (both usually built under ``shapes_only()``)."""
+    assert _weighted_structure(dst) == _weighted_structure(src)
+    assert dst.count_params() == src.count_params()
+
+
 def _x(shape, batch=2, seed=1):
     return np.random.default_rng(seed).normal(size=(batch, *shape)).astype("float32")
 

@@ -16,7 +16,7 @@ from keras_cnns.models import resnet  # registers the residual families
 from keras_cnns.models._builder import shapes_only
 from keras_cnns.bridges import from_keras_applications, name_maps
 from keras_cnns.models._stages import survival_probabilities
-from test_keras_apps import _randomize, _weighted_structure
+from test_keras_apps import _assert_same_layout, _randomize
 
 RESNET_MODELS = [n for n in keras_cnns.list_models()
                  if keras_cnns.model_info(n).builder.__module__ == resnet.__name__]
@@ -204,8 +204,7 @@ def test_deep_variants_have_keras_applications_layers(source, depth, version):
     with shapes_only():
         src, dst = _keras_app_pair(source, lambda **kw: keras_cnns.create_model(
             f"resnet{depth}" + ("_keras" if version == "v1" else "v2"), **kw), shape=(32, 32, 3))
-    assert _weighted_structure(dst) == _weighted_structure(src)
-    assert dst.count_params() == src.count_params()
+    _assert_same_layout(dst, src)
 
 
 @pytest.mark.parametrize("source, depth, version", [c for c in _KERAS_APPS if c[1] == 50],

@@ -55,10 +55,11 @@ CASES = {
     "alexnet": ("alexnet", "alexnet", 224, 1),
     "alexnet_160": ("alexnet", "alexnet", 160, 1),
     # VGG: the shallowest configuration with and without BatchNorm, and the deepest with it (2
-    # and 4 convolutions per stage; its layout only, STRUCTURE_ONLY). The other four share the builder and its configuration
-    # table, and test_models_generic checks each one's exact parameter count against
-    # torchvision's (reference_figures.csv); each of these state_dicts is 0.5 GB, which the
-    # reference process writes and every case reads back (~90 s of the suite for those four).
+    # and 4 convolutions per stage; its layout only, STRUCTURE_ONLY). The other four share the
+    # builder and its configuration table, and test_models_generic checks each one's exact
+    # parameter count against torchvision's (reference_figures.csv); each of these
+    # state_dicts is 0.5 GB, which the reference process writes and every case reads back (~90
+    # s of the suite for those four).
     **{f"vgg{d}{bn}": (f"vgg{d}{bn}", f"vgg{d}{bn}", 224, 1)
        for d, bn in ((11, ""), (11, "_bn"), (19, "_bn"))},
 }
@@ -108,7 +109,7 @@ del _depth
 CALIBRATE = set(RESNETS) | set(BUILD_KWARGS) | {"mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
                             "efficientnet_b0", "efficientnet_b1",
                             *(c for c in CASES if c.startswith("shufflenet_v2"))}
-# The heaviest: 143 M parameters (a ~575 MB state_dict) and 19.6 G mult-adds at 224.
+# The heaviest build: 143 M parameters (a ~575 MB state_dict), checked by layout only.
 SLOW = {"vgg19_bn"}
 #: Deeper or wider variants of a sibling whose outputs are compared here, built by the same
 #: code from the same table (ResNet-34/101/152 of ResNet-18 and -50, ResNeXt-101 32x8d and
