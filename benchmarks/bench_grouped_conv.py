@@ -115,6 +115,8 @@ def _print_summary(results):
     # pooled CPU allocator: keras_cnns._startup.pooled_cpu_allocator)
     print("\n=== the op's own time in the oneDNN-off and oneDNN-on processes (target: equal "
           "within 10%) ===")
+    print("  (the two processes ran one after the other, so a drift of a shared machine's speed "
+          "shows here;\n   benchmarks/bench_op_processes.py times them in lockstep)")
     print(f"{'case':<44}{'off ms':>9}{'on ms':>9}{'off / on':>10}")
     for r_off, r_on in zip(off["rows"], on["rows"]):
         if r_off.get("unit", "x") == "%":

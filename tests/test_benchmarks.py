@@ -39,17 +39,49 @@ def test_grouped_conv_benchmark_prints_every_case(capsys):
     assert "(per-group conv2d)" in off_table.split("grouped 1x1 g=3 fwd+bwd")[1].splitlines()[0]
 
 
-def test_op_processes_benchmark_child_times_every_case(tmp_path):
-    # the child's part in this process (the parent only starts three children per round)
+def test_op_processes_benchmark_child_times_every_case(monkeypatch, capsys):
+    # the child's part in this process: it answers one timed call per "time <case>" line
+    import io
     import json
 
     bench = _load("bench_op_processes")
-    out = tmp_path / "child.json"
-    assert bench.main(["--child", str(out), "--reps", "2", "--batch", "1"]) == 0
-    got = json.loads(out.read_text())
-    assert got["allocator"] == "pooled" and set(got["cases"]) == set(bench.CASES)
-    assert all(case["ms"] > 0 for case in got["cases"].values())
+    lines = "".join(f"time {case}\n" for case in bench.CASES) + "quit\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(lines))
+    assert bench.main(["--child", "--batch", "1"]) == 0
+    replies = [line[3:] for line in capsys.readouterr().out.splitlines()
+               if line.startswith("KC ")]
+    assert replies[0].startswith("ready ")
+    assert json.loads(replies[0][len("ready "):])["allocator"] == "pooled"
+    assert len(replies) == 1 + len(bench.CASES)
+    assert all(float(r.split()[0]) > 0 and int(r.split()[1]) >= 0 for r in replies[1:])
     assert bench.main(["--rounds", "0"]) == 2
+
+
+def test_op_processes_benchmark_runs_the_children_in_lockstep(monkeypatch, capsys):
+    # The parent with stand-in children: one call in each child in turn, the table's ratios
+    # computed per round against the oneDNN-on child.
+    bench = _load("bench_op_processes")
+    order = []
+    speed = {"off, malloc": 3.0, "off (keras_cnns)": 1.25, "on": 1.0}
+
+    class FakeChild:
+        def __init__(self, name, extra, batch):
+            self.name, self.info = name, {"allocator": "pooled"}
+
+        def time(self, case):
+            order.append(self.name)
+            return 10.0 * speed[self.name], 0
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(bench, "_Child", FakeChild)
+    assert bench.main(["--rounds", "2", "--reps", "3"]) == 0
+    names = list(bench.CONFIGS)
+    assert order == names * (2 * 3 * len(bench.CASES))
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("depthwise 3x3 fwd "))
+    assert "3.00x" in row and "1.25x" in row and row.endswith("MISSED")
 
 
 @pytest.mark.parametrize("argv", [["--batch", "0"], ["--channels", "40"]])
