@@ -84,6 +84,7 @@ def main(argv=None) -> int:
 
     from keras_cnns.environment import onednn_enabled
     from keras_cnns.ops import custom_op_available, grouped_depthwise_conv2d
+    from keras_cnns.ops._loader import op_isa
     from keras_cnns.ops.depthwise_dispatch import measured_rule
 
     if not custom_op_available():
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     print(f"\nDepthwise convolution forward + input/kernel gradients, batch {args.batch}, "
           f"{args.reps} interleaved calls per side")
-    print(environment_line() + "\n")
+    print(environment_line() + f"; the op's kernels: {op_isa()} build\n")
     rows, totals = [], []
     for size in args.sizes:
         uses = _shapes(size)
@@ -113,7 +114,7 @@ def main(argv=None) -> int:
 
             med_custom, med_stock, _ = interleaved(grad_step(custom, x, [kernel]),
                                                    grad_step(stock, x, [kernel]), args.reps)
-            use_custom = measured_rule(h, w, c, k, s, bool(onednn_enabled()))
+            use_custom = measured_rule(h, w, c, k, s, bool(onednn_enabled()), isa=op_isa())
             sum_custom += n * med_custom
             sum_stock += n * med_stock
             sum_rule += n * (med_custom if use_custom else med_stock)

@@ -39,6 +39,7 @@ __all__ = [
     "BUILD_RECIPE_VERSION",
     "cache_dir",
     "cpu_arch_flags",
+    "op_isa",
     "load_error",
     "load_library",
     "source_dir",
@@ -127,6 +128,17 @@ def cpu_arch_flags(cpuinfo: str | None = None) -> list[str]:
         raise ValueError(f"`{ISA_ENV}={raw}` asks for an ISA this CPU lacks; it supports "
                          f"{supported}")
     return list(_ISA_FLAGS[isa])
+
+
+def op_isa() -> str:
+    """The vector ISA the CPU kernels are built for in this process: ``"avx512"``, ``"avx2"`` or
+    ``"baseline"`` (what :func:`cpu_arch_flags` gives; ``"baseline"`` if
+    ``KERAS_CNNS_OP_ISA`` is invalid, in which case the op does not load)."""
+    try:
+        flags = cpu_arch_flags()
+    except ValueError:
+        return "baseline"
+    return "avx512" if "-mavx512f" in flags else "avx2" if "-mavx2" in flags else "baseline"
 
 
 #: ``KERAS_CNNS_OP_ISA``: build the CPU kernels for a lower vector ISA than the CPU's best

@@ -21,6 +21,13 @@ EfficientNet-B0 at 224 and at 128; 2-core AMD EPYC with AVX-512, TF 2.21):
   112x112 x 16 0.91x, 56x56 x 72 0.88x, 65x65 x 64 0.87x, 64x64 x 16 0.96x) -> stock TF there.
   Small maps with many channels are mixed (7x7 x 1152: 0.70x, but 4x4 x 1152 1.11x, 4x4 x 960
   1.21x) and keep the op.
+* The same measurements with the op's AVX2 kernels (the op's build for CPUs without AVX-512,
+  :func:`keras_cnns.ops._loader.op_isa`; 2-core AMD EPYC Zen 3, oneDNN on, 2026-12-07, after the
+  AVX2 forward's per-tile prefetch): the op is faster at the shapes the rule above gives to
+  oneDNN too (112x112 x 16 1.13-1.17x, 112x112 x 32 1.14-1.21x, 56x56 x 72 1.21-1.41x, 64x64 x
+  16 1.14x, 64x64 x 32 1.20x) and ties at the strided 64-channel ones (113x113 x 64 1.01-1.02x,
+  65x65 x 64 0.99x); the weighted total is 1.28-1.29x at 224 and 1.49x at 128 -> with the AVX2
+  build, always the custom op.
 
 ``KERAS_CNNS_DEPTHWISE`` overrides the rule for the whole process: ``custom`` or ``stock``
 (``auto``, the default, applies it). The benchmark sets ``custom`` to time the op itself.
@@ -114,13 +121,23 @@ def prefer_custom_op(height, width, channels, kernel_size, stride, onednn=None) 
     if mode != "auto":
         return mode == "custom"
     return measured_rule(height, width, channels, kernel_size, stride,
-                         _onednn() if onednn is None else onednn)
+                         _onednn() if onednn is None else onednn, isa=_op_isa())
 
 
-def measured_rule(height, width, channels, kernel_size, stride, onednn) -> bool:
-    """The measured rule itself (no environment override): ``True`` for the custom op."""
+@functools.lru_cache(maxsize=1)
+def _op_isa() -> str:
+    from keras_cnns.ops._loader import op_isa
+
+    return op_isa()
+
+
+def measured_rule(height, width, channels, kernel_size, stride, onednn,
+                  isa: str = "avx512") -> bool:
+    """The measured rule itself (no environment override): ``True`` for the custom op.
+    ``isa``: the vector ISA of the op's build (``"avx512"``, ``"avx2"`` or ``"baseline"``; the
+    baseline build keeps the AVX-512 measurements' rule)."""
     del stride  # the measurements show no stride dependence beyond the map size
-    if not onednn:
+    if not onednn or isa == "avx2":
         return True
     if kernel_size != 3:
         return True

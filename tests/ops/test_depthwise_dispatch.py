@@ -22,9 +22,36 @@ def test_measured_rule():
     assert measured_rule(28, 28, 256, 3, 1, onednn=True)
     assert measured_rule(None, None, 256, 3, 1, onednn=True)  # unknown sides count as large
     assert not measured_rule(None, None, 32, 3, 1, onednn=True)
+    # the baseline (SSE) build keeps the AVX-512 measurements' rule
+    assert not measured_rule(112, 112, 16, 3, 1, onednn=True, isa="baseline")
+
+
+def test_measured_rule_with_the_avx2_build():
+    # The op's AVX2 kernels were measured faster than oneDNN's at the shapes above too.
+    for shape in [(113, 113, 64, 3, 2), (112, 112, 16, 3, 1), (56, 56, 72, 3, 1),
+                  (None, None, 32, 3, 1), (7, 7, 1152, 5, 1)]:
+        assert measured_rule(*shape, onednn=True, isa="avx2")
+        assert measured_rule(*shape, onednn=False, isa="avx2")
+
+
+def test_rule_reads_the_op_build(monkeypatch):
+    from keras_cnns.ops import _loader, depthwise_dispatch
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    isa = _loader.op_isa()
+    assert isa in ("avx512", "avx2", "baseline")
+    assert prefer_custom_op(112, 112, 16, 3, 1, onednn=True) == (isa == "avx2")
+    # KERAS_CNNS_OP_ISA caps the build, and the ISA read from it follows
+    monkeypatch.setenv("KERAS_CNNS_OP_ISA", "baseline")
+    assert _loader.op_isa() == "baseline"
+    monkeypatch.setattr(depthwise_dispatch, "_op_isa", lambda: "avx2")
+    assert prefer_custom_op(112, 112, 16, 3, 1, onednn=True)
 
 
 def test_environment_override(monkeypatch):
+    from keras_cnns.ops import depthwise_dispatch
+
+    monkeypatch.setattr(depthwise_dispatch, "_op_isa", lambda: "avx512")
     monkeypatch.setenv(ENV_VAR, "stock")
     assert not prefer_custom_op(28, 28, 256, 5, 1)
     monkeypatch.setenv(ENV_VAR, "custom")
