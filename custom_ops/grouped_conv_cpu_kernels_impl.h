@@ -559,6 +559,57 @@ inline void DepthwiseTile3(const T* const* rows, const int64_t* khs, int64_t n_r
   });
 }
 
+// Prefetches, in `parts` even slices a few lines each, what the next output row of a depthwise
+// kernel reads in place: the input rows it adds (the last one, next_ih, and with stride 2 the one
+// before it: consecutive in memory) and one more row of `second_values` values from `second` (the
+// next output row, for writing, in the forward; the next output gradient row, for reading, in the
+// filter gradient), so the memory reads overlap the compute in a steady trickle instead of a
+// burst the core waits on. Measured on the 2-core Zen 3, AVX2 (C++ harness, [32, 28, 28, 240]
+// 3x3 float32 on two threads, interleaved medians of 21): the forward took 3.9-4.4 ms instead of
+// 4.3-4.9 ms with the next input row prefetched in pixel slices once per channel pass and each
+// pass prefetching the next pass's lines (those prefetches cost 0.6 ms of 2.3 with the tensors in
+// cache, and the output lines missed the cache when first written); prefetching two rows ahead,
+// or the lines in the order the passes read them, was slower.
+template <typename T>
+class RowAhead {
+ public:
+  RowAhead(const GroupedConvParams& p, const T* x, int64_t n, int64_t next_ih, const T* second,
+           int64_t second_values, bool write_second) : write_(write_second) {
+    constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
+    const int64_t first_ih =
+        std::max<int64_t>(0, next_ih - std::min<int64_t>(p.stride_h, 2) + 1);
+    const int64_t last_ih = std::min(next_ih, p.in_h - 1);
+    in_ = reinterpret_cast<const char*>(x + (n * p.in_h + first_ih) * p.in_w * p.in_c);
+    in_lines_ = last_ih >= first_ih ? CeilDiv((last_ih - first_ih + 1) * p.in_w * p.in_c, line) : 0;
+    second_ = reinterpret_cast<const char*>(second);
+    second_lines_ = second ? CeilDiv(second_values, line) : 0;
+  }
+  // Prefetches slice `part` of `parts` (the same `parts` for a whole row).
+  void Part(int64_t part, int64_t parts) {
+    if (parts != steps_for_) {  // once per row: no division per call
+      steps_for_ = parts;
+      in_step_ = CeilDiv(in_lines_, parts);
+      second_step_ = CeilDiv(second_lines_, parts);
+    }
+    const int64_t in_end = std::min(in_lines_, (part + 1) * in_step_);
+    for (int64_t l = part * in_step_; l < in_end; ++l) __builtin_prefetch(in_ + l * 64, 0, 3);
+    const int64_t second_end = std::min(second_lines_, (part + 1) * second_step_);
+    for (int64_t l = part * second_step_; l < second_end; ++l) {
+      if (write_) {
+        __builtin_prefetch(second_ + l * 64, 1, 3);
+      } else {
+        __builtin_prefetch(second_ + l * 64, 0, 3);
+      }
+    }
+  }
+
+ private:
+  const bool write_;
+  const char* in_ = nullptr;
+  const char* second_ = nullptr;
+  int64_t in_lines_ = 0, second_lines_ = 0, steps_for_ = 0, in_step_ = 0, second_step_ = 0;
+};
+
 // Output pixels per tile of DepthwiseTile3: the 8 accumulators, 3 filter and 1 input vectors of
 // a one-vector tile fit AVX2's 16 vector registers.
 constexpr int kTile3Pixels = 8;
@@ -705,42 +756,12 @@ void DepthwiseForward(const GroupedConvParams& p, const T* x, const T* f, T* y,
               }
             };
             if (source.direct()) {
-              // Read in place: prefetch the input rows that output row oh + 1 adds (the last
-              // one, next_ih, and with stride 2 the one before it) and, unless streaming, the next output row (for writing), a few lines
-              // before each tile, so the memory reads overlap the compute in a steady trickle.
-              // Measured on the 2-core Zen 3 (C++ harness, [32, 28, 28, 240] 3x3 float32 on
-              // two threads, interleaved medians of 21): 3.9-4.4 ms instead of 4.3-4.9 ms with
-              // the per-pass prefetch of the next pass's lines and the next input row in
-              // slices of a pixel (the per-pass prefetches cost 0.6 ms of 2.3 with the tensors
-              // in cache, and the output lines missed the cache when first written).
-              const int64_t line = 64 / static_cast<int64_t>(sizeof(T));
-              const int64_t first_ih = std::max<int64_t>(0, next_ih - std::min<int64_t>(p.stride_h, 2) + 1);
-              const int64_t last_ih = std::min(next_ih, p.in_h - 1);
+              // Read in place: the next output row's new input rows and (unless streaming) its
+              // output lines, a slice before each tile (see RowAhead).
               const bool out_next = !stream && n * p.out_h + oh + 1 < p.batch * p.out_h;
-              // Rows [first_ih, last_ih] are consecutive in memory.
-              const char* in_row = reinterpret_cast<const char*>(
-                  x + ((n * p.in_h + first_ih) * p.in_w) * p.in_c);
-              const char* out_row = reinterpret_cast<const char*>(yrow + p.out_w * cout);
-              const int64_t in_lines =
-                  last_ih >= first_ih ? CeilDiv((last_ih - first_ih + 1) * p.in_w * p.in_c, line)
-                                      : 0;
-              const int64_t out_lines = out_next ? CeilDiv(p.out_w * cout, line) : 0;
-              int64_t steps_for = 0, in_step = 0, out_step = 0;
-              auto ahead = [&](int64_t part, int64_t parts) {
-                if (parts != steps_for) {  // once per row (no division per tile)
-                  steps_for = parts;
-                  in_step = CeilDiv(in_lines, parts);
-                  out_step = CeilDiv(out_lines, parts);
-                }
-                const int64_t in_end = std::min(in_lines, (part + 1) * in_step);
-                for (int64_t l = part * in_step; l < in_end; ++l) {
-                  __builtin_prefetch(in_row + l * 64, 0, 3);
-                }
-                const int64_t out_end = std::min(out_lines, (part + 1) * out_step);
-                for (int64_t l = part * out_step; l < out_end; ++l) {
-                  __builtin_prefetch(out_row + l * 64, 1, 3);
-                }
-              };
+              RowAhead<T> row_ahead(p, x, n, next_ih, out_next ? yrow + p.out_w * cout : nullptr,
+                                    p.out_w * cout, true);
+              auto ahead = [&](int64_t part, int64_t parts) { row_ahead.Part(part, parts); };
               run_strided(std::true_type(), ahead);
             } else {
               // The next output row's input for pixels [tile_lo, tile_end), gathered into the
@@ -1028,11 +1049,14 @@ constexpr bool kFilterRowS1 = kVectorBytes == 32;
 // (t, kw) of outputs ow = iw + pad_left - kw, so one load of it serves three FMAs, with the last
 // three output gradients kept in registers (zero outside the row, which also covers the border
 // columns without a branch). One input and one output gradient load per 3 * n_rows FMAs instead
-// of one load per FMA.
-template <typename T, int NV>
+// of one load per FMA. Rows gathered into a ring (kInPlace false): it prefetches the next channel
+// pass's lines. Rows read in place: it calls ahead() before every kFilterAheadPixels input
+// pixels, with which the caller prefetches the next row (see RowAhead).
+constexpr int64_t kFilterAheadPixels = 8;
+template <typename T, int NV, bool kInPlace, typename Ahead>
 inline void DepthwiseFilterRow3S1(const GroupedConvParams& p, const T* const* rows,
                                   const int64_t* khs, int64_t n_rows, const T* dyrow, int64_t ps,
-                                  int64_t c0, T* part) {
+                                  int64_t c0, T* part, Ahead&& ahead) {
   using S = Simd<T>;
   using V = typename S::V;
   constexpr int L = S::kLanes;
@@ -1053,7 +1077,7 @@ inline void DepthwiseFilterRow3S1(const GroupedConvParams& p, const T* const* ro
   const T* x0 = rows[0] + c0;
   const T* x1 = rows[n_rows > 1 ? 1 : 0] + c0;
   const T* x2 = rows[n_rows > 2 ? 2 : 0] + c0;
-  if (c0 + NV * L < cout) {
+  if (!kInPlace && c0 + NV * L < cout) {
     // The next channel pass's lines of this row, into L1 while this pass computes.
     const int64_t next = NV * L;
     for (int64_t iw = 0; iw < p.in_w; ++iw) {
@@ -1061,7 +1085,7 @@ inline void DepthwiseFilterRow3S1(const GroupedConvParams& p, const T* const* ro
     }
     for (int64_t ow = 0; ow < p.out_w; ++ow) __builtin_prefetch(dyrow + ow * cout + c0 + next, 0, 3);
   }
-  for (int64_t iw = 0; iw < p.in_w; ++iw) {
+  auto pixel = [&](int64_t iw) {
     const int64_t ow = iw + p.pad_left;
     Unroll<NV>([&](auto v) {
       g[2][v] = g[1][v];
@@ -1077,6 +1101,15 @@ inline void DepthwiseFilterRow3S1(const GroupedConvParams& p, const T* const* ro
         });
       }
     });
+  };
+  if constexpr (kInPlace) {
+    for (int64_t iw0 = 0; iw0 < p.in_w; iw0 += kFilterAheadPixels) {
+      ahead();
+      const int64_t iw1 = std::min(p.in_w, iw0 + kFilterAheadPixels);
+      for (int64_t iw = iw0; iw < iw1; ++iw) pixel(iw);
+    }
+  } else {
+    for (int64_t iw = 0; iw < p.in_w; ++iw) pixel(iw);
   }
   for (int t = 0; t < 3; ++t) {
     if (t >= n_rows) break;
@@ -1111,11 +1144,34 @@ void DepthwiseBackpropFilter(const GroupedConvParams& p, const T* x, const T* dy
         const int64_t chunks = std::max<int64_t>(1, cout / (kNV * kL));
         static_assert(!kFilterRowS1 || kNV == 1, "the input walk covers every whole vector");
         const bool s1 = kFilterRowS1 && p.stride_w == 1 && p.dil_w == 1;
+        // With the AVX2 kernels, rows read in place: the next output row's new input rows and
+        // its output gradient row are prefetched a slice per channel pass (see RowAhead), and
+        // the passes do not prefetch each other's lines.
+        const bool in_place = kFilterRowS1 && source.direct();
+        const bool dy_next = n * p.out_h + oh + 1 < p.batch * p.out_h;
+        RowAhead<T> row_ahead(p, x, n, in_place ? next_ih : -1,
+                              in_place && dy_next ? dyrow + p.out_w * cout : nullptr,
+                              p.out_w * cout, false);
+        // slices: one per kFilterAheadPixels input pixels of each pass with the input walk,
+        // else one per pass
+        const int64_t per_pass = s1 ? CeilDiv(p.in_w, kFilterAheadPixels) : 1;
+        int64_t slice = 0;
+        auto ahead = [&] { row_ahead.Part(slice++, chunks * per_pass); };
         for (; c_done + kNV * kL <= cout; c_done += kNV * kL) {
-          source.GatherAhead(next_ih, c_done / (kNV * kL), chunks);
+          if (!in_place) {
+            source.GatherAhead(next_ih, c_done / (kNV * kL), chunks);
+          } else if (!s1) {
+            ahead();
+          }
           if constexpr (kFilterRowS1) {
             if (s1) {
-              DepthwiseFilterRow3S1<T, kNV>(p, rows, khs, n_rows, dyrow, ps, c_done, part);
+              if (in_place) {
+                DepthwiseFilterRow3S1<T, kNV, true>(p, rows, khs, n_rows, dyrow, ps, c_done,
+                                                    part, ahead);
+              } else {
+                DepthwiseFilterRow3S1<T, kNV, false>(p, rows, khs, n_rows, dyrow, ps, c_done,
+                                                     part, ahead);
+              }
               continue;
             }
           }
