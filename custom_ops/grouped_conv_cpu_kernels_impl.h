@@ -561,9 +561,10 @@ inline void DepthwiseTile3(const T* const* rows, const int64_t* khs, int64_t n_r
 
 // Prefetches, in `parts` even slices a few lines each, what the next output row of a depthwise
 // kernel reads in place: the input rows it adds (the last one, next_ih, and with stride 2 the one
-// before it: consecutive in memory) and one more row of `second_values` values from `second` (the
-// next output row, for writing, in the forward; the next output gradient row, for reading, in the
-// filter gradient), so the memory reads overlap the compute in a steady trickle instead of a
+// before it: consecutive in memory) and, given `second_row` (output row oh of image n, or of a
+// tensor shaped like the output), the row after it when the tensor has one (the next output row,
+// for writing, in the forward; the next output gradient row, for reading, in the filter
+// gradient). A next_ih below 0 prefetches no input. So the memory reads overlap the compute in a steady trickle instead of a
 // burst the core waits on. Measured on the 2-core Zen 3, AVX2 (C++ harness, [32, 28, 28, 240]
 // 3x3 float32 on two threads, interleaved medians of 21): the forward took 3.9-4.4 ms instead of
 // 4.3-4.9 ms with the next input row prefetched in pixel slices once per channel pass and each
@@ -573,16 +574,19 @@ inline void DepthwiseTile3(const T* const* rows, const int64_t* khs, int64_t n_r
 template <typename T>
 class RowAhead {
  public:
-  RowAhead(const GroupedConvParams& p, const T* x, int64_t n, int64_t next_ih, const T* second,
-           int64_t second_values, bool write_second) : write_(write_second) {
+  RowAhead(const GroupedConvParams& p, const T* x, int64_t n, int64_t oh, int64_t next_ih,
+           const T* second_row, bool write_second) : write_(write_second) {
     constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
     const int64_t first_ih =
         std::max<int64_t>(0, next_ih - std::min<int64_t>(p.stride_h, 2) + 1);
     const int64_t last_ih = std::min(next_ih, p.in_h - 1);
     in_ = reinterpret_cast<const char*>(x + (n * p.in_h + first_ih) * p.in_w * p.in_c);
     in_lines_ = last_ih >= first_ih ? CeilDiv((last_ih - first_ih + 1) * p.in_w * p.in_c, line) : 0;
-    second_ = reinterpret_cast<const char*>(second);
-    second_lines_ = second ? CeilDiv(second_values, line) : 0;
+    const int64_t row_values = p.out_w * p.out_c;
+    if (second_row && n * p.out_h + oh + 1 < p.batch * p.out_h) {
+      second_ = reinterpret_cast<const char*>(second_row + row_values);
+      second_lines_ = CeilDiv(row_values, line);
+    }
   }
   // Prefetches slice `part` of `parts` (the same `parts` for a whole row).
   void Part(int64_t part, int64_t parts) {
@@ -758,9 +762,7 @@ void DepthwiseForward(const GroupedConvParams& p, const T* x, const T* f, T* y,
             if (source.direct()) {
               // Read in place: the next output row's new input rows and (unless streaming) its
               // output lines, a slice before each tile (see RowAhead).
-              const bool out_next = !stream && n * p.out_h + oh + 1 < p.batch * p.out_h;
-              RowAhead<T> row_ahead(p, x, n, next_ih, out_next ? yrow + p.out_w * cout : nullptr,
-                                    p.out_w * cout, true);
+              RowAhead<T> row_ahead(p, x, n, oh, next_ih, stream ? nullptr : yrow, true);
               auto ahead = [&](int64_t part, int64_t parts) { row_ahead.Part(part, parts); };
               run_strided(std::true_type(), ahead);
             } else {
@@ -1145,13 +1147,12 @@ void DepthwiseBackpropFilter(const GroupedConvParams& p, const T* x, const T* dy
         static_assert(!kFilterRowS1 || kNV == 1, "the input walk covers every whole vector");
         const bool s1 = kFilterRowS1 && p.stride_w == 1 && p.dil_w == 1;
         // With the AVX2 kernels, rows read in place: the next output row's new input rows and
-        // its output gradient row are prefetched a slice per channel pass (see RowAhead), and
-        // the passes do not prefetch each other's lines.
+        // its output gradient row are prefetched a slice per kFilterAheadPixels input pixels of
+        // each pass (per pass without the input walk; see RowAhead), and the passes do not
+        // prefetch each other's lines.
         const bool in_place = kFilterRowS1 && source.direct();
-        const bool dy_next = n * p.out_h + oh + 1 < p.batch * p.out_h;
-        RowAhead<T> row_ahead(p, x, n, in_place ? next_ih : -1,
-                              in_place && dy_next ? dyrow + p.out_w * cout : nullptr,
-                              p.out_w * cout, false);
+        RowAhead<T> row_ahead(p, x, n, oh, in_place ? next_ih : -1, in_place ? dyrow : nullptr,
+                              false);
         // slices: one per kFilterAheadPixels input pixels of each pass with the input walk,
         // else one per pass
         const int64_t per_pass = s1 ? CeilDiv(p.in_w, kFilterAheadPixels) : 1;

@@ -102,11 +102,26 @@ def cpu_arch_flags(cpuinfo: str | None = None) -> list[str]:
     Raises:
         ValueError: ``KERAS_CNNS_OP_ISA`` unknown, or above what the CPU supports.
     """
+    return list(_ISA_FLAGS[_build_isa(cpuinfo)])
+
+
+def op_isa() -> str:
+    """The vector ISA the CPU kernels are built for in this process: ``"avx512"``, ``"avx2"`` or
+    ``"baseline"`` (the ISA of :func:`cpu_arch_flags`' flags; ``"baseline"`` if
+    ``KERAS_CNNS_OP_ISA`` is invalid, in which case the op does not load)."""
+    try:
+        return _build_isa()
+    except ValueError:
+        return "baseline"
+
+
+def _build_isa(cpuinfo: str | None = None) -> str:
+    """The key of ``_ISA_FLAGS`` the kernels are built for (see :func:`cpu_arch_flags`)."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
         except OSError:
-            return []
+            return "baseline"
     flags: set[str] = set()
     for line in cpuinfo.splitlines():
         if line.startswith("flags"):
@@ -123,22 +138,11 @@ def cpu_arch_flags(cpuinfo: str | None = None) -> list[str]:
         raise ValueError(f"`{ISA_ENV}` must be one of ['auto', 'avx512', 'avx2', 'baseline']. "
                          f"Received: {ISA_ENV}={raw!r}")
     if isa == "auto":
-        isa = supported[-1]
-    elif isa not in supported:
+        return supported[-1]
+    if isa not in supported:
         raise ValueError(f"`{ISA_ENV}={raw}` asks for an ISA this CPU lacks; it supports "
                          f"{supported}")
-    return list(_ISA_FLAGS[isa])
-
-
-def op_isa() -> str:
-    """The vector ISA the CPU kernels are built for in this process: ``"avx512"``, ``"avx2"`` or
-    ``"baseline"`` (what :func:`cpu_arch_flags` gives; ``"baseline"`` if
-    ``KERAS_CNNS_OP_ISA`` is invalid, in which case the op does not load)."""
-    try:
-        flags = cpu_arch_flags()
-    except ValueError:
-        return "baseline"
-    return "avx512" if "-mavx512f" in flags else "avx2" if "-mavx2" in flags else "baseline"
+    return isa
 
 
 #: ``KERAS_CNNS_OP_ISA``: build the CPU kernels for a lower vector ISA than the CPU's best
