@@ -171,6 +171,14 @@ int main() {
       // 256 KiB and more are packed by both workers (PackWeights).
       {1, 4, 4, 72, 1, 200, 1, 1, 1, 1, true},     // pointwise, partial last panel
       {1, 5, 6, 20, 3, 100, 2, 1, 1, 1, true},     // 3x3 strided (im2col)
+      // Strided input gradients go per phase class (StridedBackpropInput): 4, 2, 2 and 1 taps at
+      // 3x3 stride 2; none for half the pixels of a 1x1 at stride 2; stride 3; dilation.
+      {2, 11, 11, 16, 3, 24, 2, 1, 1, 1, false},   // WRN-16-8's padded-then-VALID downsampling
+      {2, 8, 9, 12, 1, 20, 2, 1, 1, 1, false},     // 1x1 stride 2: pixels no tap reaches
+      {1, 10, 7, 8, 3, 8, 3, 1, 1, 1, true},       // stride 3
+      {1, 9, 10, 12, 5, 18, 2, 1, 3, 1, true},     // 5x5 grouped
+      {1, 11, 12, 8, 3, 16, 2, 2, 2, 1, true},     // stride 2 and dilation 2: one class only
+      {1, 13, 13, 8, 3, 16, 2, 1, 2, 2, true},     // with a shuffle: the all-taps path
       {1, 4, 4, 512, 1, 136, 1, 1, 1, 1, true},    // both: few pixels, parallel packing
       {3, 8, 8, 520, 1, 130, 1, 1, 1, 1, true},    // parallel packing, the pixel split
       // Partial filter gradients over 256 KiB take chunks of >= 128 pixels (FilterGradientChunk),

@@ -43,10 +43,14 @@ AVX-512, TF 2.21, both processes with a pooled CPU allocator):
 * oneDNN off (Eigen): the op is faster for stride-1 convolutions: 3x3 with few channels
   1.49x (32x32 x 16 -> 16) and 1.52x (16x16 x 32 -> 32), 1.0x at 8x8 x 64; DenseNet's growth
   convolutions (-> 12 channels) 0.94-2.39x, mostly 1.1-1.6x; wide ones (128 -> 128 ... 512 ->
-  512) 1.05-1.08x; 1x1 1.07-1.28x. It is slower for strided ones (0.61-0.90x; 1x1 stride 2
-  0.81 / 1.06x) and for the 3-channel stem (0.89x) -> the op for stride 1, 1x1 and 3x3 kernels,
-  at least 8 input channels, on maps up to 32 px (the measured domain; larger and unknown
-  sides keep Eigen's kernels).
+  512) 1.05-1.08x; 1x1 1.07-1.28x; it is slower for the 3-channel stem (0.89x). Strided ones
+  were slower (0.61-0.90x) while the op's input gradient multiplied every tap, three quarters
+  of them zeros at stride 2; it now takes each phase's taps only, and on the 2-core Zen 3
+  (AVX2) they are 1.02-1.43x for 3x3 at stride 2 (34x34 x 16 -> 32 1.13x, 34x34 x 128 -> 256
+  1.02x, 18x18 x 32 -> 64 1.11x, 18x18 x 256 -> 512 1.43x) and 1.22x / 1.58x for 1x1 at stride
+  2 -> the op for strides 1 and 2, 1x1 and 3x3 kernels, at least 8 input channels, on maps up
+  to 32 px (34 px at stride 2: a 32-px map padded for a VALID downsampling; the measured
+  domain: larger and unknown sides keep Eigen's kernels).
 
 Of the convolutions on the op, 3x3 ones with 16 or more output channels and those with a
 float32 filter over 256 KiB run their forward pass on ``tf.nn.conv2d`` and only their two
@@ -196,11 +200,14 @@ def measured_plain_rule(height, width, channels_in, channels_out, kernel_size, s
                         onednn) -> bool:
     """The measured rule for plain convolutions (no environment override): ``True`` for the
     custom op. Only the measured domain gets the op: unknown sides (``None``) keep
-    TensorFlow's kernels, and so do sides above 32, kernels other than 1x1 and 3x3, strides
-    above 1 and inputs of fewer than 8 channels."""
-    if onednn or None in (height, width, channels_in) or min(height, width) > 32:
+    TensorFlow's kernels, and so do sides above 32 (34 at stride 2: a 32-px map padded for a
+    VALID downsampling), kernels other than 1x1 and 3x3, strides above 2 and inputs of fewer
+    than 8 channels."""
+    if onednn or None in (height, width, channels_in) or stride not in (1, 2):
         return False
-    return kernel_size in (1, 3) and stride == 1 and channels_in >= 8
+    if min(height, width) > (32 if stride == 1 else 34):
+        return False
+    return kernel_size in (1, 3) and channels_in >= 8
 
 
 #: Filters of a plain convolution on the op bigger than this run their forward pass on

@@ -150,13 +150,18 @@ def test_measured_plain_rule():
     # oneDNN on: its convolution wins at every measured shape
     for args in [(32, 32, 16, 16, 3, 1), (16, 16, 32, 12, 3, 1), (32, 32, 160, 160, 1, 1)]:
         assert not measured_plain_rule(*args, onednn=True)
-    # oneDNN off: stride-1 3x3 / 1x1 convolutions of >= 8 channels on maps up to 32 px
+    # oneDNN off: 3x3 / 1x1 convolutions of >= 8 channels, stride 1 on maps up to 32 px, stride 2
+    # up to 34 px
     assert measured_plain_rule(32, 32, 16, 16, 3, 1, onednn=False)     # 1.49x
     assert measured_plain_rule(16, 16, 32, 32, 3, 1, onednn=False)     # 1.52x
     assert measured_plain_rule(32, 32, 64, 12, 3, 1, onednn=False)     # DenseNet growth, 2.39x
     assert measured_plain_rule(32, 32, 16, 128, 1, 1, onednn=False)    # 1x1, 1.28x
-    assert not measured_plain_rule(34, 34, 16, 32, 3, 2, onednn=False)  # strided: 0.73x
-    assert not measured_plain_rule(32, 32, 128, 256, 1, 2, onednn=False)  # 0.81x
+    assert measured_plain_rule(34, 34, 16, 32, 3, 2, onednn=False)      # strided: 1.13x
+    assert measured_plain_rule(18, 18, 256, 512, 3, 2, onednn=False)    # 1.43x
+    assert measured_plain_rule(32, 32, 128, 256, 1, 2, onednn=False)    # 1x1 strided: 1.22x
+    assert not measured_plain_rule(36, 36, 16, 32, 3, 2, onednn=False)  # not measured
+    assert not measured_plain_rule(33, 33, 16, 16, 3, 1, onednn=False)
+    assert not measured_plain_rule(32, 32, 16, 32, 3, 3, onednn=False)  # stride 3
     assert not measured_plain_rule(32, 32, 3, 16, 3, 1, onednn=False)  # the stem: 0.89x
     # outside the measured domain: TensorFlow's kernels
     assert not measured_plain_rule(56, 56, 64, 64, 3, 1, onednn=False)
