@@ -38,6 +38,7 @@ import keras_tuner as kt
 import numpy as np
 
 from keras_cnns._checks import fail, is_int
+from keras_cnns.tuning._state_files import atomic_keras_tuner_writes
 from keras_cnns.tuning.space import Config, Pricer, make_config, resolve_space
 
 __all__ = ["MultiplierHyperModel", "adapt_images", "budgeted", "latency_ms", "trial_rows"]
@@ -476,6 +477,8 @@ _GUARDED: Dict[type, type] = {}
 def budgeted(tuner, hypermodel: Optional[MultiplierHyperModel] = None):
     """Make ``tuner``'s oracle honour ``hypermodel``'s budget (default: the tuner's hypermodel);
     returns the tuner. Idempotent; a worker's oracle client is left alone (the chief proposes).
+    From here on this process writes Keras Tuner's state files atomically, so a search killed
+    mid-write can be resumed (:mod:`keras_cnns.tuning._state_files`).
 
     Raises:
         ValueError: the hypermodel is not a :class:`MultiplierHyperModel`, or no point of the
@@ -484,6 +487,7 @@ def budgeted(tuner, hypermodel: Optional[MultiplierHyperModel] = None):
     hm = hypermodel if hypermodel is not None else getattr(tuner, "hypermodel", None)
     if not isinstance(hm, MultiplierHyperModel):
         fail("hypermodel", "must be a keras_cnns.tuning.MultiplierHyperModel", hm)
+    atomic_keras_tuner_writes()
     oracle = tuner.oracle
     if type(oracle).__name__ == "OracleClient":
         return tuner
