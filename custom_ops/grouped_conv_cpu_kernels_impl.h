@@ -564,8 +564,8 @@ inline void DepthwiseTile3(const T* const* rows, const int64_t* khs, int64_t n_r
 // before it: consecutive in memory) and, given `second_row` (output row oh of image n, or of a
 // tensor shaped like the output), the row after it when the tensor has one (the next output row,
 // for writing, in the forward; the next output gradient row, for reading, in the filter
-// gradient). A next_ih below 0 prefetches no input. So the memory reads overlap the compute in a steady trickle instead of a
-// burst the core waits on. Measured on the 2-core Zen 3, AVX2 (C++ harness, [32, 28, 28, 240]
+// gradient). A next_ih below 0 prefetches no input. So the memory reads overlap the compute in a
+// steady trickle instead of a burst the core waits on. Measured on the 2-core Zen 3, AVX2 (C++ harness, [32, 28, 28, 240]
 // 3x3 float32 on two threads, interleaved medians of 21): the forward took 3.9-4.4 ms instead of
 // 4.3-4.9 ms with the next input row prefetched in pixel slices once per channel pass and each
 // pass prefetching the next pass's lines (those prefetches cost 0.6 ms of 2.3 with the tensors in

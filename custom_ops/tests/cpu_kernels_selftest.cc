@@ -172,7 +172,8 @@ int main() {
       {1, 4, 4, 72, 1, 200, 1, 1, 1, 1, true},     // pointwise, partial last panel
       {1, 5, 6, 20, 3, 100, 2, 1, 1, 1, true},     // 3x3 strided (im2col)
       // Strided input gradients go per phase class (StridedBackpropInput): 4, 2, 2 and 1 taps at
-      // 3x3 stride 2; none for half the pixels of a 1x1 at stride 2; stride 3; dilation.
+      // 3x3 stride 2; none for three quarters of the pixels of a 1x1 at stride 2; stride 3;
+      // dilation.
       {2, 11, 11, 16, 3, 24, 2, 1, 1, 1, false},   // WRN-16-8's padded-then-VALID downsampling
       {2, 8, 9, 12, 1, 20, 2, 1, 1, 1, false},     // 1x1 stride 2: pixels no tap reaches
       {1, 10, 7, 8, 3, 8, 3, 1, 1, 1, true},       // stride 3

@@ -21,28 +21,25 @@ import contextlib
 import glob
 import json
 import os
-import tempfile
+import uuid
 import warnings
 
 __all__ = ["atomic_keras_tuner_writes", "repair_project"]
 
-# The permissions a plain open() would give (mkstemp makes 0600): read once, at import.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
-
-def _atomic_save_json(path, obj, _original=None):
-    obj_str = json.dumps(obj)
+def _atomic_save_json(path, obj, original):
     path = os.fspath(path)
     if "://" in path:  # a remote file system (gs://, ...): Keras Tuner's own write
-        return _original(path, obj)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=os.path.dirname(path) or ".")
+        return original(path, obj)
+    obj_str = json.dumps(obj)
+    # A new name beside the target, created with a plain file's permissions (the umask applies)
+    tmp = os.path.join(os.path.dirname(path) or ".", f".tmp-{uuid.uuid4().hex}.json")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(obj_str)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -62,7 +59,7 @@ def atomic_keras_tuner_writes() -> None:
         return
 
     def save_json(path, obj):
-        return _atomic_save_json(path, obj, _original=current)
+        return _atomic_save_json(path, obj, current)
 
     save_json._keras_cnns_atomic = True
     save_json.__doc__ = current.__doc__

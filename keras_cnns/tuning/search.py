@@ -163,7 +163,7 @@ def make_tuner(algorithm: str, hypermodel, *, objective="val_accuracy", max_tria
     at ``max_trials`` if given). ``tuner_class``: a subclass to use instead of Keras Tuner's."""
     import keras_tuner as kt
 
-    from keras_cnns.tuning._state_files import atomic_keras_tuner_writes, repair_project
+    from keras_cnns.tuning._state_files import repair_project
     from keras_cnns.tuning.hypermodel import budgeted
 
     if algorithm not in ALGORITHMS:
@@ -171,9 +171,8 @@ def make_tuner(algorithm: str, hypermodel, *, objective="val_accuracy", max_tria
     base = {"grid": kt.GridSearch, "random": kt.RandomSearch,
             "bayesian": kt.BayesianOptimization, "hyperband": kt.Hyperband}[algorithm]
     cls = tuner_class or base
-    # Keras Tuner's state files: written atomically from now on; a project left with an empty
-    # trial.json by a run killed mid-write is repaired before Keras Tuner reloads it.
-    atomic_keras_tuner_writes()
+    # A project left with an empty trial.json by a run killed mid-write is repaired before Keras
+    # Tuner reloads it (budgeted, below, makes the writes from now on atomic).
     if not overwrite:
         repair_project(os.path.join(os.fspath(directory), project_name or "untitled_project"))
     common = dict(hypermodel=hypermodel, objective=objective, seed=seed, directory=directory,
